@@ -1,0 +1,127 @@
+/**
+ * Child process of part 3: N leases held by this one process, one elector per
+ * lease (common ttl, default renew interval ttl/3), all on one store connection
+ * set. Counts store calls through a counting wrapper, and measures CPU
+ * (process.cpuUsage) and memory (heapUsed/rss after GC) over a steady window.
+ * Run with --expose-gc.
+ */
+import { createElector, type Elector } from "../src/elector/index.js";
+import { openStore } from "../src/store/open.js";
+import type { LeaseStore } from "../src/store/types.js";
+import { childMain, msSince, nowNs, round, sleep, uniqueName } from "./lib/common.js";
+
+export interface ScaleInput {
+  url: string;
+  n: number;
+  ttlMs: number;
+  windowMs: number;
+  /** Bound on getting all N elected. */
+  startTimeoutMs: number;
+}
+
+export interface ScaleOutput {
+  n: number;
+  startMs: number;
+  elected: number;
+  heldAtEnd: number;
+  storeCallsPerSec: number;
+  /** Store calls of each kind during the window. */
+  calls: Record<string, number>;
+  cpuPercentOfCore: number;
+  cpuUsPerLeasePerSec: number;
+  heapBytesPerLease: number;
+  rssBytesPerLease: number;
+  demotions: number;
+  errors: number;
+}
+
+const COUNTED = ["acquire", "renew", "release", "read", "list", "putFenced", "getFenced"] as const;
+
+function counting(store: LeaseStore, calls: Record<string, number>): LeaseStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof v !== "function") return v;
+      if ((COUNTED as readonly (string | symbol)[]).includes(prop)) {
+        return (...args: unknown[]) => {
+          calls[prop as string] = (calls[prop as string] ?? 0) + 1;
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+}
+
+function mem(): { heap: number; rss: number } {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) {
+    g();
+    g();
+  }
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed, rss: m.rss };
+}
+
+async function main(input: ScaleInput): Promise<ScaleOutput> {
+  const raw = await openStore(input.url);
+  const calls: Record<string, number> = {};
+  const store = counting(raw, calls);
+  const prefix = uniqueName("scale");
+  // Warm the store (connections, prepared statements, scripts) before the baseline.
+  await raw.read(`${prefix}-warm`);
+  const before = mem();
+  const electors: Elector[] = [];
+  let demotions = 0;
+  let errors = 0;
+  let elected = 0;
+  const t0 = nowNs();
+  for (let i = 0; i < input.n; i++) {
+    const e = createElector({ store, name: `${prefix}-${i}`, ttlMs: input.ttlMs });
+    e.on("elected", () => void elected++);
+    e.on("demoted", () => void demotions++);
+    e.on("error", () => void errors++);
+    electors.push(e);
+  }
+  await Promise.all(electors.map((e) => e.start()));
+  while (elected < input.n && msSince(t0) < input.startTimeoutMs) await sleep(20);
+  const startMs = msSince(t0);
+  // Let the start-up burst drain into steady renewals.
+  await sleep(Math.min(1000, input.ttlMs / 3));
+  const after = mem();
+  const c0 = { ...calls };
+  const cpu0 = process.cpuUsage();
+  const w0 = nowNs();
+  await sleep(input.windowMs);
+  const cpu = process.cpuUsage(cpu0);
+  const wallMs = msSince(w0);
+  const windowCalls: Record<string, number> = {};
+  let total = 0;
+  for (const k of Object.keys(calls)) {
+    const d = (calls[k] ?? 0) - (c0[k] ?? 0);
+    if (d) windowCalls[k] = d;
+    total += d;
+  }
+  const heldAtEnd = electors.filter((e) => e.isLeader()).length;
+  const cpuUs = cpu.user + cpu.system;
+  const out: ScaleOutput = {
+    n: input.n,
+    startMs: round(startMs, 1),
+    elected,
+    heldAtEnd,
+    storeCallsPerSec: round((total * 1000) / wallMs, 1),
+    calls: windowCalls,
+    cpuPercentOfCore: round((cpuUs / 1000 / wallMs) * 100, 2),
+    cpuUsPerLeasePerSec: round(cpuUs / input.n / (wallMs / 1000), 2),
+    heapBytesPerLease: Math.round((after.heap - before.heap) / input.n),
+    rssBytesPerLease: Math.round((after.rss - before.rss) / input.n),
+    demotions,
+    errors,
+  };
+  // Stop (release) within a bound; leftovers expire by ttl.
+  await Promise.race([Promise.all(electors.map((e) => e.stop().catch(() => {}))), sleep(10_000)]);
+  await raw.close().catch(() => {});
+  return out;
+}
+
+await childMain(main);

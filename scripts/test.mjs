@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// Runs the compiled test suite with node's test runner. Starts the services the
+// store tests need (scripts/services.sh) and stops what it started.
+// Usage: node scripts/test.mjs [substring-filter …]
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const testDir = join(root, "dist", "test");
+const filters = process.argv.slice(2);
+
+function walk(dir) {
+  const out = [];
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out.push(...walk(p));
+    else if (e.endsWith(".test.js")) out.push(p);
+  }
+  return out;
+}
+
+const files = walk(testDir)
+  .filter((f) => filters.length === 0 || filters.some((s) => relative(testDir, f).includes(s)))
+  .sort();
+if (files.length === 0) {
+  console.error(
+    `no test files matched ${filters.join(" ") || "(all)"} under ${testDir}; run npm run build first`,
+  );
+  process.exit(1);
+}
+
+const manage = process.env.TENURE_TEST_SERVICES !== "external";
+if (manage) {
+  const r = spawnSync("bash", [join(root, "scripts/services.sh"), "start"], { stdio: "inherit" });
+  if (r.status !== 0 && process.env.CI) {
+    console.error("test services could not be started (see above); CI needs every backend");
+    process.exit(1);
+  }
+}
+let status = 1;
+try {
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--enable-source-maps",
+      "--test",
+      `--test-concurrency=${process.env.TENURE_TEST_CONCURRENCY ?? "2"}`,
+      "--test-timeout=120000",
+      ...files,
+    ],
+    { stdio: "inherit", env: { ...process.env, TENURE_REPO_ROOT: root } },
+  );
+  status = r.status ?? 1;
+} finally {
+  if (manage) spawnSync("bash", [join(root, "scripts/services.sh"), "stop"], { stdio: "inherit" });
+}
+process.exit(status);

@@ -1,0 +1,109 @@
+import { defaultStorePath } from "./store.js";
+
+/** `tenure --help` and `tenure <command> --help`. */
+export function helpText(command?: string): string {
+  const store = `  --store URL           where leases live (default $TENURE_STORE, else
+                        sqlite:${defaultStorePath()})
+                        sqlite:PATH | postgres://… | redis://… | etcd://host:port
+  --connect-timeout D   how long to retry an unreachable store at start-up (default 5s)
+  --log-format F        human (default) or json, on stderr
+  --log-level L         debug, info (default), warn or error
+  -h, --help            this help`;
+  const exits = `Exit codes:
+  0    success (run: the command exited 0, or tenure was stopped cleanly)
+  64   usage error: unknown flag, bad duration, missing NAME or CMD, bad store URL
+  69   the store is unreachable or refused the connection at start-up
+  70   internal error (a bug: please report it)
+  75   run --no-wait: another process leads, nothing was run
+  126  run: CMD is not executable      127  run: CMD not found
+  137  run: CMD ignored SIGTERM at shutdown and was killed after --grace
+  N    run --once / --restart never: CMD's own exit code (128+signal if killed)`;
+  switch (command) {
+    case "run":
+      return `Usage: tenure run [options] --name NAME -- CMD [ARGS…]
+
+Campaigns for the lease NAME and runs CMD (no shell) while this process leads.
+CMD gets TENURE_NAME, TENURE_TOKEN (fencing token) and TENURE_HOLDER in its
+environment and runs in its own process group. When leadership is lost, CMD's
+group gets SIGTERM, then SIGKILL after --grace, and tenure campaigns again.
+SIGINT/SIGTERM stop CMD the same way, release the lease (fast handoff) and exit.
+
+Options:
+  --name NAME           lease name (required): A–Z a–z 0–9 . _ : / -
+  --ttl D               lease time-to-live (default 15s); a crashed leader is
+                        replaced within about this long
+  --grace D             SIGTERM → SIGKILL delay when stopping CMD (default 10s)
+  --once                run CMD once as leader, release, exit with its code;
+                        processes that waited on that run exit 0 without running it
+  --no-wait             exit 75 at once if another process leads
+  --restart P           on-failure (default): restart CMD when it exits non-zero,
+                        finish when it exits 0; always: restart on any exit;
+                        never: exit with CMD's code when it exits
+  --max-restarts N      failed runs in a row before resigning the lease so
+                        another process can try (default 5)
+  --restart-delay D     first restart delay, doubling up to 30s (default 1s)
+  --holder ID           this process's identity (default hostname:pid:random)
+  --health-port N       serve /healthz and /metrics on this port
+  --health-host H       address for --health-port (default 127.0.0.1)
+${store}
+
+Durations: 500ms, 15s, 1.5s, 2m, 1h.
+
+Example:
+  tenure run --name nightly-report --ttl 10s -- node report.js
+
+${exits}
+`;
+    case "status":
+      return `Usage: tenure status [options] [NAME]
+
+Shows who holds NAME (or every held lease): holder, fencing token, time to expiry.
+
+Options:
+  --json                one JSON value (tokens as strings)
+${store}
+
+${exits}
+`;
+    case "watch":
+      return `Usage: tenure watch [options] NAME
+
+Prints the leader of NAME now and on every change, until interrupted.
+
+Options:
+  --json                one JSON object per line
+${store}
+
+${exits}
+`;
+    case "release":
+      return `Usage: tenure release [options] NAME --force
+
+Break-glass: releases NAME whoever holds it (for a holder known to be dead).
+A live holder notices at its next renewal and stops its command.
+
+Options:
+  --force               required
+${store}
+
+${exits}
+`;
+    default:
+      return `Usage: tenure <command> [options]
+
+Leader election for commands: run a command on exactly one host at a time.
+
+Commands:
+  run      campaign for a lease and run a command while leader
+  status   show who holds leases
+  watch    print each leadership change of a lease
+  release  break-glass release of a lease (--force)
+
+Run 'tenure <command> --help' for its options. 'tenure --version' prints the version.
+
+Default store: $TENURE_STORE, else sqlite:${defaultStorePath()}
+
+${exits}
+`;
+  }
+}

@@ -1,0 +1,3 @@
+export { createElector, Elector } from "./elector.js";
+export { defaultHolderId, ELECTOR_DEFAULTS, type ElectorOptions } from "./options.js";
+export type * from "./types.js";

@@ -1,0 +1,195 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { type Clock, systemClock } from "../clock.js";
+import { ConfigError } from "../errors.js";
+import { type Logger, noopLogger } from "../logger.js";
+import type { LeaseStore } from "../store/types.js";
+import { validateHolder, validateLeaseName } from "../store/validate.js";
+
+/** Options of {@link createElector}. Every timing is in milliseconds. */
+export interface ElectorOptions {
+  /** Where leases live (see `openStore`). Required. The elector never closes it. */
+  store: LeaseStore;
+  /** Lease name: 1–128 characters of `A–Z a–z 0–9 . _ : / -`, starting with a letter or digit. Required. */
+  name: string;
+  /** Lease time-to-live. Default 15 000. */
+  ttlMs?: number;
+  /** How often the leader renews. Default ttlMs / 3. Must be < ttlMs − safetyMarginMs. */
+  renewIntervalMs?: number;
+  /** How often a follower polls when it has no better hint. Default ttlMs / 5. */
+  retryMs?: number;
+  /**
+   * Subtracted from the trust window to absorb clock-rate drift and scheduling
+   * delay: a leader trusts itself until `sentAt + ttlMs − safetyMarginMs`.
+   * Default max(100, 2 % of ttlMs). Must be ≥ 0 and < ttlMs.
+   */
+  safetyMarginMs?: number;
+  /** This process's identity in the store. Default `hostname:pid:random`. At most 255 characters. */
+  holderId?: string;
+  /** Pause after resigning before campaigning again, so another process can win. Default retryMs. */
+  resignCooldownMs?: number;
+  /** Largest delay between attempts while the store keeps failing. Default max(retryMs, ttlMs / 2). */
+  maxBackoffMs?: number;
+  /** A store call taking longer than this counts as a transient timeout. Default min(ttlMs, 10 000). */
+  storeTimeoutMs?: number;
+  /** health() turns unhealthy after the store has been unreachable this long. Default max(60 000, 4 × ttlMs). */
+  unreachableAfterMs?: number;
+  /** Bound on stopping leader work when a term ends before the lease is released. Default 10 000. */
+  stopTimeoutMs?: number;
+  /** Structured logger. Default: silent. */
+  logger?: Logger;
+  /** Time source. Default: the monotonic system clock. Inject a FakeClock in tests. */
+  clock?: Clock;
+  /** Random source in [0, 1) for jitter. Default Math.random. */
+  random?: () => number;
+}
+
+/** Fully resolved options. */
+export interface ResolvedElectorOptions {
+  readonly store: LeaseStore;
+  readonly name: string;
+  readonly ttlMs: number;
+  readonly renewIntervalMs: number;
+  readonly retryMs: number;
+  readonly safetyMarginMs: number;
+  readonly holderId: string;
+  readonly resignCooldownMs: number;
+  readonly maxBackoffMs: number;
+  readonly storeTimeoutMs: number;
+  readonly unreachableAfterMs: number;
+  readonly stopTimeoutMs: number;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly random: () => number;
+}
+
+/** Default values, as documented on {@link ElectorOptions}. */
+export const ELECTOR_DEFAULTS = Object.freeze({
+  ttlMs: 15_000,
+  renewIntervalFraction: 1 / 3,
+  retryFraction: 1 / 5,
+  safetyMarginMinMs: 100,
+  safetyMarginFraction: 0.02,
+  storeTimeoutMaxMs: 10_000,
+  unreachableAfterMinMs: 60_000,
+  stopTimeoutMs: 10_000,
+});
+
+function positiveInt(field: string, v: unknown, max = 2_147_483_647): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new ConfigError(field, `must be an integer from 1 to ${max} (ms), got ${String(v)}`);
+  }
+  return v;
+}
+
+function nonNegativeInt(field: string, v: unknown, max = 2_147_483_647): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) {
+    throw new ConfigError(field, `must be an integer from 0 to ${max} (ms), got ${String(v)}`);
+  }
+  return v;
+}
+
+/** The default holder id: `hostname:pid:random`. */
+export function defaultHolderId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+}
+
+function isStore(s: unknown): s is LeaseStore {
+  return (
+    !!s &&
+    typeof s === "object" &&
+    ["acquire", "renew", "release", "read"].every(
+      (m) => typeof (s as Record<string, unknown>)[m] === "function",
+    )
+  );
+}
+
+/** Validates options and fills defaults; throws ConfigError naming the first bad field. */
+export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions {
+  if (!o || typeof o !== "object") throw new ConfigError("options", "must be an object");
+  if (!isStore(o.store)) {
+    throw new ConfigError("store", "must be a LeaseStore (from openStore(url) or a store class)");
+  }
+  const name = validateLeaseName(o.name, "name");
+  const ttlMs = positiveInt("ttlMs", o.ttlMs ?? ELECTOR_DEFAULTS.ttlMs);
+  if (ttlMs < 10) throw new ConfigError("ttlMs", `must be at least 10 ms, got ${ttlMs}`);
+  const safetyMarginMs = nonNegativeInt(
+    "safetyMarginMs",
+    o.safetyMarginMs ??
+      Math.max(
+        ELECTOR_DEFAULTS.safetyMarginMinMs,
+        Math.round(ttlMs * ELECTOR_DEFAULTS.safetyMarginFraction),
+      ),
+  );
+  if (safetyMarginMs >= ttlMs) {
+    throw new ConfigError(
+      "safetyMarginMs",
+      `must be less than ttlMs (${ttlMs}), got ${safetyMarginMs}`,
+    );
+  }
+  const window = ttlMs - safetyMarginMs;
+  const renewIntervalMs = positiveInt(
+    "renewIntervalMs",
+    o.renewIntervalMs ?? Math.max(1, Math.floor(ttlMs * ELECTOR_DEFAULTS.renewIntervalFraction)),
+  );
+  if (renewIntervalMs >= window) {
+    throw new ConfigError(
+      "renewIntervalMs",
+      `must be less than ttlMs − safetyMarginMs (${ttlMs} − ${safetyMarginMs} = ${window}), got ${renewIntervalMs}`,
+    );
+  }
+  const retryMs = positiveInt(
+    "retryMs",
+    o.retryMs ?? Math.max(1, Math.floor(ttlMs * ELECTOR_DEFAULTS.retryFraction)),
+  );
+  const holderId = validateHolder(o.holderId ?? defaultHolderId(), "holderId");
+  const resignCooldownMs = nonNegativeInt("resignCooldownMs", o.resignCooldownMs ?? retryMs);
+  const maxBackoffMs = positiveInt(
+    "maxBackoffMs",
+    o.maxBackoffMs ?? Math.max(retryMs, Math.floor(ttlMs / 2)),
+  );
+  const storeTimeoutMs = positiveInt(
+    "storeTimeoutMs",
+    o.storeTimeoutMs ?? Math.min(ttlMs, ELECTOR_DEFAULTS.storeTimeoutMaxMs),
+  );
+  const unreachableAfterMs = positiveInt(
+    "unreachableAfterMs",
+    o.unreachableAfterMs ?? Math.max(ELECTOR_DEFAULTS.unreachableAfterMinMs, 4 * ttlMs),
+  );
+  const stopTimeoutMs = positiveInt(
+    "stopTimeoutMs",
+    o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs,
+  );
+  if (
+    o.logger !== undefined &&
+    (typeof o.logger !== "object" || typeof o.logger.warn !== "function")
+  ) {
+    throw new ConfigError("logger", "must have debug/info/warn/error methods");
+  }
+  if (
+    o.clock !== undefined &&
+    (typeof o.clock?.now !== "function" || typeof o.clock.sleep !== "function")
+  ) {
+    throw new ConfigError("clock", "must have now() and sleep(ms, signal) methods");
+  }
+  if (o.random !== undefined && typeof o.random !== "function") {
+    throw new ConfigError("random", "must be a function returning a number in [0, 1)");
+  }
+  return Object.freeze({
+    store: o.store,
+    name,
+    ttlMs,
+    renewIntervalMs,
+    retryMs,
+    safetyMarginMs,
+    holderId,
+    resignCooldownMs,
+    maxBackoffMs,
+    storeTimeoutMs,
+    unreachableAfterMs,
+    stopTimeoutMs,
+    logger: o.logger ?? noopLogger,
+    clock: o.clock ?? systemClock,
+    random: o.random ?? Math.random,
+  });
+}

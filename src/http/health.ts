@@ -1,0 +1,143 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Elector } from "../elector/elector.js";
+import { ConfigError } from "../errors.js";
+import { logReplacer } from "../logger.js";
+import { createMetrics, type MetricsOptions, type TenureMetrics } from "./metrics.js";
+
+/** Options of {@link healthHandler}. */
+export interface HealthHandlerOptions extends MetricsOptions {
+  /** Path of the liveness check. Default `/healthz`. */
+  healthPath?: string;
+  /** Path of the readiness check. Default `/readyz`. */
+  readyPath?: string;
+  /** Path of the Prometheus metrics. Default `/metrics`. */
+  metricsPath?: string;
+}
+
+/**
+ * A request handler for node:http, Express (`app.use(handler)`; unknown
+ * paths go to `next`) and Fastify (`reply.hijack()` then
+ * `handler(req.raw, reply.raw)`). Also carries `metrics` and `close()`.
+ */
+export interface HealthHandler {
+  (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
+  readonly metrics: TenureMetrics;
+  /** Unsubscribes the metrics from the electors. */
+  close(): void;
+}
+
+function snapshot(e: Elector) {
+  const h = e.health();
+  return { name: e.name, holder: e.holderId, isLeader: e.isLeader(), ...h };
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.statusCode = status;
+  res.setHeader("content-type", type);
+  res.setHeader("cache-control", "no-store");
+  res.end(body);
+}
+
+/**
+ * Health and metrics over HTTP for one or more electors:
+ * `GET /healthz` — 200 while every elector's `health()` is healthy, else 503;
+ * `GET /readyz` — 200 while every elector is campaigning or leading and healthy, else 503;
+ * `GET /metrics` — Prometheus text (is_leader, term_token, elections, demotions
+ * by reason, renew latency, store errors by class, tick runs/skips…).
+ * Bodies of the checks are JSON.
+ */
+export function healthHandler(
+  electors: Elector | readonly Elector[],
+  opts: HealthHandlerOptions = {},
+): HealthHandler {
+  const list = Array.isArray(electors) ? [...electors] : [electors as Elector];
+  if (list.length === 0) throw new ConfigError("electors", "must name at least one elector");
+  const paths = {
+    health: opts.healthPath ?? "/healthz",
+    ready: opts.readyPath ?? "/readyz",
+    metrics: opts.metricsPath ?? "/metrics",
+  };
+  for (const [k, v] of Object.entries(paths)) {
+    if (typeof v !== "string" || !v.startsWith("/"))
+      throw new ConfigError(`${k}Path`, `must start with "/", got ${JSON.stringify(v)}`);
+  }
+  const metrics = createMetrics(list, opts);
+  const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const method = req.method ?? "GET";
+    const known = path === paths.health || path === paths.ready || path === paths.metrics;
+    if (!known) {
+      if (next) return next();
+      return send(res, 404, "application/json", `{"error":"not found"}\n`);
+    }
+    if (method !== "GET" && method !== "HEAD") {
+      res.setHeader("allow", "GET, HEAD");
+      return send(res, 405, "application/json", `{"error":"method not allowed"}\n`);
+    }
+    if (path === paths.metrics) {
+      metrics.text().then(
+        (text) => send(res, 200, metrics.registry.contentType, text),
+        (e) =>
+          send(res, 500, "text/plain", `metrics failed: ${String((e as Error)?.message ?? e)}\n`),
+      );
+      return;
+    }
+    const snaps = list.map(snapshot);
+    const ok =
+      path === paths.health
+        ? snaps.every((s) => s.healthy)
+        : snaps.every((s) => s.healthy && (s.state === "follower" || s.state === "leader"));
+    const body = { status: ok ? "ok" : "unavailable", electors: snaps };
+    send(res, ok ? 200 : 503, "application/json", `${JSON.stringify(body, logReplacer)}\n`);
+  }) as HealthHandler;
+  Object.defineProperty(handler, "metrics", { value: metrics });
+  Object.defineProperty(handler, "close", { value: () => metrics.close() });
+  return handler;
+}
+
+/** A running health server. */
+export interface HealthServer {
+  readonly server: Server;
+  /** The port it listens on (useful with port 0). */
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Options of {@link serveHealth}. */
+export interface ServeHealthOptions extends HealthHandlerOptions {
+  /** TCP port; 0 picks a free one. Required. */
+  port: number;
+  /** Interface to bind. Default `127.0.0.1`. */
+  host?: string;
+}
+
+/** Starts a node:http server answering {@link healthHandler}'s paths (used by the CLI's `--health-port`). */
+export async function serveHealth(
+  electors: Elector | readonly Elector[],
+  opts: ServeHealthOptions,
+): Promise<HealthServer> {
+  if (!opts || !Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65_535) {
+    throw new ConfigError("port", `must be an integer from 0 to 65535, got ${String(opts?.port)}`);
+  }
+  const handler = healthHandler(electors, opts);
+  const server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        handler.close();
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
+}

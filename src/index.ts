@@ -1,0 +1,44 @@
+export { type BackoffOptions, backoffDelay } from "./backoff.js";
+export { type Clock, systemClock } from "./clock.js";
+export {
+  createElector,
+  defaultHolderId,
+  ELECTOR_DEFAULTS,
+  Elector,
+  type ElectorOptions,
+} from "./elector/index.js";
+export type {
+  Demotion,
+  ElectorEvents,
+  ElectorHealth,
+  ElectorState,
+  ElectorStats,
+  LeaderInfo,
+  Term,
+} from "./elector/types.js";
+export * from "./errors.js";
+export type { Disposable } from "./events.js";
+export * from "./http/index.js";
+export * from "./leader/index.js";
+export {
+  createStreamLogger,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+  noopLogger,
+} from "./logger.js";
+export { redactUrl } from "./store/classify.js";
+export { type OpenStoreOptions, openStore, STORE_SCHEMES } from "./store/open.js";
+export type {
+  AcquireResult,
+  FencedPutResult,
+  FencedValue,
+  LeaseEvent,
+  LeaseInfo,
+  LeaseRef,
+  LeaseStore,
+  RenewResult,
+  Unwatch,
+} from "./store/types.js";
+export { LEASE_NAME_PATTERN } from "./store/validate.js";
+export { MemoryStore } from "./stores/memory/index.js";

@@ -1,0 +1,381 @@
+import { backoffDelay } from "../backoff.js";
+import type { Term } from "../elector/types.js";
+import { ConfigError, type DemotionReason, TimeoutError } from "../errors.js";
+import type { LeaderContext } from "./hooks.js";
+import { attempt, pause, TIMED_OUT, toError, within } from "./util.js";
+
+/** How a failing `start` is retried before the leader resigns. */
+export interface StartRetryOptions {
+  /** Start attempts in all (the first included). Default 5: delays 1, 2, 4, 8 s between them. */
+  attempts?: number;
+  /** Delay before the second attempt. Default 1 000 ms. */
+  initialDelayMs?: number;
+  /** Largest delay between attempts. Default 30 000 ms. */
+  maxDelayMs?: number;
+  /** Randomised fraction of each delay, 0–1 (0.2 ⇒ ±10 %). Default 0.2. */
+  jitter?: number;
+}
+
+/** What `stop` learns about the start it undoes. */
+export interface StartedService<T> {
+  /** The term the start ran for. */
+  readonly term: Term;
+  /** What that `start` returned (for example a server handle). */
+  readonly value: T;
+}
+
+/** A leader-only service: started on election, stopped when the term ends. */
+export interface ServiceDefinition<T = unknown> {
+  /** Unique name among this elector's services (logs, health, metrics). */
+  name: string;
+  /**
+   * Starts the service for `term`. May return a handle; it is passed back to
+   * `stop`, so a late start from an old term can be undone without touching a
+   * newer term's instance. A start that throws must clean up after itself.
+   */
+  start(term: Term): T | Promise<T>;
+  /**
+   * Stops what one successful `start` started. Called exactly once per
+   * successful start, in reverse start order, with why the term ended.
+   */
+  stop(reason: DemotionReason, started: StartedService<T>): unknown;
+  /** Retry policy for `start`. Defaults: see {@link StartRetryOptions}. */
+  startRetry?: StartRetryOptions;
+  /** Bound on one `stop` call; a stop still running after it is reported and abandoned. Default 5 000 ms. */
+  stopTimeoutMs?: number;
+  /** A leader whose service is still starting after this long reports unhealthy. Default 10 000 ms. */
+  startGraceMs?: number;
+}
+
+/** Defaults of {@link ServiceDefinition}. */
+export const SERVICE_DEFAULTS = Object.freeze({
+  attempts: 5,
+  initialDelayMs: 1_000,
+  maxDelayMs: 30_000,
+  jitter: 0.2,
+  stopTimeoutMs: 5_000,
+  startGraceMs: 10_000,
+});
+
+/** Where a service stands in the current term. */
+export type ServiceState = "idle" | "starting" | "retrying" | "running" | "failed" | "stopped";
+
+interface Svc {
+  readonly name: string;
+  readonly def: ServiceDefinition<unknown>;
+  readonly attempts: number;
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly jitter: number;
+  readonly stopTimeoutMs: number;
+  readonly startGraceMs: number;
+  removed: boolean;
+}
+
+interface SvcStatus {
+  state: ServiceState;
+  attempt: number;
+  since: number;
+}
+
+const MAX_MS = 2_147_483_647;
+
+function int(field: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(field, `must be an integer from ${min} to ${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function resolveService(def: ServiceDefinition<unknown>): Svc {
+  if (!def || typeof def !== "object") throw new ConfigError("service", "must be an object");
+  if (typeof def.name !== "string" || def.name.length === 0 || def.name.length > 128) {
+    throw new ConfigError("service.name", "must be a non-empty string of at most 128 characters");
+  }
+  if (typeof def.start !== "function") throw new ConfigError("service.start", "must be a function");
+  if (typeof def.stop !== "function") throw new ConfigError("service.stop", "must be a function");
+  const r = def.startRetry ?? {};
+  const attempts = int(
+    "service.startRetry.attempts",
+    r.attempts ?? SERVICE_DEFAULTS.attempts,
+    1,
+    1000,
+  );
+  const initialDelayMs = int(
+    "service.startRetry.initialDelayMs",
+    r.initialDelayMs ?? SERVICE_DEFAULTS.initialDelayMs,
+    0,
+    MAX_MS,
+  );
+  const maxDelayMs = int(
+    "service.startRetry.maxDelayMs",
+    r.maxDelayMs ?? Math.max(initialDelayMs, SERVICE_DEFAULTS.maxDelayMs),
+    initialDelayMs,
+    MAX_MS,
+  );
+  const jitter = r.jitter ?? SERVICE_DEFAULTS.jitter;
+  if (typeof jitter !== "number" || !(jitter >= 0 && jitter <= 1)) {
+    throw new ConfigError(
+      "service.startRetry.jitter",
+      `must be a number from 0 to 1, got ${String(jitter)}`,
+    );
+  }
+  return {
+    name: def.name,
+    def,
+    attempts,
+    initialDelayMs,
+    maxDelayMs,
+    jitter,
+    stopTimeoutMs: int(
+      "service.stopTimeoutMs",
+      def.stopTimeoutMs ?? SERVICE_DEFAULTS.stopTimeoutMs,
+      1,
+      MAX_MS,
+    ),
+    startGraceMs: int(
+      "service.startGraceMs",
+      def.startGraceMs ?? SERVICE_DEFAULTS.startGraceMs,
+      0,
+      MAX_MS,
+    ),
+    removed: false,
+  };
+}
+
+/** Services of one term. A runner never touches another term's services. */
+class TermServices {
+  ended = false;
+  reason: DemotionReason = "stopped";
+  readonly ac = new AbortController();
+  private idx = 0;
+  private pumping = false;
+  private gaveUp = false;
+  private readonly started: { svc: Svc; value: unknown }[] = [];
+  readonly status = new Map<Svc, SvcStatus>();
+
+  constructor(
+    private readonly ctx: LeaderContext,
+    readonly term: Term,
+    readonly queue: Svc[],
+  ) {
+    for (const s of queue)
+      this.status.set(s, { state: "idle", attempt: 0, since: ctx.clock.now() });
+  }
+
+  add(svc: Svc): void {
+    this.queue.push(svc);
+    this.status.set(svc, { state: "idle", attempt: 0, since: this.ctx.clock.now() });
+    void this.pump();
+  }
+
+  async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.ended && !this.gaveUp && this.idx < this.queue.length) {
+        const svc = this.queue[this.idx++]!;
+        if (svc.removed) continue;
+        if (!(await this.startOne(svc))) this.gaveUp = true;
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private set(svc: Svc, state: ServiceState, attemptNo: number): void {
+    this.status.set(svc, { state, attempt: attemptNo, since: this.ctx.clock.now() });
+  }
+
+  /** False when the service could not start and the term was resigned. */
+  private async startOne(svc: Svc): Promise<boolean> {
+    const { ctx, term } = this;
+    const fields = { lease: ctx.name, token: term.token, service: svc.name };
+    for (let n = 1; n <= svc.attempts; n++) {
+      this.set(svc, n === 1 ? "starting" : "retrying", n);
+      let value: unknown;
+      try {
+        value = await attempt(() => svc.def.start(term));
+      } catch (e) {
+        if (this.ended || svc.removed) return true;
+        ctx.reportError(toError(e));
+        if (n === svc.attempts) {
+          ctx.logger.error("service failed to start", { ...fields, attempt: n, err: e });
+          break;
+        }
+        const delayMs = backoffDelay(
+          n,
+          { initialMs: svc.initialDelayMs, maxMs: svc.maxDelayMs, jitter: svc.jitter },
+          ctx.random,
+        );
+        ctx.logger.warn("service failed to start; retrying", {
+          ...fields,
+          attempt: n,
+          delayMs,
+          err: e,
+        });
+        if (!(await pause(ctx.clock, delayMs, this.ac.signal))) return true;
+        continue;
+      }
+      if (this.ended || svc.removed) {
+        // A start left over from a term that has ended: undo exactly what it started.
+        ctx.logger.warn(
+          "service start returned after its term ended; stopping what it started",
+          fields,
+        );
+        await stopOne(ctx, term, svc, value, svc.removed ? "stopped" : this.reason);
+        return true;
+      }
+      this.started.push({ svc, value });
+      this.set(svc, "running", n);
+      if (n > 1) ctx.logger.info("service started", { ...fields, attempt: n });
+      return true;
+    }
+    this.set(svc, "failed", svc.attempts);
+    ctx.logger.error("service could not start; resigning so another process can try", fields);
+    ctx.resignTerm(term).catch((e) => ctx.reportError(toError(e)));
+    return false;
+  }
+
+  /** Ends the runner: stops every started service exactly once, in reverse start order. */
+  async end(reason: DemotionReason): Promise<void> {
+    if (!this.ended) {
+      this.ended = true;
+      this.reason = reason;
+      this.ac.abort();
+    }
+    while (this.started.length > 0) {
+      const { svc, value } = this.started.pop()!;
+      this.set(svc, "stopped", 0);
+      await stopOne(this.ctx, this.term, svc, value, reason);
+    }
+  }
+
+  /** Stops one service (unregistered while running). */
+  async remove(svc: Svc): Promise<void> {
+    const i = this.started.findIndex((s) => s.svc === svc);
+    if (i < 0) return;
+    const [{ value }] = this.started.splice(i, 1) as [{ svc: Svc; value: unknown }];
+    this.set(svc, "stopped", 0);
+    await stopOne(this.ctx, this.term, svc, value, "stopped");
+  }
+
+  problem(): string | null {
+    if (this.ended) return null;
+    const now = this.ctx.clock.now();
+    for (const svc of this.queue) {
+      if (svc.removed) continue;
+      const st = this.status.get(svc);
+      if (!st || st.state === "running") continue;
+      if (st.state === "failed") return `service "${svc.name}" failed to start`;
+      if (st.state === "retrying")
+        return `service "${svc.name}" is not running (start attempt ${st.attempt} of ${svc.attempts})`;
+      if (st.state === "starting" && now - st.since > svc.startGraceMs) {
+        return `service "${svc.name}" has been starting for ${Math.round(now - st.since)} ms`;
+      }
+    }
+    return null;
+  }
+}
+
+async function stopOne(
+  ctx: LeaderContext,
+  term: Term,
+  svc: Svc,
+  value: unknown,
+  reason: DemotionReason,
+): Promise<void> {
+  const fields = { lease: ctx.name, token: term.token, service: svc.name, reason };
+  try {
+    const r = await within(
+      ctx.clock,
+      attempt(() => svc.def.stop(reason, { term, value })),
+      svc.stopTimeoutMs,
+    );
+    if (r === TIMED_OUT) {
+      ctx.logger.error("service did not stop in time; abandoning it", {
+        ...fields,
+        delayMs: svc.stopTimeoutMs,
+      });
+      ctx.reportError(
+        new TimeoutError(
+          `tenure service "${svc.name}": stop did not finish within ${svc.stopTimeoutMs} ms`,
+        ),
+      );
+    } else {
+      ctx.logger.info("service stopped", fields);
+    }
+  } catch (e) {
+    ctx.logger.error("service stop failed", { ...fields, err: e });
+    ctx.reportError(toError(e));
+  }
+}
+
+/** Status of one service, for health and metrics. */
+export interface ServiceStatus {
+  readonly name: string;
+  readonly state: ServiceState;
+  /** Start attempt in the current term (0 before the first). */
+  readonly attempt: number;
+}
+
+/** Leader-only services of one elector. */
+export class ServiceSet {
+  private readonly services: Svc[] = [];
+  private runner: TermServices | null = null;
+  private teardown: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ctx: LeaderContext) {}
+
+  add<T>(def: ServiceDefinition<T>): () => void {
+    const svc = resolveService(def as ServiceDefinition<unknown>);
+    if (this.services.some((s) => s.name === svc.name)) {
+      throw new ConfigError("service.name", `a service named "${svc.name}" is already registered`);
+    }
+    this.services.push(svc);
+    const r = this.runner;
+    if (r && !r.ended) r.add(svc);
+    return () => {
+      if (svc.removed) return;
+      svc.removed = true;
+      const i = this.services.indexOf(svc);
+      if (i >= 0) this.services.splice(i, 1);
+      const cur = this.runner;
+      if (cur && !cur.ended) void cur.remove(svc);
+    };
+  }
+
+  onElected(term: Term, waitBoundMs: number): void {
+    const r = new TermServices(this.ctx, term, [...this.services]);
+    this.runner = r;
+    const prev = this.teardown;
+    // A newer term starts its services once the previous term's have stopped (bounded).
+    void within(this.ctx.clock, prev, waitBoundMs).then(() => r.pump());
+  }
+
+  onTermEnded(term: Term, reason: DemotionReason): Promise<void> {
+    const r = this.runner;
+    if (!r || r.term !== term) return this.teardown;
+    const done = r.end(reason);
+    this.teardown = Promise.all([this.teardown, done]).then(() => undefined);
+    return done;
+  }
+
+  problem(): string | null {
+    return this.runner?.problem() ?? null;
+  }
+
+  status(): ServiceStatus[] {
+    const r = this.runner;
+    return this.services.map((s) => {
+      const st = r && !r.ended ? r.status.get(s) : undefined;
+      return { name: s.name, state: st?.state ?? "idle", attempt: st?.attempt ?? 0 };
+    });
+  }
+
+  async close(): Promise<void> {
+    const r = this.runner;
+    if (r && !r.ended) await this.onTermEnded(r.term, "stopped");
+    await this.teardown;
+  }
+}

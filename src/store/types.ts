@@ -1,0 +1,102 @@
+/**
+ * The one small interface every backend implements. Every operation is a
+ * single atomic round trip where the backend allows it, and every mutation is
+ * a compare-and-set on `(name, holder, token)`, so a call from an old term can
+ * never touch a newer one.
+ */
+
+/** Identifies one term of one lease: what renew and release compare against. */
+export interface LeaseRef {
+  readonly name: string;
+  readonly holder: string;
+  /** Fencing token of the term: positive, strictly increasing per lease name. */
+  readonly token: bigint;
+}
+
+/** What a store knows about a live lease, by the store's own clock. */
+export interface LeaseInfo {
+  readonly name: string;
+  readonly holder: string;
+  readonly token: bigint;
+  /** Milliseconds until the lease expires, measured by the store's clock when it answered. */
+  readonly expiresInMs: number;
+}
+
+export type AcquireResult =
+  | { readonly acquired: true; readonly lease: LeaseRef }
+  /** `current` is the live holder, or null when the lease was free but the attempt lost a race. */
+  | { readonly acquired: false; readonly current: LeaseInfo | null };
+
+export type RenewResult =
+  | { readonly renewed: true }
+  /** The term is over: someone else holds the lease (`current`), or nobody does (null). */
+  | { readonly renewed: false; readonly current: LeaseInfo | null };
+
+/** A change a store noticed on a lease (release notification, takeover…). */
+export interface LeaseEvent {
+  readonly name: string;
+  readonly type: "released" | "acquired" | "changed";
+}
+
+/** Result of {@link LeaseStore.putFenced}. */
+export type FencedPutResult =
+  | { readonly ok: true }
+  /** `fenced`: the token is not the lease's current token. `conflict`: `expect` did not match. */
+  | { readonly ok: false; readonly reason: "fenced" | "conflict" };
+
+/** A value stored under a lease by {@link LeaseStore.putFenced}. */
+export interface FencedValue {
+  readonly value: string;
+  /** Token of the term that wrote it. */
+  readonly token: bigint;
+}
+
+/** Unsubscribes a watch. */
+export type Unwatch = () => Promise<void>;
+
+export interface LeaseStore {
+  /** Backend name: `memory`, `sqlite`, `postgres`, `redis`, `etcd`. */
+  readonly kind: string;
+  /**
+   * True when {@link watch} delivers release notifications promptly (so a
+   * follower can take over at once). False for polling-only setups, e.g.
+   * PostgreSQL behind a transaction pooler.
+   */
+  readonly notifies: boolean;
+
+  /**
+   * Takes the lease for `holder` if it is free, expired, or already held by
+   * `holder` (a stale term of the same holder). A successful acquire always
+   * starts a new term with a larger token.
+   */
+  acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult>;
+  /** Extends the term's lease to `ttlMs` from now if the term still holds it. Keeps the token. */
+  renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult>;
+  /** Releases the term's lease if it still holds it; true when released. Notifies watchers. */
+  release(lease: LeaseRef): Promise<boolean>;
+  /** The live lease, or null when nobody holds it (never held, released or expired). */
+  read(name: string): Promise<LeaseInfo | null>;
+  /** Every live lease this store holds. */
+  list(): Promise<LeaseInfo[]>;
+  /** Break-glass release of whoever holds `name`. True when something was released. */
+  forceRelease(name: string): Promise<boolean>;
+  /** Calls `onChange` when the lease changes hands or is released. Optional. */
+  watch?(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch>;
+
+  /**
+   * Writes `value` under `key` of lease `name` only if `token` is the lease's
+   * current token (and, with `expect`, only if the stored value equals it; null
+   * means "absent"). One atomic operation: a stale term can never move it.
+   */
+  putFenced(
+    lease: Pick<LeaseRef, "name" | "token">,
+    key: string,
+    value: string,
+    opts?: { expect?: string | null },
+  ): Promise<FencedPutResult>;
+  /** Reads a value written by {@link putFenced}. */
+  getFenced(name: string, key: string): Promise<FencedValue | null>;
+
+  /** Closes connections the store opened itself. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,288 @@
+/**
+ * The etcd v3 lease store (`etcd://host:port[,host:port…]`, `etcds://…` for
+ * TLS) on the `etcd3` client. See docs/stores/etcd.md for the guarantees and
+ * the key layout.
+ */
+import { readFileSync } from "node:fs";
+import type { Etcd3, IOptions } from "etcd3";
+import { ConfigError, StoreError } from "../../errors.js";
+import { redactSecrets } from "../../store/classify.js";
+import type { OpenStoreOptions } from "../../store/open.js";
+import { toEtcdStoreError } from "./classify.js";
+import {
+  DEFAULT_ETCD_CALL_TIMEOUT_MS,
+  DEFAULT_ETCD_PREFIX,
+  type EtcdClientLike,
+  EtcdStore,
+  type EtcdStoreOptions,
+} from "./store.js";
+
+export { classifyEtcdError, toEtcdStoreError } from "./classify.js";
+export {
+  DEFAULT_ETCD_CALL_TIMEOUT_MS,
+  DEFAULT_ETCD_PREFIX,
+  type EtcdClientLike,
+  EtcdStore,
+  type EtcdStoreOptions,
+  ttlSeconds,
+} from "./store.js";
+
+/** Defaults of {@link OpenEtcdStoreOptions}, frozen. */
+export const ETCD_DEFAULTS = Object.freeze({
+  prefix: DEFAULT_ETCD_PREFIX,
+  callTimeoutMs: DEFAULT_ETCD_CALL_TIMEOUT_MS,
+  port: 2379,
+  /** A member that failed a call is skipped for this long (clusters only). */
+  memberCooldownMs: 1000,
+  /** Watch stream reconnect backoff: first delay and cap. */
+  watchReconnectMinMs: 100,
+  watchReconnectMaxMs: 2000,
+});
+
+/** Options of {@link openEtcdStore}; `prefix` and `callTimeoutMs` can also be URL query parameters. */
+export interface OpenEtcdStoreOptions extends OpenStoreOptions {
+  /** Key prefix (see {@link EtcdStoreOptions.prefix}). Default `"tenure/"`. URL: `?prefix=`. */
+  prefix?: string;
+  /** Deadline of one store call, all round trips together. Default 3000 ms. URL: `?callTimeoutMs=`. */
+  callTimeoutMs?: number;
+  /**
+   * TLS material for `etcds://`: PEM buffers. Default: the system CAs, no
+   * client certificate. URL: `?ca=PATH&cert=PATH&key=PATH` (files).
+   */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  /** Further `etcd3` client options (e.g. `grpcOptions`). Tenure's own settings win. Default none. */
+  etcdOptions?: Partial<IOptions>;
+}
+
+const QUERY_PARAMS = new Set(["prefix", "callTimeoutMs", "ca", "cert", "key"]);
+
+/** A parsed etcd URL. */
+export interface EtcdUrl {
+  readonly tls: boolean;
+  /** `host:port` of each member (IPv6 in brackets). */
+  readonly hosts: readonly string[];
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly params: ReadonlyMap<string, string>;
+}
+
+/**
+ * Parses `etcd://[user:password@]host[:port][,host[:port]…][/][?options]`
+ * (or `etcds://…`). The port defaults to 2379. Throws {@link ConfigError}
+ * naming what is wrong; the password never appears in it.
+ */
+export function parseEtcdUrl(url: string): EtcdUrl {
+  const shown = redactSecrets(url);
+  const m = /^(etcds?):\/\/(?:([^@/?#]*)@)?([^/?#]*)\/?(?:\?([^#]*))?$/i.exec(url.trim());
+  if (!m) {
+    throw new ConfigError(
+      "store",
+      `an etcd URL looks like etcd://host:port[,host:port…][?prefix=…] (got "${shown}")`,
+    );
+  }
+  const tls = m[1]!.toLowerCase() === "etcds";
+  let username: string | undefined;
+  let password: string | undefined;
+  if (m[2] !== undefined) {
+    const i = m[2].indexOf(":");
+    username = decodeURIComponent(i < 0 ? m[2] : m[2].slice(0, i));
+    password = i < 0 ? undefined : decodeURIComponent(m[2].slice(i + 1));
+    if (!username) throw new ConfigError("store", `etcd URL has credentials but no user name`);
+  }
+  const hosts: string[] = [];
+  for (const part of m[3]!.split(",")) {
+    const h = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(part.trim());
+    const port = h?.[2] === undefined ? ETCD_DEFAULTS.port : Number(h[2]);
+    if (!h || port < 1 || port > 65535) {
+      throw new ConfigError(
+        "store",
+        `etcd URL member "${part}" is not host[:port] (in "${shown}"); separate members with commas`,
+      );
+    }
+    hosts.push(`${h[1]}:${port}`);
+  }
+  const params = new Map<string, string>();
+  for (const [k, v] of new URLSearchParams(m[4] ?? "")) {
+    if (!QUERY_PARAMS.has(k)) {
+      throw new ConfigError(
+        `store ?${k}`,
+        `unknown etcd URL option; accepted: ${[...QUERY_PARAMS].join(", ")}`,
+      );
+    }
+    params.set(k, v);
+  }
+  if (!tls && (params.has("ca") || params.has("cert") || params.has("key"))) {
+    throw new ConfigError("store ?ca", "ca, cert and key need an etcds:// (TLS) URL");
+  }
+  return { tls, hosts, username, password, params };
+}
+
+function intOption(field: string, v: unknown, min: number, max: number): number {
+  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(field, `must be an integer from ${min} to ${max} (got ${String(v)})`);
+  }
+  return n;
+}
+
+function readPem(field: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(`store ?${field}`, `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+type FaultHandling = NonNullable<IOptions["faultHandling"]>;
+type Policy = NonNullable<FaultHandling["global"]>;
+
+/** A minimal cockatiel-shaped policy: etcd3 only calls `execute`. */
+function policy(
+  execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise<T>,
+): Policy {
+  const none = () => ({ dispose() {} });
+  return { execute, onSuccess: none, onFailure: none } as unknown as Policy;
+}
+
+/** Thrown by the member cooldown instead of calling a member that just failed. */
+class MemberCoolingDownError extends Error {
+  override name = "BrokenCircuitError";
+}
+
+/**
+ * etcd3's default fault handling retries 3 times and opens a 5 s circuit per
+ * member. Tenure retries by itself (the elector decides by its deadline), so:
+ * a single member gets no policy at all; in a cluster a failed call moves on
+ * to another member (at most once per other member, within the same
+ * deadline), and a member that failed is skipped for `memberCooldownMs`.
+ */
+function faultHandling(hostCount: number, isRecoverable: (e: Error) => boolean): FaultHandling {
+  const signal = new AbortController().signal;
+  const watchBackoff = (ms: number): NonNullable<FaultHandling["watchBackoff"]> => ({
+    duration: ms,
+    next: () => watchBackoff(Math.min(ETCD_DEFAULTS.watchReconnectMaxMs, ms * 2)),
+  });
+  const retryable = (e: unknown) =>
+    e instanceof Error && isRecoverable(e) && e.constructor.name !== "GRPCDeadlineExceededError";
+  const global = policy(async (fn) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn({ signal });
+      } catch (e) {
+        if (attempt >= hostCount - 1 || !retryable(e)) throw e;
+      }
+    }
+  });
+  const host = (): Policy => {
+    if (hostCount <= 1) return policy(async (fn) => fn({ signal }));
+    let downUntil = 0;
+    return policy(async (fn) => {
+      if (Date.now() < downUntil) throw new MemberCoolingDownError("member cooling down");
+      try {
+        return await fn({ signal });
+      } catch (e) {
+        if (e instanceof Error && isRecoverable(e)) {
+          downUntil = Date.now() + ETCD_DEFAULTS.memberCooldownMs;
+        }
+        throw e;
+      }
+    });
+  };
+  return { global, host, watchBackoff: watchBackoff(ETCD_DEFAULTS.watchReconnectMinMs) };
+}
+
+/**
+ * Opens an etcd store from `etcd://host:port[,host:port…]` (or `etcds://…`
+ * for TLS; `user:password@` before the hosts for etcd auth). Query options:
+ * `prefix`, `callTimeoutMs`, and for TLS `ca`, `cert`, `key` (PEM file
+ * paths). The connection is checked with one read: bad credentials throw a
+ * fatal `auth` StoreError at once; an unreachable cluster does not (calls
+ * fail with transient errors until it answers).
+ */
+export async function openEtcdStore(
+  url: string,
+  opts: OpenEtcdStoreOptions = {},
+): Promise<EtcdStore> {
+  const u = parseEtcdUrl(url);
+  const secrets = u.password ? [u.password, encodeURIComponent(u.password)] : [];
+  const callTimeoutMs = intOption(
+    "callTimeoutMs",
+    opts.callTimeoutMs ?? u.params.get("callTimeoutMs") ?? ETCD_DEFAULTS.callTimeoutMs,
+    1,
+    600_000,
+  );
+  const prefix = opts.prefix ?? u.params.get("prefix") ?? ETCD_DEFAULTS.prefix;
+  const ca = opts.tls?.ca ?? readPem("ca", u.params.get("ca"));
+  const cert = opts.tls?.cert ?? readPem("cert", u.params.get("cert"));
+  const key = opts.tls?.key ?? readPem("key", u.params.get("key"));
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError("tls", "a client certificate needs both cert and key");
+  }
+
+  let mod: typeof import("etcd3");
+  try {
+    mod = await import("etcd3");
+  } catch (e) {
+    throw new StoreError("tenure etcd: the etcd3 package is not installed (npm install etcd3)", {
+      transient: false,
+      kind: "config",
+      cause: e,
+    });
+  }
+  const scheme = u.tls ? "https" : "http";
+  const options: IOptions = {
+    ...opts.etcdOptions,
+    hosts: u.hosts.map((h) => `${scheme}://${h}`),
+    grpcOptions: {
+      // Reconnect fast after a member restarts; detect dead connections.
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 2000,
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5000,
+      ...opts.etcdOptions?.grpcOptions,
+    },
+    faultHandling: faultHandling(u.hosts.length, mod.isRecoverableError),
+    dialTimeout: callTimeoutMs,
+  };
+  if (u.tls && (ca || cert)) {
+    options.credentials = {
+      rootCertificate: ca ?? Buffer.alloc(0),
+      ...(key ? { privateKey: key } : {}),
+      ...(cert ? { certChain: cert } : {}),
+    };
+  }
+  if (u.username !== undefined) {
+    options.auth = {
+      username: u.username,
+      password: u.password ?? "",
+      callOptions: () => ({ deadline: Date.now() + callTimeoutMs }),
+    };
+  }
+  const client: Etcd3 = new mod.Etcd3(options);
+  let store: EtcdStore;
+  try {
+    const so: EtcdStoreOptions = { prefix, callTimeoutMs, ownsClient: true, secrets };
+    if (opts.logger) so.logger = opts.logger;
+    store = new EtcdStore(client as EtcdClientLike, so);
+  } catch (e) {
+    client.close();
+    throw e;
+  }
+  try {
+    await client.kv.range(
+      { key: Buffer.from(store.leaseKey("_")), count_only: true },
+      { deadline: Date.now() + callTimeoutMs },
+    );
+  } catch (e) {
+    const err = toEtcdStoreError(`open ${redactSecrets(url)}`, e, secrets);
+    if (!err.transient) {
+      client.close();
+      throw err;
+    }
+    opts.logger?.warn("etcd not reachable yet; calls fail until it answers", {
+      err: err.message,
+    });
+  }
+  return store;
+}

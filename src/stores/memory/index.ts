@@ -1,0 +1,184 @@
+import { type Clock, systemClock } from "../../clock.js";
+import { StoreError } from "../../errors.js";
+import type {
+  AcquireResult,
+  FencedPutResult,
+  FencedValue,
+  LeaseEvent,
+  LeaseInfo,
+  LeaseRef,
+  LeaseStore,
+  RenewResult,
+  Unwatch,
+} from "../../store/types.js";
+import { validateLeaseName, validateTtl } from "../../store/validate.js";
+
+interface Row {
+  holder: string | null;
+  token: bigint;
+  expiresAt: number;
+}
+
+export interface MemoryStoreOptions {
+  /** Clock that judges expiry. Default: the system monotonic clock. */
+  clock?: Clock;
+}
+
+/**
+ * An in-process lease store: the reference every other backend is held to.
+ * For tests and single-process apps. Expiry is judged by the injected clock;
+ * watchers are notified synchronously after each change.
+ */
+export class MemoryStore implements LeaseStore {
+  readonly kind = "memory";
+  readonly notifies = true;
+  private readonly clock: Clock;
+  private readonly rows = new Map<string, Row>();
+  private readonly data = new Map<string, FencedValue>();
+  private readonly watchers = new Map<string, Set<(e: LeaseEvent) => void>>();
+  private closed = false;
+
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  private check(): void {
+    if (this.closed) {
+      throw new StoreError("tenure memory: store is closed", { transient: false, kind: "closed" });
+    }
+  }
+
+  private live(name: string): (Row & { holder: string }) | null {
+    const row = this.rows.get(name);
+    if (!row || row.holder === null || row.expiresAt <= this.clock.now()) return null;
+    return row as Row & { holder: string };
+  }
+
+  private info(name: string, row: Row & { holder: string }): LeaseInfo {
+    return {
+      name,
+      holder: row.holder,
+      token: row.token,
+      expiresInMs: Math.max(0, row.expiresAt - this.clock.now()),
+    };
+  }
+
+  private notify(name: string, type: LeaseEvent["type"]): void {
+    const set = this.watchers.get(name);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn({ name, type });
+      } catch {
+        // a watcher's failure is its own business
+      }
+    }
+  }
+
+  async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+    this.check();
+    validateLeaseName(name);
+    validateTtl(ttlMs);
+    const cur = this.live(name);
+    if (cur && cur.holder !== holder) return { acquired: false, current: this.info(name, cur) };
+    const token = (this.rows.get(name)?.token ?? 0n) + 1n;
+    this.rows.set(name, { holder, token, expiresAt: this.clock.now() + ttlMs });
+    this.notify(name, "acquired");
+    return { acquired: true, lease: { name, holder, token } };
+  }
+
+  async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    this.check();
+    validateTtl(ttlMs);
+    const cur = this.live(lease.name);
+    if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
+      return { renewed: false, current: cur ? this.info(lease.name, cur) : null };
+    }
+    cur.expiresAt = this.clock.now() + ttlMs;
+    return { renewed: true };
+  }
+
+  async release(lease: LeaseRef): Promise<boolean> {
+    this.check();
+    const row = this.rows.get(lease.name);
+    if (!row || row.holder !== lease.holder || row.token !== lease.token) return false;
+    const wasLive = row.expiresAt > this.clock.now();
+    row.holder = null;
+    row.expiresAt = 0;
+    this.notify(lease.name, "released");
+    return wasLive;
+  }
+
+  async read(name: string): Promise<LeaseInfo | null> {
+    this.check();
+    const cur = this.live(name);
+    return cur ? this.info(name, cur) : null;
+  }
+
+  async list(): Promise<LeaseInfo[]> {
+    this.check();
+    const out: LeaseInfo[] = [];
+    for (const name of [...this.rows.keys()].sort()) {
+      const cur = this.live(name);
+      if (cur) out.push(this.info(name, cur));
+    }
+    return out;
+  }
+
+  async forceRelease(name: string): Promise<boolean> {
+    this.check();
+    const cur = this.live(name);
+    if (!cur) return false;
+    const row: Row = cur;
+    row.holder = null;
+    row.expiresAt = 0;
+    this.notify(name, "released");
+    return true;
+  }
+
+  async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+    this.check();
+    let set = this.watchers.get(name);
+    if (!set) {
+      set = new Set();
+      this.watchers.set(name, set);
+    }
+    set.add(onChange);
+    return async () => {
+      set?.delete(onChange);
+    };
+  }
+
+  async putFenced(
+    lease: Pick<LeaseRef, "name" | "token">,
+    key: string,
+    value: string,
+    opts?: { expect?: string | null },
+  ): Promise<FencedPutResult> {
+    this.check();
+    const row = this.rows.get(lease.name);
+    if (!row || row.token !== lease.token) return { ok: false, reason: "fenced" };
+    const k = `${lease.name}\u0000${key}`;
+    if (opts && opts.expect !== undefined) {
+      const cur = this.data.get(k)?.value ?? null;
+      if (cur !== opts.expect) return { ok: false, reason: "conflict" };
+    }
+    this.data.set(k, { value, token: lease.token });
+    return { ok: true };
+  }
+
+  async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    this.check();
+    return this.data.get(`${name}\u0000${key}`) ?? null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watchers.clear();
+  }
+}
+
+/** Opens a memory store (`memory:`). */
+export function openMemoryStore(opts: MemoryStoreOptions = {}): MemoryStore {
+  return new MemoryStore(opts);
+}

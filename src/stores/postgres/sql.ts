@@ -1,0 +1,143 @@
+/**
+ * Every statement the PostgreSQL store sends. Each operation is ONE statement
+ * in autocommit, with the server's `now()` as the clock: no session state, no
+ * advisory locks, no named prepared statements (PgBouncer transaction mode).
+ * Parameters are sent as text and cast in SQL, so both drivers bind alike.
+ */
+
+/** Schema-qualified, quoted table names and the notification channel of one store. */
+export interface Tables {
+  leases: string;
+  fenced: string;
+}
+
+const ms = (col: string) => `(extract(epoch FROM (${col} - now())) * 1000)::float8`;
+const ttl = (p: string) => `now() + ${p}::bigint * interval '1 millisecond'`;
+
+export function ddl(t: Tables): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${t.leases} (
+       name text PRIMARY KEY,
+       holder text,
+       token bigint NOT NULL,
+       expires_at timestamptz NOT NULL
+     )`,
+    `CREATE TABLE IF NOT EXISTS ${t.fenced} (
+       name text NOT NULL,
+       key text NOT NULL,
+       value text NOT NULL,
+       token bigint NOT NULL,
+       PRIMARY KEY (name, key)
+     )`,
+  ];
+}
+
+/** Fails with 42P01/42703 when the tables are missing or have other columns. */
+export const probe = (t: Tables) =>
+  `SELECT l.name, l.holder, l.token, l.expires_at, f.key, f.value, f.token
+   FROM ${t.leases} l, ${t.fenced} f WHERE false`;
+
+/**
+ * Acquire: one upsert. Under READ COMMITTED, a racing INSERT waits for the
+ * other's speculative insertion, then takes the DO UPDATE path, which locks
+ * the row and re-evaluates the WHERE against the newest committed version:
+ * exactly one racer's condition holds. The loser's current holder comes from
+ * the statement's snapshot (it may predate the winner's commit; the store then
+ * reads once more).
+ */
+export const acquire = (t: Tables) =>
+  `WITH up AS (
+     INSERT INTO ${t.leases} AS l (name, holder, token, expires_at)
+     VALUES ($1::text, $2::text, 1, ${ttl("$3")})
+     ON CONFLICT (name) DO UPDATE
+       SET holder = excluded.holder, token = l.token + 1, expires_at = excluded.expires_at
+       WHERE l.holder IS NULL OR l.expires_at <= now() OR l.holder = excluded.holder
+     RETURNING l.token
+   )
+   SELECT true AS won, NULL::text AS holder, up.token::text AS token, NULL::float8 AS ms FROM up
+   UNION ALL
+   SELECT false, c.holder, c.token::text, ${ms("c.expires_at")}
+   FROM ${t.leases} c
+   WHERE c.name = $1::text AND NOT EXISTS (SELECT 1 FROM up)
+     AND c.holder IS NOT NULL AND c.expires_at > now()`;
+
+export const renew = (t: Tables) =>
+  `WITH up AS (
+     UPDATE ${t.leases} SET expires_at = ${ttl("$4")}
+     WHERE name = $1::text AND holder = $2::text AND token = $3::bigint AND expires_at > now()
+     RETURNING 1
+   )
+   SELECT true AS won, NULL::text AS holder, NULL::text AS token, NULL::float8 AS ms FROM up
+   UNION ALL
+   SELECT false, c.holder, c.token::text, ${ms("c.expires_at")}
+   FROM ${t.leases} c
+   WHERE c.name = $1::text AND NOT EXISTS (SELECT 1 FROM up)
+     AND c.holder IS NOT NULL AND c.expires_at > now()`;
+
+/** Release keeps the token in the row; `pg_notify` is sent on commit of the same statement. */
+export const release = (t: Tables) =>
+  `WITH up AS (
+     UPDATE ${t.leases} SET holder = NULL, expires_at = now()
+     WHERE name = $1::text AND holder = $2::text AND token = $3::bigint AND expires_at > now()
+     RETURNING name
+   )
+   SELECT pg_notify($4::text, up.name) FROM up`;
+
+export const forceRelease = (t: Tables) =>
+  `WITH up AS (
+     UPDATE ${t.leases} SET holder = NULL, expires_at = now()
+     WHERE name = $1::text AND holder IS NOT NULL AND expires_at > now()
+     RETURNING name
+   )
+   SELECT pg_notify($2::text, up.name) FROM up`;
+
+export const read = (t: Tables) =>
+  `SELECT name, holder, token::text AS token, ${ms("expires_at")} AS ms FROM ${t.leases}
+   WHERE name = $1::text AND holder IS NOT NULL AND expires_at > now()`;
+
+export const list = (t: Tables) =>
+  `SELECT name, holder, token::text AS token, ${ms("expires_at")} AS ms FROM ${t.leases}
+   WHERE holder IS NOT NULL AND expires_at > now() ORDER BY name`;
+
+/**
+ * Token-checked write. `FOR SHARE` on the lease row makes a concurrent acquire
+ * (an UPDATE of that row) wait for this statement; if an acquire committed
+ * first, READ COMMITTED re-checks the newest row version and the token no
+ * longer matches: `lease_ok` = 0.
+ */
+export const putFenced = (t: Tables, mode: "any" | "absent" | "equals") => {
+  const lease = `l AS (SELECT 1 FROM ${t.leases} WHERE name = $1::text AND token = $2::bigint FOR SHARE)`;
+  const write =
+    mode === "equals"
+      ? `w AS (UPDATE ${t.fenced} f SET value = $4::text, token = $2::bigint FROM l
+               WHERE f.name = $1::text AND f.key = $3::text AND f.value = $5::text RETURNING 1)`
+      : `w AS (INSERT INTO ${t.fenced} (name, key, value, token)
+               SELECT $1::text, $3::text, $4::text, $2::bigint FROM l
+               ON CONFLICT (name, key) DO ${
+                 mode === "absent"
+                   ? "NOTHING"
+                   : "UPDATE SET value = excluded.value, token = excluded.token"
+               }
+               RETURNING 1)`;
+  return `WITH ${lease}, ${write}
+          SELECT (SELECT count(*) FROM l)::int AS lease_ok, (SELECT count(*) FROM w)::int AS written`;
+};
+
+export const getFenced = (t: Tables) =>
+  `SELECT value, token::text AS token FROM ${t.fenced} WHERE name = $1::text AND key = $2::text`;
+
+/**
+ * The fence, run inside the caller's transaction. `FOR SHARE` holds the lease
+ * row until that transaction ends, so no newer term can be acquired (its
+ * UPDATE waits) before the caller's writes commit or roll back.
+ * `clock_timestamp()`, not `now()`: the transaction may have started long ago.
+ */
+export const fence = (t: Tables) =>
+  `SELECT token::text AS token FROM ${t.leases}
+   WHERE name = $1::text AND token = $2::bigint AND holder IS NOT NULL
+     AND expires_at > clock_timestamp()
+   FOR SHARE`;
+
+export const fenceCurrent = (t: Tables) =>
+  `SELECT token::text AS token FROM ${t.leases}
+   WHERE name = $1::text AND holder IS NOT NULL AND expires_at > clock_timestamp()`;

@@ -1,0 +1,567 @@
+import { ConfigError, FencedError, StoreError } from "../../errors.js";
+import { type Logger, noopLogger } from "../../logger.js";
+import type {
+  AcquireResult,
+  FencedPutResult,
+  FencedValue,
+  LeaseEvent,
+  LeaseInfo,
+  LeaseRef,
+  LeaseStore,
+  RenewResult,
+  Unwatch,
+} from "../../store/types.js";
+import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
+import { classifyRedisError, toRedisStoreError } from "./classify.js";
+import { SCRIPTS, type ScriptClient } from "./scripts.js";
+
+/** Default key prefix: keys look like `tenure:{name}:lease`. */
+export const DEFAULT_KEY_PREFIX = "tenure:";
+
+/** Key prefixes: empty, or up to 64 characters of `A–Z a–z 0–9 . _ : / -` (no braces, no globs). */
+const PREFIX_PATTERN = /^[A-Za-z0-9._:/-]{0,64}$/;
+
+/**
+ * The part of an ioredis connection (`Redis` or `Cluster`) the store uses:
+ * scripts, plus SCAN for {@link RedisStore.list}. Cluster clients also offer
+ * `nodes("master")`, which `list()` scans one by one.
+ */
+export interface RedisClientLike extends ScriptClient {
+  scan(
+    cursor: string,
+    matchToken: "MATCH",
+    pattern: string,
+    countToken: "COUNT",
+    count: number,
+  ): Promise<[string, string[]]>;
+  /** ioredis Cluster: the master nodes, each scanned by `list()`. */
+  nodes?(role?: "master"): RedisClientLike[];
+  /** Used to create the watch subscriber when no `subscriber` factory is given. */
+  duplicate?(): RedisSubscriberLike;
+  /**
+   * Connection events: the store listens to `error` and `ready` to remember a
+   * credentials failure while reconnecting, so calls report it (fatal `auth`)
+   * instead of a mere timeout.
+   */
+  on?(event: string, listener: (...args: unknown[]) => void): unknown;
+  off?(event: string, listener: (...args: unknown[]) => void): unknown;
+  /** ioredis connection status (`ready`, `reconnecting`…), when the client has one. */
+  readonly status?: string;
+  /** When the client was created with ioredis' own `keyPrefix`, the store refuses it (use `keyPrefix` here). */
+  options?: { keyPrefix?: string };
+}
+
+/** The part of an ioredis connection used as the dedicated subscriber of `watch`. */
+export interface RedisSubscriberLike {
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect?(): void;
+}
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /**
+   * Prefix of every key and channel the store uses: up to 64 characters of
+   * `A–Z a–z 0–9 . _ : / -`. Default `"tenure:"` (keys `tenure:{name}:lease`,
+   * `tenure:{name}:token`, `tenure:{name}:data`, channel `tenure:{name}:events`).
+   */
+  keyPrefix?: string;
+  /**
+   * Creates the dedicated subscriber connection `watch` uses (created lazily on
+   * the first watch, shared by all watches). Default: `client.duplicate()`
+   * when the client has it, else `watch` is unavailable and `notifies` is false.
+   * A subscriber created through this factory is closed by `close()`.
+   */
+  subscriber?: () => RedisSubscriberLike;
+  /** Where reconnects and subscriber trouble are logged. Default: silent. */
+  logger?: Logger;
+  /**
+   * Closes `client` in `close()` (QUIT). Default false for a client you pass
+   * in; `openRedisStore` sets it for the connection it opens.
+   */
+  ownsClient?: boolean;
+  /** Closes the client the store owns. Internal: set by `openRedisStore`. */
+  closeClient?: () => Promise<void>;
+  /** Strings that must never appear in error messages (the URL's password). Internal. */
+  secrets?: readonly string[];
+}
+
+/** Options of {@link RedisStore.fencedSet}. */
+export interface FencedSetOptions {
+  /** Expire the user's key after this many milliseconds (SET … PX). Default: no expiry. */
+  pxMs?: number;
+}
+
+type Reply = unknown;
+
+/**
+ * A lease store on Redis (standalone, Sentinel-managed or Cluster) through
+ * ioredis. One Lua script per operation, expiry by the server's clock (PX),
+ * fencing tokens floored by the server's TIME so they keep increasing even if
+ * Redis loses its data, release notifications over pub/sub.
+ */
+export class RedisStore implements LeaseStore {
+  readonly kind = "redis";
+  readonly notifies: boolean;
+  private readonly client: RedisClientLike;
+  private readonly prefix: string;
+  private readonly logger: Logger;
+  private readonly secrets: readonly string[];
+  private readonly makeSubscriber: (() => RedisSubscriberLike) | undefined;
+  private readonly closeClient: (() => Promise<void>) | undefined;
+  private sub: RedisSubscriberLike | undefined;
+  private subReady: Promise<void> | undefined;
+  private readonly watchers = new Map<string, Set<(e: LeaseEvent) => void>>();
+  private closed = false;
+  /** The last connection failure that retrying cannot fix (bad credentials), until the next `ready`. */
+  private fatalConnError: unknown;
+  private readonly onClientError = (e: unknown) => {
+    const c = classifyRedisError(e);
+    if (!c.transient && c.kind === "auth") this.fatalConnError = e;
+  };
+  private readonly onClientReady = () => {
+    this.fatalConnError = undefined;
+  };
+
+  constructor(client: RedisClientLike, opts: RedisStoreOptions = {}) {
+    if (!client || typeof client.evalsha !== "function" || typeof client.eval !== "function") {
+      throw new ConfigError("client", "must be an ioredis Redis or Cluster instance");
+    }
+    const prefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    if (typeof prefix !== "string" || !PREFIX_PATTERN.test(prefix)) {
+      throw new ConfigError(
+        "keyPrefix",
+        `must be up to 64 characters of A–Z a–z 0–9 . _ : / - (got ${JSON.stringify(prefix)})`,
+      );
+    }
+    if (client.options?.keyPrefix) {
+      throw new ConfigError(
+        "client",
+        "an ioredis client with its own keyPrefix would break SCAN and pub/sub; pass keyPrefix to the store instead",
+      );
+    }
+    this.client = client;
+    this.prefix = prefix;
+    this.logger = opts.logger ?? noopLogger;
+    this.secrets = opts.secrets ?? [];
+    this.makeSubscriber =
+      opts.subscriber ??
+      (typeof client.duplicate === "function"
+        ? () => (client.duplicate as () => RedisSubscriberLike).call(client)
+        : undefined);
+    this.notifies = this.makeSubscriber !== undefined;
+    this.closeClient = opts.closeClient ?? (opts.ownsClient ? defaultClose(client) : undefined);
+    if (typeof client.on === "function") {
+      client.on("error", this.onClientError as (...args: unknown[]) => void);
+      client.on("ready", this.onClientReady);
+    }
+  }
+
+  /** The hash tag of a lease's keys: `{name}`. */
+  private tag(name: string): string {
+    return `${this.prefix}{${name}}`;
+  }
+
+  /**
+   * A key for your own data that shares the lease's hash tag, e.g.
+   * `taggedKey("billing", "cursor")` → `tenure:{billing}:user:cursor`. In Redis
+   * Cluster the key given to {@link fencedSet}/{@link fencedHset} must hash to
+   * the lease's slot; keys built here always do.
+   */
+  taggedKey(name: string, suffix: string): string {
+    validateLeaseName(name);
+    if (typeof suffix !== "string" || suffix.length === 0) {
+      throw new ConfigError("suffix", "must be a non-empty string");
+    }
+    return `${this.tag(name)}:user:${suffix}`;
+  }
+
+  private keys(name: string) {
+    const t = this.tag(name);
+    return {
+      lease: `${t}:lease`,
+      token: `${t}:token`,
+      data: `${t}:data`,
+      events: `${t}:events`,
+    };
+  }
+
+  private check(op: string): void {
+    if (this.closed) {
+      throw new StoreError(`tenure redis: ${op} failed: store is closed`, {
+        transient: false,
+        kind: "closed",
+      });
+    }
+  }
+
+  private async run(
+    op: string,
+    script: keyof typeof SCRIPTS,
+    keys: string[],
+    args: string[],
+    client: RedisClientLike = this.client,
+  ): Promise<Reply> {
+    this.check(op);
+    if (this.fatalConnError !== undefined && this.client.status !== undefined) {
+      // Reconnecting with credentials the server refuses: fail fast instead of queueing.
+      if (this.client.status !== "ready") throw this.wrap(op, this.fatalConnError);
+    }
+    try {
+      return await SCRIPTS[script].run(client, keys, args);
+    } catch (e) {
+      throw this.wrap(op, e);
+    }
+  }
+
+  /** A call that timed out or lost its connection while the server rejects our credentials fails as `auth`. */
+  private wrap(op: string, e: unknown): StoreError {
+    const err = toRedisStoreError(op, e, this.secrets);
+    if (err.transient && this.fatalConnError !== undefined) {
+      return toRedisStoreError(op, this.fatalConnError, this.secrets);
+    }
+    return err;
+  }
+
+  private schemaError(op: string, what: string): StoreError {
+    return new StoreError(`tenure redis: ${op} failed: unexpected reply ${what}`, {
+      transient: false,
+      kind: "schema",
+    });
+  }
+
+  private token(op: string, v: unknown): bigint {
+    if (typeof v !== "string" || !/^[1-9][0-9]*$/.test(v)) {
+      throw this.schemaError(op, `token ${JSON.stringify(v)}`);
+    }
+    return BigInt(v);
+  }
+
+  private info(op: string, name: string, tok: unknown, holder: unknown, ttl: unknown): LeaseInfo {
+    if (typeof holder !== "string" || typeof ttl !== "number") {
+      throw this.schemaError(op, `lease ${JSON.stringify([tok, holder, ttl])}`);
+    }
+    return { name, holder, token: this.token(op, tok), expiresInMs: Math.max(0, ttl) };
+  }
+
+  async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+    validateLeaseName(name);
+    validateHolder(holder, "holder");
+    validateTtl(ttlMs);
+    const k = this.keys(name);
+    const r = await this.run(
+      "acquire",
+      "acquire",
+      [k.lease, k.token],
+      [holder, String(ttlMs), k.events],
+    );
+    if (!Array.isArray(r)) throw this.schemaError("acquire", JSON.stringify(r));
+    if (r[0] === 1) {
+      return { acquired: true, lease: { name, holder, token: this.token("acquire", r[1]) } };
+    }
+    return { acquired: false, current: this.info("acquire", name, r[1], r[2], r[3]) };
+  }
+
+  async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    validateLeaseName(lease.name, "lease.name");
+    validateTtl(ttlMs);
+    const k = this.keys(lease.name);
+    const r = await this.run(
+      "renew",
+      "renew",
+      [k.lease],
+      [lease.holder, lease.token.toString(), String(ttlMs)],
+    );
+    if (!Array.isArray(r)) throw this.schemaError("renew", JSON.stringify(r));
+    if (r[0] === 1) return { renewed: true };
+    if (r.length === 1) return { renewed: false, current: null };
+    return { renewed: false, current: this.info("renew", lease.name, r[1], r[2], r[3]) };
+  }
+
+  async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseName(lease.name, "lease.name");
+    const k = this.keys(lease.name);
+    const r = await this.run(
+      "release",
+      "release",
+      [k.lease],
+      [lease.holder, lease.token.toString(), k.events],
+    );
+    return r === 1;
+  }
+
+  async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
+    return this.readWith(name, this.client);
+  }
+
+  private async readWith(name: string, client: RedisClientLike): Promise<LeaseInfo | null> {
+    const r = await this.run("read", "read", [this.keys(name).lease], [], client);
+    if (r === null || r === undefined) return null;
+    if (!Array.isArray(r)) throw this.schemaError("read", JSON.stringify(r));
+    return this.info("read", name, r[0], r[1], r[2]);
+  }
+
+  /**
+   * Every live lease under this store's prefix: SCAN for lease keys (on every
+   * master in Cluster), then the read script for each. Not one atomic snapshot.
+   */
+  async list(): Promise<LeaseInfo[]> {
+    this.check("list");
+    const nodes =
+      typeof this.client.nodes === "function" ? this.client.nodes("master") : [this.client];
+    const pattern = `${this.prefix}{*}:lease`;
+    const head = `${this.prefix}{`;
+    const names = new Set<string>();
+    try {
+      for (const node of nodes) {
+        let cursor = "0";
+        do {
+          const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 500);
+          cursor = next;
+          for (const key of keys) {
+            if (!key.startsWith(head) || !key.endsWith("}:lease")) continue;
+            const name = key.slice(head.length, -"}:lease".length);
+            if (!name.includes("{") && !name.includes("}")) names.add(name);
+          }
+        } while (cursor !== "0");
+      }
+    } catch (e) {
+      throw this.wrap("list", e);
+    }
+    const infos = await Promise.all([...names].sort().map((n) => this.readWith(n, this.client)));
+    return infos.filter((i): i is LeaseInfo => i !== null);
+  }
+
+  async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
+    const k = this.keys(name);
+    return (await this.run("forceRelease", "forceRelease", [k.lease], [k.events])) === 1;
+  }
+
+  async putFenced(
+    lease: Pick<LeaseRef, "name" | "token">,
+    key: string,
+    value: string,
+    opts?: { expect?: string | null },
+  ): Promise<FencedPutResult> {
+    validateLeaseName(lease.name, "lease.name");
+    validateField("key", key);
+    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
+    const k = this.keys(lease.name);
+    const mode =
+      opts === undefined || opts.expect === undefined
+        ? ""
+        : opts.expect === null
+          ? "null"
+          : "value";
+    const r = await this.run(
+      "putFenced",
+      "putFenced",
+      [k.token, k.data],
+      [lease.token.toString(), key, value, mode, opts?.expect ?? ""],
+    );
+    if (r === "ok") return { ok: true };
+    if (r === "fenced" || r === "conflict") return { ok: false, reason: r };
+    throw this.schemaError("putFenced", JSON.stringify(r));
+  }
+
+  async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateLeaseName(name);
+    validateField("key", key);
+    const r = await this.run("getFenced", "getFenced", [this.keys(name).data], [key]);
+    if (r === null || r === undefined) return null;
+    if (!Array.isArray(r) || typeof r[1] !== "string") {
+      throw this.schemaError("getFenced", JSON.stringify(r));
+    }
+    return { value: r[1], token: this.token("getFenced", r[0]) };
+  }
+
+  /**
+   * Token-checked write on your own key: in one script, `SET key value` only
+   * if `term` still holds the lease (the lease is live and its token is
+   * `term.token`). Otherwise nothing is written and a {@link FencedError} is
+   * thrown (its `currentToken` is the live term's token, or null when nobody
+   * holds the lease). In Redis Cluster `key` must share the lease's hash tag
+   * (`{name}`); build it with {@link taggedKey}.
+   */
+  async fencedSet(
+    term: Pick<LeaseRef, "name" | "token">,
+    key: string,
+    value: string,
+    opts: FencedSetOptions = {},
+  ): Promise<void> {
+    validateLeaseName(term.name, "term.name");
+    validateField("key", key);
+    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
+    let px = "";
+    if (opts.pxMs !== undefined) px = String(validateTtl(opts.pxMs, "pxMs"));
+    await this.fencedWrite("fencedSet", term, key, ["set", value, px]);
+  }
+
+  /** Like {@link fencedSet}, for one field of a hash: `HSET key field value`. */
+  async fencedHset(
+    term: Pick<LeaseRef, "name" | "token">,
+    key: string,
+    field: string,
+    value: string,
+  ): Promise<void> {
+    validateLeaseName(term.name, "term.name");
+    validateField("key", key);
+    validateField("field", field);
+    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
+    await this.fencedWrite("fencedHset", term, key, ["hset", field, value]);
+  }
+
+  private async fencedWrite(
+    op: string,
+    term: Pick<LeaseRef, "name" | "token">,
+    key: string,
+    args: string[],
+  ): Promise<void> {
+    const r = await this.run(
+      op,
+      "fencedWrite",
+      [this.keys(term.name).lease, key],
+      [term.token.toString(), ...args],
+    );
+    if (!Array.isArray(r)) throw this.schemaError(op, JSON.stringify(r));
+    if (r[0] === 1) return;
+    const cur = r[1] === "" ? null : this.token(op, r[1]);
+    throw new FencedError(term.name, term.token, cur);
+  }
+
+  /**
+   * Calls `onChange` on `released` / `acquired` events of lease `name`. All
+   * watches share one subscriber connection, created on the first watch and
+   * closed by `close()`. After the subscriber reconnects, every watcher gets a
+   * `changed` event (events may have been missed meanwhile).
+   */
+  async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+    validateLeaseName(name);
+    this.check("watch");
+    if (!this.makeSubscriber) {
+      throw new StoreError("tenure redis: watch failed: no subscriber connection available", {
+        transient: false,
+        kind: "config",
+      });
+    }
+    await this.ensureSubscriber();
+    const channel = this.keys(name).events;
+    let set = this.watchers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.watchers.set(channel, set);
+      try {
+        await this.sub!.subscribe(channel);
+      } catch (e) {
+        this.watchers.delete(channel);
+        throw toRedisStoreError("watch", e, this.secrets);
+      }
+    }
+    set.add(onChange);
+    let done = false;
+    return async () => {
+      if (done) return;
+      done = true;
+      const s = this.watchers.get(channel);
+      if (!s) return;
+      s.delete(onChange);
+      if (s.size === 0) {
+        this.watchers.delete(channel);
+        if (!this.closed && this.sub) {
+          await this.sub.unsubscribe(channel).catch((e: unknown) => {
+            this.logger.debug("redis unsubscribe failed", { lease: name, err: e });
+          });
+        }
+      }
+    };
+  }
+
+  private ensureSubscriber(): Promise<void> {
+    if (this.subReady) return this.subReady;
+    const sub = this.makeSubscriber!();
+    this.sub = sub;
+    let wasDown = false;
+    sub.on("message", (...args: unknown[]) => this.deliver(String(args[0]), String(args[1])));
+    sub.on("error", ((e: unknown) => {
+      this.logger.debug("redis subscriber error", { err: e });
+    }) as (...args: unknown[]) => void);
+    sub.on("close", () => {
+      wasDown = true;
+    });
+    sub.on("ready", () => {
+      if (!wasDown) return;
+      wasDown = false;
+      this.logger.info("redis subscriber reconnected", {});
+      // Anything may have happened while we were away: let watchers re-check.
+      for (const channel of this.watchers.keys()) this.deliver(channel, "changed");
+    });
+    this.subReady = Promise.resolve();
+    return this.subReady;
+  }
+
+  private deliver(channel: string, message: string): void {
+    const set = this.watchers.get(channel);
+    if (!set) return;
+    const head = `${this.prefix}{`;
+    const name = channel.slice(head.length, -"}:events".length);
+    const type: LeaseEvent["type"] =
+      message === "released" ? "released" : message === "acquired" ? "acquired" : "changed";
+    for (const fn of [...set]) {
+      try {
+        fn({ name, type });
+      } catch (e) {
+        this.logger.warn("lease watcher threw", { lease: name, err: e });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watchers.clear();
+    if (typeof this.client.off === "function") {
+      this.client.off("error", this.onClientError as (...args: unknown[]) => void);
+      this.client.off("ready", this.onClientReady);
+    }
+    const sub = this.sub;
+    this.sub = undefined;
+    await Promise.allSettled([
+      sub ? quit(sub) : Promise.resolve(),
+      this.closeClient ? this.closeClient() : Promise.resolve(),
+    ]);
+  }
+}
+
+function validateField(field: string, v: unknown): void {
+  if (typeof v !== "string" || v.length === 0) {
+    throw new ConfigError(field, "must be a non-empty string");
+  }
+}
+
+/** QUIT when connected (graceful), else drop the socket at once so close() never waits on a reconnect. */
+async function quit(c: {
+  quit(): Promise<unknown>;
+  disconnect?(): void;
+  status?: string;
+}): Promise<void> {
+  if (c.status !== undefined && c.status !== "ready" && c.disconnect) {
+    c.disconnect();
+    return;
+  }
+  try {
+    await c.quit();
+  } catch {
+    c.disconnect?.();
+  }
+}
+
+function defaultClose(client: RedisClientLike): () => Promise<void> {
+  return async () => {
+    const c = client as unknown as { quit?(): Promise<unknown>; disconnect?(): void };
+    if (typeof c.quit === "function") await quit(c as { quit(): Promise<unknown> });
+  };
+}

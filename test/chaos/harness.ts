@@ -1,0 +1,613 @@
+/**
+ * The chaos harness: runs N candidate processes (test/chaos/worker.ts) against
+ * one backend, injects one fault, heals it, probes every survivor, stops them,
+ * and hands the recorded history to the checker.
+ *
+ * Every server the harness restarts or whose connections it kills is a
+ * throwaway one it started itself (test/helpers/chaos-servers.ts); the shared
+ * PostgreSQL holds only the fenced resource of non-PostgreSQL backends (one
+ * table per episode, dropped afterwards).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import pg from "pg";
+import {
+  EtcdCluster,
+  missingBinaries,
+  PgBouncerServer,
+  PostgresServer,
+  RedisServer,
+  scratchDir,
+} from "../helpers/chaos-servers.js";
+import { FaultProxy } from "../helpers/fault-proxy.js";
+import { SERVICES } from "../helpers/services.js";
+import {
+  checkEpisode,
+  type EpisodeHistory,
+  type EpisodeResult,
+  type FencedWrite,
+  type WorkerLine,
+} from "./checker.js";
+import type { WorkerConfig } from "./worker.js";
+
+export const BACKENDS = ["sqlite", "postgres", "pgbouncer", "redis", "etcd"] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export const PROCESS_FAULTS = [
+  "pause-long",
+  "pause-short",
+  "kill-leader",
+  "graceful-stop",
+] as const;
+export const NET_FAULTS = ["latency", "blackhole", "reset", "half-open"] as const;
+export const SERVER_FAULTS = ["kill-conns", "restart-server"] as const;
+export type FaultKind =
+  | (typeof PROCESS_FAULTS)[number]
+  | (typeof NET_FAULTS)[number]
+  | (typeof SERVER_FAULTS)[number];
+export const ALL_FAULTS: readonly FaultKind[] = [
+  ...PROCESS_FAULTS,
+  ...NET_FAULTS,
+  ...SERVER_FAULTS,
+];
+
+/** Which faults apply to a backend: SQLite has no network; etcd has no server-side connection kill. */
+export function faultsFor(b: BackendName): FaultKind[] {
+  if (b === "sqlite") return [...PROCESS_FAULTS];
+  if (b === "etcd") return [...PROCESS_FAULTS, ...NET_FAULTS, "restart-server"];
+  return [...ALL_FAULTS];
+}
+
+/** Timing of every episode. */
+export interface ChaosTiming {
+  /** Lease ttl. Default 1000. */
+  ttlMs: number;
+  /** Follower retry. Default 200. */
+  retryMs: number;
+  /** Leader tick interval. Default 100. */
+  tickMs: number;
+  /** Candidates per episode. Default 3. */
+  candidates: number;
+  /** Allowed trust-window overlap (ms). Default 0. */
+  safetyBoundMs: number;
+}
+
+export const DEFAULT_TIMING: ChaosTiming = Object.freeze({
+  ttlMs: 1000,
+  retryMs: 200,
+  tickMs: 100,
+  candidates: 3,
+  safetyBoundMs: 0,
+});
+
+/** A small seeded PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
+const now = () => process.hrtime.bigint();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Backend {
+  name: BackendName;
+  url: string;
+  proxies: FaultProxy[];
+  fence: { mode: "guard" | "store-fence"; pgUrl: string; adminUrl: string };
+  killConns?: () => Promise<void>;
+  /** Restarts the server; `r` picks which one where there is a choice. Returns what was restarted. */
+  restart?: (r: number) => Promise<string>;
+}
+
+/** Starts (lazily) and owns the throwaway servers and proxies of every backend. */
+export class ChaosEnv {
+  private readonly ready = new Map<BackendName, Promise<Backend>>();
+  private readonly cleanups: (() => Promise<void>)[] = [];
+  readonly scratch = scratchDir("env");
+
+  /** Why a backend cannot run here, or null. */
+  static missing(b: BackendName): string | null {
+    const m = missingBinaries();
+    if (b === "sqlite") return null;
+    if (b === "postgres") return m.postgres;
+    if (b === "pgbouncer") return m.postgres ?? m.pgbouncer;
+    if (b === "redis") return m.redis;
+    return m.etcd;
+  }
+
+  backend(b: BackendName): Promise<Backend> {
+    let p = this.ready.get(b);
+    if (!p) {
+      p = this.open(b);
+      this.ready.set(b, p);
+    }
+    return p;
+  }
+
+  private async proxy(port: number): Promise<FaultProxy> {
+    const p = new FaultProxy("127.0.0.1", port);
+    await p.start();
+    this.cleanups.push(() => p.stop());
+    return p;
+  }
+
+  private pgStarting: Promise<PostgresServer> | null = null;
+  /** The one throwaway PostgreSQL server (shared by the postgres and pgbouncer backends). */
+  private pg(): Promise<PostgresServer> {
+    if (!this.pgStarting) {
+      const s = new PostgresServer();
+      this.cleanups.push(() => s.stop());
+      this.pgStarting = s.start().then(() => s);
+    }
+    return this.pgStarting;
+  }
+
+  private async open(b: BackendName): Promise<Backend> {
+    const guard = { mode: "guard" as const, pgUrl: SERVICES.postgres, adminUrl: SERVICES.postgres };
+    if (b === "sqlite") {
+      return {
+        name: b,
+        url: `sqlite:${join(this.scratch, "leases.db")}`,
+        proxies: [],
+        fence: guard,
+      };
+    }
+    if (b === "postgres" || b === "pgbouncer") {
+      const server = await this.pg();
+      const killConns = () => terminateBackends(server.url);
+      if (b === "postgres") {
+        const px = await this.proxy(server.port);
+        const url = `postgres://postgres@127.0.0.1:${px.port}/postgres`;
+        return {
+          name: b,
+          url,
+          proxies: [px],
+          fence: { mode: "store-fence", pgUrl: url, adminUrl: server.url },
+          killConns,
+          restart: async () => {
+            await server.restart();
+            return "pg_ctl stop -m immediate + start";
+          },
+        };
+      }
+      const bouncer = new PgBouncerServer(() => server.port);
+      this.cleanups.push(() => bouncer.stop());
+      await bouncer.start();
+      const px = await this.proxy(bouncer.port);
+      const url = `postgres://postgres@127.0.0.1:${px.port}/postgres?tenure_pooler=transaction`;
+      return {
+        name: b,
+        url,
+        proxies: [px],
+        fence: { mode: "store-fence", pgUrl: url, adminUrl: server.url },
+        killConns,
+        restart: async (r) => {
+          if (r < 0.5) {
+            await bouncer.restart();
+            return "SIGKILL + restart PgBouncer";
+          }
+          await server.restart();
+          return "pg_ctl stop -m immediate + start of the PostgreSQL behind PgBouncer";
+        },
+      };
+    }
+    if (b === "redis") {
+      const server = new RedisServer(true);
+      this.cleanups.push(() => server.destroy());
+      await server.start();
+      const px = await this.proxy(server.port);
+      return {
+        name: b,
+        url: `redis://127.0.0.1:${px.port}`,
+        proxies: [px],
+        fence: guard,
+        killConns: async () => {
+          const r = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+          try {
+            await r.connect();
+            await r.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+            await r.call("CLIENT", "KILL", "TYPE", "pubsub", "SKIPME", "yes");
+          } finally {
+            r.disconnect();
+          }
+        },
+        restart: async () => {
+          await server.restart();
+          return "SIGKILL + restart redis-server (AOF, appendfsync always)";
+        },
+      };
+    }
+    const cluster = new EtcdCluster();
+    this.cleanups.push(() => cluster.stop());
+    await cluster.start(3);
+    const proxies = await Promise.all(cluster.members.map((m) => this.proxy(m.client)));
+    let next = 0;
+    return {
+      name: b,
+      url: `etcd://${proxies.map((p) => `127.0.0.1:${p.port}`).join(",")}`,
+      proxies,
+      fence: guard,
+      restart: async () => {
+        const i = next++ % cluster.members.length;
+        await cluster.restartMember(i);
+        return `SIGKILL + restart etcd member ${i} of 3`;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.cleanups.reverse()) await c().catch(() => {});
+    this.cleanups.length = 0;
+  }
+}
+
+/** A connection for the harness's own bookkeeping; retried while a restarted server comes back. */
+async function adminClient(url: string, timeoutMs = 5000): Promise<pg.Client> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const c = new pg.Client({ connectionString: url });
+    c.on("error", () => {});
+    try {
+      await c.connect();
+      return c;
+    } catch (e) {
+      await c.end().catch(() => {});
+      if (Date.now() > deadline) throw e;
+      await sleep(100);
+    }
+  }
+}
+
+async function terminateBackends(url: string): Promise<void> {
+  const c = await adminClient(url);
+  try {
+    await c.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    );
+  } finally {
+    await c.end();
+  }
+}
+
+/** One candidate process and what it printed. */
+class Candidate {
+  readonly lines: WorkerLine[] = [];
+  readonly proc: ChildProcess;
+  stderr = "";
+  paused = false;
+  stopping = false;
+  constructor(cfg: WorkerConfig) {
+    this.proc = spawn(process.execPath, [WORKER], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, CHAOS_WORKER: JSON.stringify(cfg) },
+    });
+    let buf = "";
+    this.proc.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let i = buf.indexOf("\n");
+      while (i >= 0) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (l.trim()) {
+          try {
+            this.lines.push(JSON.parse(l) as WorkerLine);
+          } catch {
+            this.stderr += `unparsable line: ${l}\n`;
+          }
+        }
+        i = buf.indexOf("\n");
+      }
+    });
+    this.proc.stderr!.on("data", (d: Buffer) => {
+      if (this.stderr.length < 20_000) this.stderr += d.toString();
+    });
+  }
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+  leading(): boolean {
+    const e = this.lines.filter((l) => l.event === "lead-start" || l.event === "lead-end").at(-1);
+    return this.alive && e?.event === "lead-start";
+  }
+  has(event: string, after = 0n): boolean {
+    return this.lines.some((l) => l.event === event && BigInt(l.t) >= after);
+  }
+  exited(): Promise<void> {
+    if (!this.alive) return Promise.resolve();
+    return new Promise((r) => this.proc.once("exit", () => r()));
+  }
+}
+
+async function until(what: string, check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await sleep(10);
+  }
+  void what;
+  return true;
+}
+
+let episodeCounter = 0;
+
+/** What to run: one backend, one fault, one seed (which fixes every random choice). */
+export interface EpisodeSpec {
+  backend: BackendName;
+  fault: FaultKind;
+  seed: number;
+}
+
+export interface EpisodeOutcome extends EpisodeResult {
+  /** Replay command for this episode. */
+  readonly replay: string;
+  readonly durationMs: number;
+  /** The fault's parameters, for the report. */
+  readonly detail: string;
+  /** Worker stderr when something failed. */
+  readonly stderr?: string;
+}
+
+/** Runs one episode and checks it. */
+export async function runEpisode(
+  env: ChaosEnv,
+  spec: EpisodeSpec,
+  timing: ChaosTiming = DEFAULT_TIMING,
+): Promise<EpisodeOutcome> {
+  const started = Date.now();
+  const rand = rng(spec.seed);
+  const b = await env.backend(spec.backend);
+  const { ttlMs, retryMs, tickMs } = timing;
+  const id = `${process.pid}_${++episodeCounter}_${spec.seed}`;
+  const table = `chaos_w_${id}`;
+  const name = `chaos-${spec.backend}-${id}`.replace(/_/g, "-");
+
+  const admin = await adminClient(b.fence.adminUrl);
+  await admin.query(
+    `CREATE TABLE "${table}" (seq bigserial PRIMARY KEY, token bigint NOT NULL, pid int NOT NULL, t text NOT NULL)`,
+  );
+  if (b.fence.mode === "guard") {
+    await admin.query(
+      `CREATE TABLE "${table}_guard" (id int PRIMARY KEY, max_token bigint NOT NULL)`,
+    );
+    await admin.query(`INSERT INTO "${table}_guard" VALUES (1, 0)`);
+  }
+  await admin.end();
+
+  const cands: Candidate[] = [];
+  const deaths: { pid: number; t: string }[] = [];
+  const pauses: { pid: number; from: string; to: string }[] = [];
+  const spawnOne = (i: number) =>
+    new Candidate({
+      url: b.url,
+      name,
+      holder: `c${i}-${spec.seed}`,
+      ttlMs,
+      retryMs,
+      tickMs,
+      fence: { mode: b.fence.mode, pgUrl: b.fence.pgUrl, table },
+    });
+  for (let i = 0; i < timing.candidates; i++) cands.push(spawnOne(i));
+  const leader = () => cands.find((c) => c.leading());
+  let faultAt = now();
+  let healAt = now();
+  let detail = "";
+  let setupError: string | null = null;
+  try {
+    const ok = await until(
+      "a leader whose fenced writes were accepted twice",
+      () => {
+        const l = leader();
+        return (
+          !!l &&
+          l.lines.filter((x) => x.event === "wrote").length >= 2 &&
+          cands.every((c) => c.has("started"))
+        );
+      },
+      15_000,
+    );
+    if (!ok) throw new Error("no leader within 15 s of start");
+    const lead = leader()!;
+    const r = () => rand();
+    switch (spec.fault) {
+      case "pause-long":
+      case "pause-short": {
+        const ms = Math.round(
+          spec.fault === "pause-long" ? ttlMs * (1.3 + r()) : ttlMs * (0.2 + 0.35 * r()),
+        );
+        detail = `SIGSTOP leader for ${ms} ms`;
+        faultAt = now();
+        lead.paused = true;
+        lead.proc.kill("SIGSTOP");
+        await sleep(ms);
+        const to = now();
+        lead.proc.kill("SIGCONT");
+        lead.paused = false;
+        pauses.push({ pid: lead.pid, from: faultAt.toString(), to: to.toString() });
+        // A long pause: the rest of the fleet could take over from the start of the pause.
+        healAt = spec.fault === "pause-long" ? faultAt : to;
+        break;
+      }
+      case "kill-leader": {
+        detail = "SIGKILL leader";
+        faultAt = now();
+        lead.proc.kill("SIGKILL");
+        deaths.push({ pid: lead.pid, t: faultAt.toString() });
+        healAt = faultAt;
+        break;
+      }
+      case "graceful-stop": {
+        detail = "SIGTERM leader (resign + exit)";
+        faultAt = now();
+        lead.stopping = true;
+        lead.proc.kill("SIGTERM");
+        healAt = faultAt;
+        await lead.exited();
+        deaths.push({ pid: lead.pid, t: now().toString() });
+        break;
+      }
+      case "latency": {
+        const ms = Math.round(ttlMs * (0.15 + 0.25 * r()));
+        const hold = Math.round(ttlMs * (1.5 + r()));
+        detail = `+${ms} ms each way (round trip ≈ ${2 * ms} ms, ttl ${ttlMs}) for ${hold} ms`;
+        faultAt = now();
+        for (const p of b.proxies) p.latency(ms);
+        await sleep(hold);
+        for (const p of b.proxies) p.heal();
+        healAt = now();
+        break;
+      }
+      case "blackhole":
+      case "half-open": {
+        const hold = Math.round(ttlMs * (1.2 + r()));
+        const dir = r() < 0.5 ? "down" : "up";
+        detail =
+          spec.fault === "blackhole"
+            ? `black hole both ways for ${hold} ms`
+            : `half-open (${dir === "down" ? "replies" : "requests"} held) for ${hold} ms`;
+        faultAt = now();
+        for (const p of b.proxies) {
+          if (spec.fault === "blackhole") p.blackhole();
+          else p.halfOpen(dir);
+        }
+        await sleep(hold);
+        // A half-open connection never recovers by itself: its peer resets it.
+        if (spec.fault === "half-open") for (const p of b.proxies) p.resetAll();
+        for (const p of b.proxies) p.heal();
+        healAt = now();
+        break;
+      }
+      case "reset": {
+        const n = 1 + Math.floor(r() * 3);
+        detail = `${n} connection reset(s), ${Math.round(ttlMs / 3)} ms apart`;
+        faultAt = now();
+        for (let i = 0; i < n; i++) {
+          if (i > 0) await sleep(Math.round(ttlMs / 3));
+          for (const p of b.proxies) p.resetAll();
+        }
+        healAt = now();
+        break;
+      }
+      case "kill-conns": {
+        if (!b.killConns) throw new Error(`${spec.backend} has no server-side connection kill`);
+        detail =
+          spec.backend === "redis"
+            ? "CLIENT KILL (normal + pubsub)"
+            : "pg_terminate_backend(all clients)";
+        faultAt = now();
+        await b.killConns();
+        healAt = now();
+        break;
+      }
+      case "restart-server": {
+        if (!b.restart) throw new Error(`${spec.backend} has no restartable server`);
+        faultAt = now();
+        detail = await b.restart(r());
+        healAt = now();
+        break;
+      }
+    }
+    // Recovery: leader work after the heal (bounded; the checker judges the time).
+    const heal = healAt;
+    await until(
+      "leader work after heal",
+      () =>
+        cands.some((c) =>
+          c.lines.some(
+            (l) => (l.event === "tick" || l.event === "lead-start") && BigInt(l.t) >= heal,
+          ),
+        ),
+      3 * (ttlMs + retryMs) + 5000,
+    );
+    // Let followers learn the leader, then probe every live candidate.
+    await sleep(ttlMs + retryMs);
+  } catch (e) {
+    setupError = (e as Error).message;
+  }
+  for (const c of cands) if (c.paused) c.proc.kill("SIGCONT");
+  const probed = cands.filter((c) => c.alive && !c.stopping);
+  const probeAt = now();
+  for (const c of probed) c.proc.kill("SIGUSR2");
+  await until(
+    "probe answers",
+    () => probed.every((c) => c.has("state", probeAt) || !c.alive),
+    2000,
+  );
+  // Graceful stop of everyone; SIGKILL after 5 s.
+  for (const c of cands) if (c.alive) c.proc.kill("SIGTERM");
+  const all = Promise.all(cands.map((c) => c.exited()));
+  const killer = setTimeout(() => {
+    for (const c of cands) if (c.alive) c.proc.kill("SIGKILL");
+  }, 5000);
+  await all;
+  clearTimeout(killer);
+
+  let writes: FencedWrite[] = [];
+  const reader = await adminClient(b.fence.adminUrl, 10_000);
+  try {
+    const r = await reader.query(
+      `SELECT seq::int AS seq, token::text AS token, pid, t FROM "${table}" ORDER BY seq`,
+    );
+    writes = r.rows as FencedWrite[];
+    await reader.query(`DROP TABLE IF EXISTS "${table}", "${table}_guard"`);
+  } finally {
+    await reader.end().catch(() => {});
+  }
+
+  if (process.env.CHAOS_DEBUG)
+    for (const c of cands)
+      for (const l of c.lines)
+        if (l.event !== "log" && l.event !== "renewed")
+          process.stderr.write(`${JSON.stringify(l)}\n`);
+  const history: EpisodeHistory = {
+    backend: spec.backend,
+    fault: spec.fault,
+    seed: spec.seed,
+    ttlMs,
+    retryMs,
+    tickMs,
+    safetyBoundMs: timing.safetyBoundMs,
+    // A tick interval, plus a server's own restart (it is "healed" when it accepts connections).
+    recoverySlackMs: tickMs + 250,
+    // Once per backoff step: never more than one identical line per retry interval.
+    logLinesPerMinute: Math.ceil(60_000 / retryMs),
+    lines: cands.flatMap((c) => c.lines),
+    writes,
+    faultAt: faultAt.toString(),
+    healAt: healAt.toString(),
+    probeAt: probeAt.toString(),
+    deaths,
+    pauses,
+    probed: probed.map((c) => c.pid),
+  };
+  const result = checkEpisode(history);
+  for (const c of cands) {
+    const code = c.proc.exitCode;
+    if (code !== null && code !== 0) {
+      const first = c.stderr.split("\n").find((l) => /Error|error/.test(l)) ?? "";
+      result.violations.push(
+        `pid ${c.pid} crashed with exit code ${code}: ${first.trim().slice(0, 300)}`,
+      );
+    }
+  }
+  if (setupError) result.violations.unshift(`episode error: ${setupError}`);
+  const failed = result.violations.length > 0;
+  return {
+    ...result,
+    detail,
+    durationMs: Date.now() - started,
+    replay: `node dist/test/chaos/cli.js --replay ${spec.backend}:${spec.fault}:${spec.seed}`,
+    ...(failed ? { stderr: cands.map((c) => c.stderr.slice(0, 4000)).join("\n---\n") } : {}),
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * Chaos profiles: which episodes run (seeded), and the report they produce
+ * (`chaos-report.json` and a markdown summary).
+ */
+import { execFileSync } from "node:child_process";
+import { cpus, totalmem } from "node:os";
+import { type EpisodeResult, type Summary, summarize } from "./checker.js";
+import {
+  type BackendName,
+  type ChaosEnv,
+  type ChaosTiming,
+  type EpisodeOutcome,
+  type EpisodeSpec,
+  type FaultKind,
+  faultsFor,
+  NET_FAULTS,
+  PROCESS_FAULTS,
+  rng,
+  runEpisode,
+} from "./harness.js";
+
+/**
+ * The short CI profile: every backend, every fault kind at least once. SQLite
+ * gets every process fault; each networked backend gets its server faults,
+ * a seeded half of the network faults and one seeded process fault, and
+ * between them the networked backends cover every network fault.
+ */
+export function shortPlan(seed: number, backends: readonly BackendName[]): EpisodeSpec[] {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const out: EpisodeSpec[] = [];
+  const next = () => Math.floor(r() * 2 ** 31);
+  const net = [...NET_FAULTS];
+  let ni = Math.floor(r() * net.length);
+  for (const b of backends) {
+    const faults = new Set<FaultKind>();
+    if (b === "sqlite") for (const f of PROCESS_FAULTS) faults.add(f);
+    else {
+      for (const f of faultsFor(b)) if (f === "kill-conns" || f === "restart-server") faults.add(f);
+      faults.add(net[ni++ % net.length]!);
+      faults.add(net[ni++ % net.length]!);
+      faults.add(pick(PROCESS_FAULTS));
+    }
+    for (const f of faults) out.push({ backend: b, fault: f, seed: next() });
+  }
+  return out;
+}
+
+/** The long profile: `episodes` draws, uniform over (backend, applicable fault). */
+export function longPlan(
+  seed: number,
+  episodes: number,
+  backends: readonly BackendName[],
+): EpisodeSpec[] {
+  const r = rng(seed);
+  const pairs = backends.flatMap((b) => faultsFor(b).map((f) => ({ backend: b, fault: f })));
+  const out: EpisodeSpec[] = [];
+  // Every pair once first (as far as the count allows), then random draws.
+  for (let i = 0; i < episodes; i++) {
+    const p = i < pairs.length ? pairs[i]! : pairs[Math.floor(r() * pairs.length)]!;
+    out.push({ ...p, seed: Math.floor(r() * 2 ** 31) });
+  }
+  return out;
+}
+
+/**
+ * Runs a plan with up to `concurrency` episodes at a time (different backends
+ * at once, never two of the same backend: their faults would mix). Stops
+ * starting new episodes once `deadline` (ms since epoch) passes.
+ */
+export async function runPlan(
+  env: ChaosEnv,
+  plan: readonly EpisodeSpec[],
+  timing: ChaosTiming,
+  opts: {
+    concurrency?: number;
+    deadline?: number;
+    onResult?: (o: EpisodeOutcome, i: number) => void;
+  } = {},
+): Promise<EpisodeOutcome[]> {
+  const results: EpisodeOutcome[] = [];
+  const queue = plan.map((s, i) => ({ s, i }));
+  // postgres and pgbouncer share one PostgreSQL server: never run them at once.
+  const group = (b: BackendName) => (b === "pgbouncer" ? "postgres" : b);
+  const busy = new Set<string>();
+  const workers = Array.from({ length: opts.concurrency ?? 1 }, async () => {
+    for (;;) {
+      if (opts.deadline && Date.now() > opts.deadline) return;
+      const k = queue.findIndex((q) => !busy.has(group(q.s.backend)));
+      if (k < 0) {
+        if (queue.length === 0) return;
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      const { s, i } = queue.splice(k, 1)[0]!;
+      busy.add(group(s.backend));
+      try {
+        const o = await runEpisode(env, s, timing);
+        results.push(o);
+        opts.onResult?.(o, i);
+      } finally {
+        busy.delete(group(s.backend));
+      }
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+      .trim()
+      .split("\n")[0]!;
+  } catch {
+    return "unknown";
+  }
+}
+
+/** The machine and server versions, for the report. */
+export function machine(): Record<string, string> {
+  return {
+    node: process.version,
+    cpus: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    redis: version("redis-server", ["--version"]),
+    postgres: version("sh", [
+      "-c",
+      "ls /usr/lib/postgresql | sort -n | tail -1 | xargs -I{} /usr/lib/postgresql/{}/bin/postgres --version",
+    ]),
+    pgbouncer: version("pgbouncer", ["--version"]),
+    etcd: version("etcd", ["--version"]),
+  };
+}
+
+export interface ChaosReport {
+  readonly generatedAt: string;
+  readonly seed: number;
+  readonly timing: ChaosTiming;
+  readonly machine: Record<string, string>;
+  readonly wallMs: number;
+  readonly summary: Summary[];
+  readonly failures: {
+    backend: string;
+    fault: string;
+    seed: number;
+    replay: string;
+    violations: string[];
+  }[];
+  readonly episodes: (EpisodeResult & { detail: string; durationMs: number })[];
+}
+
+export function buildReport(
+  outcomes: readonly EpisodeOutcome[],
+  seed: number,
+  timing: ChaosTiming,
+  wallMs: number,
+): ChaosReport {
+  return {
+    generatedAt: new Date().toISOString(),
+    seed,
+    timing,
+    machine: machine(),
+    wallMs,
+    summary: summarize(outcomes),
+    failures: outcomes
+      .filter((o) => o.violations.length > 0)
+      .map((o) => ({
+        backend: o.backend,
+        fault: o.fault,
+        seed: o.seed,
+        replay: o.replay,
+        violations: o.violations,
+      })),
+    episodes: outcomes.map(({ replay: _r, stderr: _s, ...o }) => o),
+  };
+}
+
+const f1 = (x: number | null) => (x === null ? "–" : x.toFixed(0));
+
+/** The markdown summary (docs/CHAOS.md). */
+export function markdown(rep: ChaosReport, command: string): string {
+  const total = rep.summary.reduce((s, x) => s + x.episodes, 0);
+  const failed = rep.summary.reduce((s, x) => s + x.failed, 0);
+  const sum = (f: (s: Summary) => number) => rep.summary.reduce((a, s) => a + f(s), 0);
+  const max = (f: (s: Summary) => number) => rep.summary.reduce((a, s) => Math.max(a, f(s)), 0);
+  const t = rep.timing;
+  const lines: string[] = [
+    "# Chaos summary",
+    "",
+    `Generated by \`${command}\` on ${rep.generatedAt.slice(0, 10)} (seed ${rep.seed}, ${total} episodes in ${(rep.wallMs / 60_000).toFixed(1)} min). Do not edit by hand.`,
+    "",
+    `Machine: ${rep.machine.cpus}, ${rep.machine.memory}, Node ${rep.machine.node}; ${rep.machine.postgres}; ${rep.machine.pgbouncer}; ${rep.machine.redis}; ${rep.machine.etcd}.`,
+    "",
+    `Each episode: ${t.candidates} candidate processes, ttl ${t.ttlMs} ms, retry ${t.retryMs} ms, leader tick every ${t.tickMs} ms; one fault, healed; every survivor probed; all stopped gracefully. Servers are throwaway ones the harness started (see "How it works").`,
+    "",
+    "## Headline",
+    "",
+    `- Episodes: **${total}**, failed: **${failed}**.`,
+    `- Fenced writes accepted out of token order: **${sum((s) => s.fencedOutOfOrder)}**; tokens shared by two processes: **${sum((s) => s.tokenReuse)}**.`,
+    `- Longest time two processes both trusted their leadership (trust window, bound ${t.safetyBoundMs} ms): **${max((s) => s.maxOverlapMs).toFixed(3)} ms**.`,
+    `- Leader work run by a demoted process: **${sum((s) => s.demotedWork)}**; stuck processes: **${sum((s) => s.stuck)}**.`,
+    `- Largest count of identical warn/error lines of one process in one minute: **${max((s) => s.maxIdenticalLogLines)}**.`,
+    "",
+    "## Per backend and fault",
+    "",
+    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first leader tick or election; bound ttl + retry + tick + 250 ms. " +
+      "Event overlap: time two processes were between their `elected` and `demoted` events at once — it includes a frozen (SIGSTOPped) leader that cannot act and whose trust window has expired, so it is informational.",
+    "",
+    "| backend | fault | episodes | failed | out-of-order fenced | token reuse | trust overlap ms | event overlap ms | demoted work | stuck | max identical log lines/min | heal→leader p50 / p90 / p99 / max ms |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const s of rep.summary) {
+    const h = s.healToLeaderMs;
+    lines.push(
+      `| ${s.backend} | ${s.fault} | ${s.episodes} | ${s.failed} | ${s.fencedOutOfOrder} | ${s.tokenReuse} | ${s.maxOverlapMs.toFixed(3)} | ${s.maxEventOverlapMs.toFixed(0)} | ${s.demotedWork} | ${s.stuck} | ${s.maxIdenticalLogLines} | ${f1(h.p50)} / ${f1(h.p90)} / ${f1(h.p99)} / ${f1(h.max)} |`,
+    );
+  }
+  lines.push("", "## Failures", "");
+  if (rep.failures.length === 0) lines.push("None.");
+  for (const f of rep.failures.slice(0, 50)) {
+    lines.push(`- **${f.backend} / ${f.fault}**, seed ${f.seed} — replay: \`${f.replay}\``);
+    for (const v of f.violations.slice(0, 4)) lines.push(`  - ${v}`);
+  }
+  if (rep.failures.length > 50)
+    lines.push(`- … and ${rep.failures.length - 50} more (chaos-report.json)`);
+  lines.push(
+    "",
+    "## How it works",
+    "",
+    "- `test/helpers/fault-proxy.ts`: loopback TCP proxy between every candidate and its server: latency, black hole, half-open (one direction held), connection reset.",
+    "- `test/helpers/chaos-servers.ts`: throwaway redis-server (no persistence), PostgreSQL (initdb/pg_ctl), PgBouncer (transaction mode) and a 3-member etcd cluster on free loopback ports; only these are restarted or have their connections killed.",
+    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window, `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick writes one row to a fenced resource: for PostgreSQL and PgBouncer inside a transaction after the store's `fence(tx, term)`; for the other backends to a table on the shared PostgreSQL that keeps the largest token seen and refuses lower ones.",
+    "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone.",
+    "- Replay one episode: `node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED`.",
+    "",
+  );
+  return lines.join("\n");
+}

@@ -1,0 +1,415 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  type ConfigError,
+  createElector,
+  type Demotion,
+  type Elector,
+  type ElectorOptions,
+  isConfigError,
+  isTermEndedError,
+  type Term,
+} from "../../src/index.js";
+import { MemoryStore } from "../../src/stores/memory/index.js";
+import { FakeClock } from "../../src/testing/index.js";
+import { recordingLogger, ScriptedStore } from "../helpers/stores.js";
+
+const TTL = 1000; // margin 100 ⇒ trust window 900; renew every 333; retry 200
+
+function setup(extra: Partial<ElectorOptions> = {}) {
+  const clock = new FakeClock();
+  const mem = new MemoryStore({ clock });
+  const store = new ScriptedStore(mem);
+  const log = recordingLogger();
+  const electors: Elector[] = [];
+  const make = (holderId: string, o: Partial<ElectorOptions> = {}) => {
+    const e = createElector({
+      store,
+      name: "job",
+      ttlMs: TTL,
+      clock,
+      holderId,
+      random: () => 0.5,
+      logger: log.logger,
+      ...extra,
+      ...o,
+    });
+    electors.push(e);
+    return e;
+  };
+  const record = (e: Elector) => {
+    const events: string[] = [];
+    const elected: Term[] = [];
+    const demoted: (Demotion & { at: number })[] = [];
+    e.on("elected", (t) => {
+      events.push(`elected:${t.token}`);
+      elected.push(t);
+    });
+    e.on("demoted", (d) => {
+      events.push(`demoted:${d.reason}:${d.token}`);
+      demoted.push({ ...d, at: clock.now() });
+    });
+    return { events, elected, demoted };
+  };
+  const stopAll = async () => {
+    const p = Promise.all(electors.map((e) => e.stop()));
+    await clock.advance(0);
+    await p;
+  };
+  return { clock, mem, store, log, make, record, stopAll };
+}
+
+describe("elector", () => {
+  it("elects one leader; the trust window is sentAt + ttl − margin", async () => {
+    const { clock, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    const t0 = clock.now();
+    await a.start();
+    await clock.advance(0);
+    assert.equal(a.isLeader(), true);
+    assert.equal(r.elected.length, 1);
+    assert.equal(a.health().validForMs, TTL - 100 - (clock.now() - t0));
+    await clock.advance(5000);
+    assert.equal(a.isLeader(), true, "renewals keep it leader");
+    assert.equal(r.elected.length, 1);
+    await stopAll();
+  });
+
+  it("F1/F5: a stall longer than ttl demotes `expired` before a due tick runs, then re-elects with a larger token", async () => {
+    const { clock, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term();
+    assert.ok(t1);
+    // A user tick due at the same time as the renewal, checking leadership the documented way.
+    const tickRuns: { token: bigint; at: number }[] = [];
+    const order: string[] = [];
+    a.on("demoted", () => order.push("demoted"));
+    const ticker = new AbortController();
+    void (async () => {
+      for (;;) {
+        try {
+          await clock.sleep(333, ticker.signal);
+        } catch {
+          return;
+        }
+        const term = a.term();
+        order.push(term ? `tick:${term.token}` : "tick-skipped");
+        if (term) tickRuns.push({ token: term.token, at: clock.now() });
+      }
+    })();
+    await clock.advance(10); // settle into the steady state
+    const before = tickRuns.length;
+    await clock.jump(5 * TTL); // the event loop was stalled for 5 s
+    assert.equal(r.demoted[0]?.reason, "expired");
+    assert.equal(t1.signal.aborted, true);
+    assert.ok(isTermEndedError(t1.signal.reason) && t1.signal.reason.reason === "expired");
+    assert.equal(
+      tickRuns.slice(before).filter((x) => x.token === t1.token).length,
+      0,
+      "no tick ran with the stale term",
+    );
+    assert.ok(
+      order.indexOf("demoted") < order.findIndex((x) => x.startsWith("tick")) ||
+        !order.some((x) => x.startsWith("tick:")),
+      order.join(","),
+    );
+    // campaigns again and wins (the memory store's lease expired by the same clock)
+    await clock.advance(300);
+    const t2 = a.term();
+    assert.ok(t2, "re-elected");
+    assert.ok(t2.token > t1.token);
+    assert.deepEqual(r.events.slice(0, 3), [
+      `elected:${t1.token}`,
+      `demoted:expired:${t1.token}`,
+      `elected:${t2.token}`,
+    ]);
+    ticker.abort();
+    await stopAll();
+  });
+
+  it("renew answered `lost`: demotes at once, makes no further renew calls, knows the new leader", async () => {
+    const { clock, mem, store, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term()!;
+    // Someone breaks the lease and another holder takes it.
+    await mem.forceRelease("job");
+    const b = await mem.acquire("job", "b", 60_000);
+    assert.ok(b.acquired);
+    const renewsBefore = store.calls.renew;
+    await clock.advance(400); // next renewal is due at 333
+    assert.equal(store.calls.renew, renewsBefore + 1);
+    assert.deepEqual(
+      r.demoted.map((d) => [d.reason, d.token]),
+      [["lost", t1.token]],
+    );
+    assert.equal(a.isLeader(), false);
+    assert.equal(a.leader()?.holder, "b");
+    await clock.advance(10_000);
+    assert.equal(store.calls.renew, renewsBefore + 1, "no renew after the loss");
+    assert.ok(store.calls.acquire > 1, "keeps campaigning as a follower");
+    await stopAll();
+  });
+
+  it("F3: transient renew failures that recover before the deadline keep the same term", async () => {
+    const { clock, store, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term()!;
+    store.fail("renew", "transient", 3);
+    await clock.advance(800); // renewal at 333 fails 3 times with short backoff, then succeeds
+    assert.equal(r.demoted.length, 0);
+    assert.equal(a.term()?.token, t1.token);
+    assert.ok(store.calls.renew >= 4);
+    await clock.advance(5000);
+    assert.equal(a.term()?.token, t1.token);
+    await stopAll();
+  });
+
+  it("F3: failures until the deadline demote `expired` exactly at the deadline, not at ttl", async () => {
+    const { clock, store, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    const sentAt = clock.now();
+    await a.start();
+    await clock.advance(0);
+    store.fail("renew", "transient");
+    await clock.advance(950);
+    assert.equal(r.demoted.length, 1);
+    assert.equal(r.demoted[0]!.reason, "expired");
+    // the last successful contact was the acquire sent at `sentAt`
+    assert.equal(r.demoted[0]!.at, sentAt + TTL - 100);
+    await stopAll();
+  });
+
+  it("a renew that hangs cannot keep a leader past its deadline", async () => {
+    const { clock, store, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    const sentAt = clock.now();
+    await a.start();
+    await clock.advance(0);
+    store.fail("renew", "hang");
+    await clock.advance(950);
+    assert.equal(r.demoted[0]?.reason, "expired");
+    assert.equal(r.demoted[0]?.at, sentAt + TTL - 100);
+    await stopAll();
+  });
+
+  it("the same failure repeated 1 000 times produces a bounded number of log lines", async () => {
+    const { clock, store, log, make, stopAll } = setup();
+    store.fail("acquire", "transient");
+    const a = make("a");
+    await a.start();
+    await clock.advanceUntil(() => store.calls.acquire >= 1000, 10_000_000);
+    const failures = log.lines.filter((l) => l.msg === "store acquire failed");
+    assert.ok(failures.length >= 5 && failures.length <= 12, `${failures.length} lines`);
+    const last = failures.at(-1)!;
+    assert.ok((last.fields?.suppressed as number) > 0, "reports the suppressed repeats");
+    store.heal();
+    await clock.advance(1000);
+    assert.equal(a.isLeader(), true);
+    assert.ok(log.lines.some((l) => l.msg === "store reachable again"));
+    await stopAll();
+  });
+
+  it("a stale resign from an old term does not release the new term", async () => {
+    const { clock, mem, make, stopAll } = setup();
+    const a = make("a");
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term()!;
+    await clock.jump(3 * TTL);
+    await clock.advance(300);
+    const t2 = a.term();
+    assert.ok(t2 && t2.token > t1.token);
+    assert.equal(await a.resignTerm(t1), false);
+    assert.equal(a.isLeader(), true);
+    assert.equal((await mem.read("job"))?.token, t2.token);
+    await stopAll();
+  });
+
+  it("resign hands over: the lease is released, a watcher takes over at once, the resigner waits its cooldown", async () => {
+    const { clock, make, record, stopAll } = setup({ resignCooldownMs: 500 });
+    const a = make("a");
+    const b = make("b");
+    const ra = record(a);
+    const rb = record(b);
+    await a.start();
+    await clock.advance(0);
+    await b.start();
+    await clock.advance(0);
+    assert.equal(a.isLeader(), true);
+    const p = a.resign();
+    await clock.settle();
+    assert.equal(await p, true);
+    await clock.settle();
+    assert.equal(b.isLeader(), true, "b took over without waiting for expiry or polling");
+    assert.equal(ra.demoted[0]?.reason, "resigned");
+    assert.ok(rb.elected[0]!.token > ra.elected[0]!.token);
+    await stopAll();
+  });
+
+  it("stop resigns with reason `stopped`, aborts the term signal, and resolves when released", async () => {
+    const { clock, mem, make, record } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t = a.term()!;
+    const p = a.stop();
+    await clock.advance(0);
+    await p;
+    assert.equal(r.demoted[0]?.reason, "stopped");
+    assert.equal(t.signal.aborted, true);
+    assert.equal(await mem.read("job"), null);
+    assert.equal(a.health().state, "stopped");
+  });
+
+  it("a listener that throws cannot block the elector or crash the process; errors arrive on `error`", async () => {
+    const { clock, make, stopAll } = setup();
+    const a = make("a");
+    const errors: Error[] = [];
+    a.on("error", (e) => errors.push(e));
+    a.on("elected", () => {
+      throw new Error("boom");
+    });
+    a.on("elected", async () => {
+      throw new Error("async boom");
+    });
+    await a.start();
+    await clock.advance(0);
+    assert.equal(a.isLeader(), true);
+    assert.deepEqual(errors.map((e) => e.message).sort(), ["async boom", "boom"]);
+    await stopAll();
+  });
+
+  it("a follower tries again at the known expiry when the leader dies", async () => {
+    const { clock, mem, make, stopAll } = setup();
+    const b = make("b");
+    // a dead leader holding the lease for 700 more ms (never renews, never releases)
+    await mem.acquire("job", "dead", 700);
+    await b.start();
+    await clock.advance(0);
+    assert.equal(b.leader()?.holder, "dead");
+    const dt = await clock.advanceUntil(() => b.isLeader(), 5000);
+    assert.ok(dt >= 700 && dt <= 700 + 50, `took over after ${dt} ms`);
+    await stopAll();
+  });
+
+  describe("health", () => {
+    it("a healthy follower and a healthy leader are healthy", async () => {
+      const { clock, make, stopAll } = setup();
+      const a = make("a");
+      const b = make("b");
+      await a.start();
+      await b.start();
+      await clock.advance(3000);
+      assert.equal(a.health().healthy, true);
+      assert.equal(a.health().state, "leader");
+      assert.equal(b.health().healthy, true);
+      assert.equal(b.health().state, "follower");
+      assert.equal(b.health().leader?.holder, "a");
+      await stopAll();
+    });
+
+    it("unhealthy while a leader is past its deadline without having demoted; healthy again after", async () => {
+      const { clock, make, stopAll } = setup();
+      const a = make("a");
+      await a.start();
+      await clock.advance(0);
+      clock.stall(2 * TTL); // event loop blocked: nothing has run yet
+      const h = a.health();
+      assert.equal(h.healthy, false);
+      assert.match(h.reason ?? "", /past its deadline/);
+      await clock.advance(0);
+      const after = a.health();
+      assert.equal(after.healthy, true, after.reason ?? "");
+      await stopAll();
+    });
+
+    it("unhealthy when the loop has not run for longer than ttl", async () => {
+      const { clock, make, stopAll } = setup();
+      const a = make("a");
+      const b = make("b");
+      await a.start();
+      await b.start();
+      await clock.advance(0);
+      assert.equal(b.health().healthy, true);
+      clock.stall(3 * TTL);
+      assert.match(b.health().reason ?? "", /loop has not run/);
+      await clock.advance(0);
+      assert.equal(b.health().healthy, true);
+      await stopAll();
+    });
+
+    it("unhealthy only after the store has been unreachable longer than the bound", async () => {
+      const { clock, store, make, stopAll } = setup({ unreachableAfterMs: 5000 });
+      store.fail("acquire", "transient");
+      const a = make("a");
+      await a.start();
+      await clock.advance(4000);
+      assert.equal(a.health().healthy, true, "failing but within the bound");
+      assert.ok(a.health().consecutiveFailures > 3);
+      await clock.advance(1500);
+      assert.match(a.health().reason ?? "", /store unreachable/);
+      store.heal();
+      await clock.advance(600);
+      assert.equal(a.health().healthy, true);
+      assert.equal(a.isLeader(), true);
+      await stopAll();
+    });
+  });
+
+  describe("config validation", () => {
+    const clock = new FakeClock();
+    const store = new MemoryStore({ clock });
+    const cases: [string, Partial<ElectorOptions>][] = [
+      ["name", { name: "" }],
+      ["name", { name: "has space" }],
+      ["name", { name: "x".repeat(129) }],
+      ["store", { store: {} as never }],
+      ["ttlMs", { ttlMs: 0 }],
+      ["ttlMs", { ttlMs: -5 }],
+      ["ttlMs", { ttlMs: 1.5 }],
+      ["renewIntervalMs", { ttlMs: 1000, renewIntervalMs: 900 }],
+      ["renewIntervalMs", { renewIntervalMs: -1 }],
+      ["retryMs", { retryMs: 0 }],
+      ["safetyMarginMs", { ttlMs: 1000, safetyMarginMs: 1000 }],
+      ["safetyMarginMs", { safetyMarginMs: -1 }],
+      ["holderId", { holderId: "" }],
+      ["resignCooldownMs", { resignCooldownMs: -1 }],
+      ["storeTimeoutMs", { storeTimeoutMs: 0 }],
+      ["logger", { logger: 5 as never }],
+    ];
+    for (const [field, bad] of cases) {
+      it(`rejects bad ${field}: ${JSON.stringify(bad, (_k, v) => (typeof v === "object" && v && !Array.isArray(v) && Object.keys(v).length === 0 ? "{}" : v))}`, () => {
+        assert.throws(
+          () => createElector({ store, name: "ok", clock, ...bad }),
+          (e: unknown) => {
+            assert.ok(isConfigError(e));
+            assert.equal((e as ConfigError).field, field);
+            assert.match((e as Error).message, new RegExp(`^tenure config: ${field}: `));
+            return true;
+          },
+        );
+      });
+    }
+    it("accepts defaults and documents them", () => {
+      const e = createElector({ store, name: "ok", clock });
+      assert.equal(e.options.ttlMs, 15_000);
+      assert.equal(e.options.renewIntervalMs, 5000);
+      assert.equal(e.options.retryMs, 3000);
+      assert.equal(e.options.safetyMarginMs, 300);
+      assert.match(e.options.holderId, /^.+:\d+:[0-9a-f]{8}$/);
+    });
+  });
+});

@@ -1,0 +1,383 @@
+/**
+ * Throwaway servers the chaos harness starts itself, on free loopback ports
+ * with temporary data dirs, so it may restart them or cut their connections
+ * without touching the machine's shared PostgreSQL or Redis (other tests run
+ * at the same time): redis-server, a PostgreSQL cluster (initdb/pg_ctl as the
+ * postgres user), PgBouncer in transaction mode in front of it, and a
+ * 3-member etcd cluster.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** A free TCP port on 127.0.0.1 (the listener is closed before returning). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on the port, or throws after `timeoutMs`. */
+export async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => {
+        s.destroy();
+        r(true);
+      });
+      s.once("error", () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline)
+      throw new Error(`${what} did not accept connections on ${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function which(bin: string, extra: string[] = []): string | null {
+  for (const d of [...extra, "/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin"]) {
+    if (existsSync(join(d, bin))) return join(d, bin);
+  }
+  return null;
+}
+
+function pgBin(name: string): string | null {
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) return which(name);
+  const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a));
+  for (const v of versions)
+    if (existsSync(join(root, v, "bin", name))) return join(root, v, "bin", name);
+  return which(name);
+}
+
+const IS_ROOT = process.getuid?.() === 0;
+
+/** Runs a command as the postgres user when we are root (initdb and PgBouncer refuse root). */
+function asPostgres(cmd: string, args: string[]): { cmd: string; args: string[] } {
+  return IS_ROOT ? { cmd: "runuser", args: ["-u", "postgres", "--", cmd, ...args] } : { cmd, args };
+}
+
+function exited(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => p.once("exit", () => r()));
+}
+
+function tmp(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), `tenure-chaos-${prefix}-`));
+  if (IS_ROOT) chmodSync(d, 0o777);
+  return d;
+}
+
+/** Why a server cannot be started here (binary missing), or null. */
+export function missingBinaries(): Record<string, string | null> {
+  return {
+    redis: which("redis-server")
+      ? null
+      : "redis-server not found (apt-get install -y redis-server)",
+    postgres:
+      pgBin("initdb") && pgBin("pg_ctl")
+        ? null
+        : "initdb/pg_ctl not found (apt-get install -y postgresql)",
+    pgbouncer: which("pgbouncer") ? null : "pgbouncer not found (apt-get install -y pgbouncer)",
+    etcd: which("etcd") ? null : "etcd not found (apt-get install -y etcd-server)",
+  };
+}
+
+/**
+ * A throwaway redis-server. `durable` (default true): AOF with
+ * `appendfsync always`, so a crash loses no acknowledged write; false: no
+ * persistence at all (a restart forgets every lease).
+ */
+export class RedisServer {
+  private proc: ChildProcess | null = null;
+  port = 0;
+  readonly dir = tmp("redis");
+  constructor(readonly durable = true) {}
+  async start(): Promise<void> {
+    if (!this.port) this.port = await freePort();
+    const bin = which("redis-server");
+    if (!bin) throw new Error("redis-server not found");
+    this.proc = spawn(
+      bin,
+      [
+        "--port",
+        String(this.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+      ],
+      { stdio: "ignore" },
+    );
+    await waitForPort(this.port, "redis-server");
+  }
+  /** Kills the server (SIGKILL: a crash) and starts it again on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (p) {
+      p.kill("SIGKILL");
+      await exited(p);
+    }
+  }
+  /** Stops the server and removes its files. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+}
+
+/** A throwaway PostgreSQL cluster (initdb once, pg_ctl start/stop). */
+export class PostgresServer {
+  readonly dir = tmp("pg");
+  port = 0;
+  private running = false;
+  async start(): Promise<void> {
+    const data = join(this.dir, "data");
+    if (!existsSync(data)) {
+      const initdb = pgBin("initdb");
+      if (!initdb) throw new Error("initdb not found");
+      const c = asPostgres(initdb, [
+        "-D",
+        data,
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--no-sync",
+        "-E",
+        "UTF8",
+      ]);
+      execFileSync(c.cmd, c.args, { stdio: "ignore" });
+      this.port = await freePort();
+    }
+    await this.pgctl("start");
+    this.running = true;
+  }
+  private async pgctl(action: "start" | "stop", mode = "fast"): Promise<void> {
+    const pgctl = pgBin("pg_ctl");
+    if (!pgctl) throw new Error("pg_ctl not found");
+    const data = join(this.dir, "data");
+    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${this.dir} -c fsync=off -c max_connections=200`;
+    const args =
+      action === "start"
+        ? ["-D", data, "-o", opts, "-l", join(this.dir, "log"), "-w", "-t", "30", "start"]
+        : ["-D", data, "-m", mode, "-w", "-t", "30", "stop"];
+    const c = asPostgres(pgctl, args);
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(c.cmd, c.args, { stdio: "ignore" });
+      p.once("error", reject);
+      p.once("exit", (code) =>
+        code === 0
+          ? resolve()
+          : reject(new Error(`pg_ctl ${action} exited with ${code} (log: ${this.dir}/log)`)),
+      );
+    });
+  }
+  /** Stops the server the crash way (`-m immediate`) and starts it again. */
+  async restart(): Promise<void> {
+    await this.pgctl("stop", "immediate");
+    await this.pgctl("start");
+  }
+  async stop(): Promise<void> {
+    if (this.running) {
+      this.running = false;
+      await this.pgctl("stop", "immediate").catch(() => {});
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+  /** URL of the `postgres` database, direct. */
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+}
+
+/** PgBouncer in transaction mode in front of a {@link PostgresServer}. */
+export class PgBouncerServer {
+  readonly dir = tmp("pgb");
+  port = 0;
+  private proc: ChildProcess | null = null;
+  constructor(private readonly pgPort: () => number) {}
+  async start(): Promise<void> {
+    const bin = which("pgbouncer");
+    if (!bin) throw new Error("pgbouncer not found");
+    if (!this.port) this.port = await freePort();
+    const ini = join(this.dir, "pgbouncer.ini");
+    writeFileSync(join(this.dir, "userlist.txt"), '"postgres" ""\n');
+    writeFileSync(
+      ini,
+      `[databases]
+postgres = host=127.0.0.1 port=${this.pgPort()} dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${this.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = ${join(this.dir, "userlist.txt")}
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits,options,application_name
+server_reset_query =
+server_login_retry = 1
+logfile = ${join(this.dir, "pgbouncer.log")}
+`,
+    );
+    if (IS_ROOT) execFileSync("chown", ["-R", "postgres:", this.dir]);
+    this.proc = spawn(bin, IS_ROOT ? ["-u", "postgres", ini] : [ini], { stdio: "ignore" });
+    await waitForPort(this.port, "pgbouncer");
+  }
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.start();
+  }
+  private async kill(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (p) {
+      p.kill("SIGKILL");
+      await exited(p);
+    }
+  }
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres?tenure_pooler=transaction`;
+  }
+}
+
+/** A 3-member etcd cluster on loopback. */
+export class EtcdCluster {
+  readonly dir = tmp("etcd");
+  readonly members: { name: string; client: number; peer: number; proc: ChildProcess | null }[] =
+    [];
+  async start(size = 3): Promise<void> {
+    for (let i = 0; i < size; i++) {
+      this.members.push({
+        name: `m${i}`,
+        client: await freePort(),
+        peer: await freePort(),
+        proc: null,
+      });
+    }
+    for (let i = 0; i < size; i++) this.spawnMember(i, "new");
+    await Promise.all(this.members.map((m) => waitForPort(m.client, `etcd ${m.name}`)));
+    await this.waitHealthy();
+  }
+  private spawnMember(i: number, state: "new" | "existing"): void {
+    const bin = which("etcd");
+    if (!bin) throw new Error("etcd not found");
+    const m = this.members[i]!;
+    const cluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peer}`).join(",");
+    m.proc = spawn(
+      bin,
+      [
+        "--name",
+        m.name,
+        "--data-dir",
+        join(this.dir, m.name),
+        "--listen-client-urls",
+        `http://127.0.0.1:${m.client}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${m.client}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${m.peer}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${m.peer}`,
+        "--initial-cluster",
+        cluster,
+        "--initial-cluster-state",
+        state,
+        "--initial-cluster-token",
+        `chaos-${process.pid}`,
+        "--heartbeat-interval",
+        "50",
+        "--election-timeout",
+        "500",
+        "--log-level",
+        "error",
+      ],
+      {
+        stdio: "ignore",
+        env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === "x64" ? "" : process.arch },
+      },
+    );
+  }
+  /** Waits until the cluster answers a linearizable read on every running member. */
+  async waitHealthy(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const m of this.members) {
+      if (!m.proc) continue;
+      for (;;) {
+        const ok = await fetch(`http://127.0.0.1:${m.client}/health`)
+          .then(async (r) => r.ok && ((await r.json()) as { health?: string }).health === "true")
+          .catch(() => false);
+        if (ok) break;
+        if (Date.now() > deadline)
+          throw new Error(`etcd member ${m.name} not healthy within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+  /** Kills member `i` (SIGKILL) and starts it again with its data. */
+  async restartMember(i: number): Promise<void> {
+    const m = this.members[i]!;
+    const p = m.proc;
+    m.proc = null;
+    if (p) {
+      p.kill("SIGKILL");
+      await exited(p);
+    }
+    this.spawnMember(i, "existing");
+    await waitForPort(m.client, `etcd ${m.name}`);
+    await this.waitHealthy();
+  }
+  async stop(): Promise<void> {
+    for (const m of this.members) {
+      const p = m.proc;
+      m.proc = null;
+      if (p) {
+        p.kill("SIGKILL");
+        await exited(p);
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Creates a directory (recursively) writable by everyone, for files workers write. */
+export function scratchDir(prefix: string): string {
+  const d = tmp(prefix);
+  mkdirSync(d, { recursive: true });
+  return d;
+}

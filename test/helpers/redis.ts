@@ -1,0 +1,164 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { waitFor } from "./wait.js";
+
+/** True when `redis-server` is on PATH (needed for the throwaway servers). */
+export function hasRedisServerBinary(): boolean {
+  return spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0;
+}
+
+/** True when a Redis answers PING at `url` within a second. */
+export async function redisAnswers(url: string): Promise<boolean> {
+  const c = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 1000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
+  c.on("error", () => {});
+  try {
+    await c.connect();
+    return (await c.ping()) === "PONG";
+  } catch {
+    return false;
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** Raw RESP PING on 127.0.0.1:port: true on +PONG or -NOAUTH (up, password required). */
+function pingAnswer(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: "127.0.0.1", port });
+    let buf = "";
+    const done = (v: boolean) => {
+      sock.destroy();
+      resolve(v);
+    };
+    sock.setTimeout(1000, () => done(false));
+    sock.on("error", () => done(false));
+    sock.on("connect", () => sock.write("PING\r\n"));
+    sock.on("data", (d) => {
+      buf += d.toString();
+      if (buf.includes("\r\n")) done(buf.startsWith("+PONG") || buf.startsWith("-NOAUTH"));
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => (a && typeof a === "object" ? resolve(a.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/**
+ * A throwaway `redis-server` on a free loopback port with no persistence
+ * (`--save "" --appendonly no`) in a temp dir, so a restart loses all data.
+ * Never touches the machine's shared Redis.
+ */
+export class ThrowawayRedis {
+  private proc: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), "tenure-redis-"));
+  private constructor(
+    readonly port: number,
+    private readonly extra: string[],
+  ) {}
+
+  static async start(extra: string[] = []): Promise<ThrowawayRedis> {
+    const r = new ThrowawayRedis(await freePort(), extra);
+    await r.startProcess();
+    return r;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** An admin connection (caller disconnects it). */
+  admin(password?: string): Redis {
+    const c = new Redis({
+      host: "127.0.0.1",
+      port: this.port,
+      ...(password ? { password } : {}),
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      commandTimeout: 3000,
+    });
+    c.on("error", () => {});
+    return c;
+  }
+
+  private async startProcess(): Promise<void> {
+    const proc = spawn(
+      "redis-server",
+      [
+        "--port",
+        String(this.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        this.dir,
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+        ...this.extra,
+      ],
+      { stdio: "ignore" },
+    );
+    this.proc = proc;
+    const exited = new Promise<void>((r) => proc.once("exit", () => r()));
+    let dead = false;
+    void exited.then(() => {
+      dead = true;
+    });
+    try {
+      await waitFor(
+        `throwaway redis-server on port ${this.port}`,
+        async () => {
+          if (dead) throw new Error(`redis-server on port ${this.port} exited`);
+          return pingAnswer(this.port);
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  /** Kills the server without saving anything: all data is gone. */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = undefined;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once("exit", () => r()));
+    p.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Stop (losing all data) and start again on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.startProcess();
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,73 @@
+import { StoreError } from "../../src/errors.js";
+import type { LeaseStore } from "../../src/store/types.js";
+
+export type Op = "acquire" | "renew" | "release" | "read";
+
+/**
+ * Wraps a store for state-machine tests: counts every call and lets a test
+ * make chosen operations fail or hang. Not a store of its own: every call that
+ * is not failed goes to the real (memory) store underneath.
+ */
+export class ScriptedStore implements LeaseStore {
+  readonly kind: string;
+  readonly notifies: boolean;
+  calls: Record<Op, number> = { acquire: 0, renew: 0, release: 0, read: 0 };
+  /** Per operation: how to fail the next calls. */
+  private failing = new Map<Op, { mode: "transient" | "fatal" | "hang"; remaining: number }>();
+
+  constructor(readonly inner: LeaseStore) {
+    this.kind = inner.kind;
+    this.notifies = inner.notifies;
+    if (inner.watch) this.watch = inner.watch.bind(inner);
+  }
+
+  /** Makes the next `times` calls of `op` fail (Infinity: until cleared). */
+  fail(op: Op, mode: "transient" | "fatal" | "hang", times = Number.POSITIVE_INFINITY): void {
+    this.failing.set(op, { mode, remaining: times });
+  }
+  heal(op?: Op): void {
+    if (op) this.failing.delete(op);
+    else this.failing.clear();
+  }
+
+  private gate<T>(op: Op, fn: () => Promise<T>): Promise<T> {
+    this.calls[op] += 1;
+    const f = this.failing.get(op);
+    if (f && f.remaining > 0) {
+      f.remaining -= 1;
+      if (f.mode === "hang") return new Promise<T>(() => {});
+      return Promise.reject(
+        new StoreError(`scripted ${op} failure`, {
+          transient: f.mode === "transient",
+          kind: f.mode === "transient" ? "connection" : "auth",
+          code: f.mode === "transient" ? "ECONNRESET" : "28P01",
+        }),
+      );
+    }
+    return fn();
+  }
+
+  acquire: LeaseStore["acquire"] = (n, h, t) =>
+    this.gate("acquire", () => this.inner.acquire(n, h, t));
+  renew: LeaseStore["renew"] = (l, t) => this.gate("renew", () => this.inner.renew(l, t));
+  release: LeaseStore["release"] = (l) => this.gate("release", () => this.inner.release(l));
+  read: LeaseStore["read"] = (n) => this.gate("read", () => this.inner.read(n));
+  list: LeaseStore["list"] = () => this.inner.list();
+  forceRelease: LeaseStore["forceRelease"] = (n) => this.inner.forceRelease(n);
+  watch?: LeaseStore["watch"];
+  putFenced: LeaseStore["putFenced"] = (l, k, v, o) => this.inner.putFenced(l, k, v, o);
+  getFenced: LeaseStore["getFenced"] = (n, k) => this.inner.getFenced(n, k);
+  close: LeaseStore["close"] = () => this.inner.close();
+}
+
+/** A logger that records every line. */
+export function recordingLogger() {
+  const lines: { level: string; msg: string; fields: Record<string, unknown> | undefined }[] = [];
+  const rec = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
+    lines.push({ level, msg, fields });
+  };
+  return {
+    lines,
+    logger: { debug: rec("debug"), info: rec("info"), warn: rec("warn"), error: rec("error") },
+  };
+}

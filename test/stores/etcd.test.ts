@@ -1,0 +1,558 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Etcd3 } from "etcd3";
+import { isConfigError, isStoreError, type StoreError } from "../../src/errors.js";
+import { openStore } from "../../src/store/open.js";
+import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
+import {
+  classifyEtcdError,
+  EtcdStore,
+  openEtcdStore,
+  parseEtcdUrl,
+  ttlSeconds,
+} from "../../src/stores/etcd/index.js";
+import { describeLeaseStore } from "../helpers/conformance.js";
+import {
+  ClusterMember,
+  etcdAnswers,
+  etcdPorts,
+  hasEtcdBinary,
+  ThrowawayEtcd,
+} from "../helpers/etcd.js";
+import { FaultProxy } from "../helpers/fault-proxy.js";
+import { REPO_ROOT, requireService, SERVICES } from "../helpers/services.js";
+import { uniqueName, waitFor } from "../helpers/wait.js";
+
+const HOW =
+  "start it with `bash scripts/services.sh start` (needs etcd: `apt-get install -y etcd-server`) or set TENURE_TEST_ETCD_URL";
+const single = requireService("etcd", await etcdAnswers(SERVICES.etcd), HOW);
+const clusterOk = requireService(
+  "etcd 3-member cluster",
+  (await etcdAnswers(SERVICES.etcdCluster)) &&
+    ClusterMember.all(process.env.TENURE_TEST_ETCD_DIR ?? envDir()).length === 3,
+  `${HOW.replace("TENURE_TEST_ETCD_URL", "TENURE_TEST_ETCD_CLUSTER_URL and TENURE_TEST_ETCD_DIR")}`,
+);
+const binary = requireService(
+  "etcd (binary, for throwaway members)",
+  hasEtcdBinary(),
+  "install it with `apt-get install -y etcd-server`",
+);
+
+/** TENURE_TEST_ETCD_DIR from .services/env (services.ts only exposes the URLs). */
+function envDir(): string | undefined {
+  return SERVICES.etcdCluster ? join(REPO_ROOT, ".services", "etcd") : undefined;
+}
+
+async function expectStoreError(p: Promise<unknown>): Promise<StoreError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isStoreError(e), `expected StoreError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail("expected the call to fail");
+}
+
+// ── Conformance against the shared single member ───────────────────────────
+describeLeaseStore("etcd", () => openEtcdStore(SERVICES.etcd ?? "etcd://127.0.0.1:1"), single);
+
+// ── …and through a loopback TCP proxy, so a store's connections can be reset ─
+const proxies = new Map<LeaseStore, FaultProxy>();
+describeLeaseStore(
+  "etcd (through a TCP proxy: killed connections)",
+  async () => {
+    const proxy = new FaultProxy("127.0.0.1", etcdPorts(SERVICES.etcd!)[0]!);
+    const port = await proxy.start();
+    const s = await openEtcdStore(`etcd://127.0.0.1:${port}`);
+    proxies.set(s, proxy);
+    return s;
+  },
+  {
+    ...single,
+    concurrency: 4,
+    killConnection: async (s) => {
+      const proxy = proxies.get(s)!;
+      assert.ok(proxy.connections > 0, "the store has a connection to kill");
+      proxy.resetAll();
+    },
+  },
+);
+after(async () => {
+  await Promise.allSettled([...proxies.values()].map((p) => p.stop()));
+});
+
+// ── Conformance against a throwaway member restarted with the same data ─────
+let throwaway: ThrowawayEtcd | undefined;
+const throwawayUrl = async () => {
+  throwaway ??= await ThrowawayEtcd.start();
+  return throwaway.url;
+};
+describeLeaseStore(
+  "etcd (throwaway member, restart keeps data)",
+  async () => openEtcdStore(await throwawayUrl()),
+  {
+    ...binary,
+    concurrency: 4,
+    restartServer: async () => {
+      await throwaway!.restart();
+    },
+  },
+);
+after(async () => {
+  await throwaway?.dispose();
+});
+
+// ── etcd specifics on the shared member ────────────────────────────────────
+describe("etcd store", { ...single }, () => {
+  let store: EtcdStore;
+  let raw: Etcd3;
+  before(async () => {
+    store = await openEtcdStore(SERVICES.etcd!);
+    raw = new Etcd3({ hosts: etcdPorts(SERVICES.etcd!).map((p) => `http://127.0.0.1:${p}`) });
+  });
+  after(async () => {
+    await store?.close();
+    raw?.close();
+  });
+
+  it("the lease key holds the holder, is attached to an etcd lease, and its create revision is the token", async () => {
+    const n = uniqueName("layout");
+    const a = await store.acquire(n, "host:1", 1500);
+    assert.ok(a.acquired);
+    const r = await raw.kv.range({ key: Buffer.from(`tenure/lease/${n}`) });
+    const kv = r.kvs[0];
+    assert.ok(kv);
+    assert.equal(kv.value.toString(), "host:1");
+    assert.equal(BigInt(kv.create_revision), a.lease.token);
+    const ttl = await raw.leaseClient.leaseTimeToLive({ ID: kv.lease });
+    assert.equal(ttl.grantedTTL, "2", "1500 ms rounds up to 2 s");
+    assert.equal(ttlSeconds(1), 1);
+    assert.equal(ttlSeconds(1000), 1);
+    assert.equal(ttlSeconds(1001), 2);
+  });
+
+  it("renew with the same TTL keeps the etcd lease; a different TTL moves the key to a new lease, same token", async () => {
+    const n = uniqueName("relase");
+    const key = Buffer.from(`tenure/lease/${n}`);
+    const a = await store.acquire(n, "a", 3000);
+    assert.ok(a.acquired);
+    const l1 = (await raw.kv.range({ key })).kvs[0]!.lease;
+    assert.deepEqual(await store.renew(a.lease, 3000), { renewed: true });
+    assert.equal((await raw.kv.range({ key })).kvs[0]!.lease, l1);
+    assert.deepEqual(await store.renew(a.lease, 9000), { renewed: true });
+    const kv = (await raw.kv.range({ key })).kvs[0]!;
+    assert.notEqual(kv.lease, l1);
+    assert.equal(BigInt(kv.create_revision), a.lease.token);
+    assert.equal((await raw.leaseClient.leaseTimeToLive({ ID: kv.lease })).grantedTTL, "9");
+    // the old etcd lease is revoked in the background
+    await waitFor(
+      "old lease revoked",
+      async () => Number((await raw.leaseClient.leaseTimeToLive({ ID: l1 })).TTL) < 0,
+      { timeoutMs: 3000 },
+    );
+    const info = await store.read(n);
+    assert.ok(info && info.expiresInMs > 7000 && info.expiresInMs <= 9000, `${info?.expiresInMs}`);
+    // concurrent renews of one term with new TTLs: both report renewed, the token stays
+    const both = await Promise.all([store.renew(a.lease, 4000), store.renew(a.lease, 4000)]);
+    assert.deepEqual(both, [{ renewed: true }, { renewed: true }]);
+    assert.equal((await store.read(n))?.token, a.lease.token);
+  });
+
+  it("same holder re-acquiring gets a new create revision; its old lease is revoked", async () => {
+    const n = uniqueName("again");
+    const key = Buffer.from(`tenure/lease/${n}`);
+    const a1 = await store.acquire(n, "a", 5000);
+    assert.ok(a1.acquired);
+    const l1 = (await raw.kv.range({ key })).kvs[0]!.lease;
+    const a2 = await store.acquire(n, "a", 5000);
+    assert.ok(a2.acquired && a2.lease.token > a1.lease.token);
+    await waitFor(
+      "old lease revoked",
+      async () => Number((await raw.leaseClient.leaseTimeToLive({ ID: l1 })).TTL) < 0,
+      { timeoutMs: 3000 },
+    );
+    assert.equal((await store.renew(a1.lease, 5000)).renewed, false);
+    assert.equal((await store.renew(a2.lease, 5000)).renewed, true);
+  });
+
+  it("a lease key without an etcd lease (not Tenure's) is a fatal schema error", async () => {
+    const n = uniqueName("schema");
+    await raw.put(`tenure/lease/${n}`).value("someone");
+    for (const call of [() => store.read(n), () => store.acquire(n, "a", 1000)]) {
+      const e = await expectStoreError(call());
+      assert.equal(e.kind, "schema", e.message);
+      assert.equal(e.transient, false);
+    }
+    await raw.delete().key(`tenure/lease/${n}`);
+  });
+
+  it("watch reports acquired, changed (re-lease) and released", async () => {
+    const n = uniqueName("watch");
+    const events: LeaseEvent["type"][] = [];
+    const unwatch = await store.watch(n, (e) => events.push(e.type));
+    try {
+      const a = await store.acquire(n, "a", 2000);
+      assert.ok(a.acquired);
+      await store.renew(a.lease, 4000);
+      await store.release(a.lease);
+      await waitFor("three events", () => events.length >= 3, { timeoutMs: 3000 });
+      assert.deepEqual(events, ["acquired", "changed", "released"]);
+    } finally {
+      await unwatch();
+    }
+  });
+
+  it("a watch survives its connection being reset and still reports the release", async () => {
+    const proxy = new FaultProxy("127.0.0.1", etcdPorts(SERVICES.etcd!)[0]!);
+    const port = await proxy.start();
+    const watcher = await openEtcdStore(`etcd://127.0.0.1:${port}`);
+    try {
+      const n = uniqueName("wreset");
+      const events: LeaseEvent["type"][] = [];
+      await watcher.watch(n, (e) => events.push(e.type));
+      const a = await store.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      await waitFor("acquired event", () => events.includes("acquired"), { timeoutMs: 3000 });
+      proxy.resetAll();
+      await store.release(a.lease);
+      await waitFor("released event after the reset", () => events.includes("released"), {
+        timeoutMs: 5000,
+      });
+    } finally {
+      await watcher.close();
+      await proxy.stop();
+    }
+  });
+
+  it("putFenced stores value and token under the data prefix; a prefix option separates stores", async () => {
+    const n = uniqueName("data");
+    const a = await store.acquire(n, "a", 5000);
+    assert.ok(a.acquired);
+    assert.deepEqual(await store.putFenced(a.lease, "cp/x", "v"), { ok: true });
+    assert.equal((await raw.get(`tenure/data/${n}!cp/x`).string()) ?? "", "v");
+    assert.equal(await raw.get(`tenure/fence/${n}!cp/x`).string(), String(a.lease.token));
+    const other = await openEtcdStore(`${SERVICES.etcd}?prefix=app2/`);
+    try {
+      assert.equal(await other.read(n), null);
+      assert.equal(await other.getFenced(n, "cp/x"), null);
+      const b = await other.acquire(n, "b", 5000);
+      assert.ok(b.acquired);
+      assert.ok((await other.list()).every((l) => l.name !== n || l.holder === "b"));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("an EtcdStore on your own client leaves the client open on close; openStore dispatches etcd://", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    try {
+      const s = new EtcdStore(client, { prefix: "own/" });
+      const n = uniqueName("own");
+      assert.ok((await s.acquire(n, "a", 2000)).acquired);
+      await s.close();
+      await s.close();
+      assert.equal((await expectStoreError(s.read(n))).kind, "closed");
+      assert.equal(await client.get(`own/lease/${n}`).string(), "a");
+    } finally {
+      client.close();
+    }
+    const s2 = await openStore(SERVICES.etcd!);
+    try {
+      assert.equal(s2.kind, "etcd");
+      assert.equal(s2.notifies, true);
+    } finally {
+      await s2.close();
+    }
+  });
+});
+
+// ── URL parsing and classification (no server) ─────────────────────────────
+describe("etcd URL and errors", () => {
+  it("parses members, default port, credentials and options; rejects bad input by name", async () => {
+    const u = parseEtcdUrl(
+      "etcd://u:s3cret@127.0.0.1:1,[::1]:2,localhost/?prefix=p/&callTimeoutMs=50",
+    );
+    assert.deepEqual(u.hosts, ["127.0.0.1:1", "[::1]:2", "localhost:2379"]);
+    assert.equal(u.username, "u");
+    assert.equal(u.password, "s3cret");
+    assert.equal(u.params.get("prefix"), "p/");
+    assert.equal(parseEtcdUrl("etcds://h:1").tls, true);
+    const bad: [string, string][] = [
+      ["etcd://", "store"],
+      ["etcd://h:99999", "store"],
+      ["etcd://u:pw@h:1?nope=1", "store ?nope"],
+      ["etcd://h:1?ca=/x", "store ?ca"],
+      ["http://h:1", "store"],
+    ];
+    for (const [url, field] of bad) {
+      assert.throws(
+        () => parseEtcdUrl(url),
+        (e) => isConfigError(e) && e.field === field && !e.message.includes("pw"),
+        url,
+      );
+    }
+    await assert.rejects(openEtcdStore("etcd://127.0.0.1:1?callTimeoutMs=0"), (e) => {
+      assert.ok(isConfigError(e));
+      assert.equal(e.field, "callTimeoutMs");
+      return true;
+    });
+    await assert.rejects(openEtcdStore("etcd://127.0.0.1:1?prefix=a b"), (e) => {
+      assert.ok(isConfigError(e));
+      assert.equal(e.field, "prefix");
+      return true;
+    });
+  });
+
+  it("classifies etcd3 errors: unavailable/deadline/leader changed transient, auth fatal", async () => {
+    const m = await import("etcd3");
+    const cases: [Error, boolean, string][] = [
+      [new m.GRPCUnavailableError("14 UNAVAILABLE: No connection established"), true, "connection"],
+      [
+        new m.GRPCUnavailableError("14 UNAVAILABLE: etcdserver: leader changed"),
+        true,
+        "unavailable",
+      ],
+      [new m.GRPCUnavailableError("14 UNAVAILABLE: etcdserver: no leader"), true, "unavailable"],
+      [new m.GRPCDeadlineExceededError("4 DEADLINE_EXCEEDED: Deadline exceeded"), true, "timeout"],
+      [new m.GRPCGenericError("connect ECONNREFUSED 127.0.0.1:1"), true, "connection"],
+      [new m.EtcdAuthenticationFailedError("etcdserver: authentication failed"), false, "auth"],
+      [new m.EtcdPermissionDeniedError("etcdserver: permission denied"), false, "auth"],
+      [new m.GRPCUnauthenticatedError("16 UNAUTHENTICATED"), false, "auth"],
+      [new m.ClientClosedError("KV"), false, "closed"],
+      [new m.GRPCInvalidArgumentError("3 INVALID_ARGUMENT: duplicate key"), false, "unknown"],
+    ];
+    for (const [e, transient, kind] of cases) {
+      const c = classifyEtcdError(e);
+      assert.equal(c.transient, transient, e.message);
+      assert.equal(c.kind, kind, e.message);
+    }
+  });
+});
+
+// ── Faults provoked on a throwaway member ──────────────────────────────────
+describe("etcd faults (throwaway member)", { ...binary }, () => {
+  let tw: ThrowawayEtcd;
+  before(async () => {
+    tw = await ThrowawayEtcd.start();
+  });
+  after(async () => {
+    await tw?.dispose();
+  });
+
+  it("SIGSTOP ⇒ transient timeout within the call deadline; SIGCONT ⇒ the next call succeeds", async () => {
+    const s = await openEtcdStore(`${tw.url}?callTimeoutMs=400`);
+    try {
+      const n = uniqueName("stop");
+      const a = await s.acquire(n, "a", 10_000);
+      assert.ok(a.acquired);
+      tw.pause();
+      try {
+        for (const call of [() => s.renew(a.lease, 10_000), () => s.read(n)]) {
+          const t0 = Date.now();
+          const e = await expectStoreError(call());
+          assert.equal(e.transient, true, `${e.kind}: ${e.message}`);
+          assert.equal(e.kind, "timeout", e.message);
+          assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+        }
+      } finally {
+        tw.resume();
+      }
+      const r = await waitFor(
+        "renew after SIGCONT",
+        async () => {
+          try {
+            return (await s.renew(a.lease, 10_000)).renewed;
+          } catch (e) {
+            assert.ok(isStoreError(e) && e.transient, String(e));
+            return false;
+          }
+        },
+        { timeoutMs: 5000, intervalMs: 50 },
+      );
+      assert.equal(r, true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("SIGKILL ⇒ transient connection error; restart (same data) ⇒ the next call succeeds, tokens keep increasing", async () => {
+    const s = await openEtcdStore(`${tw.url}?callTimeoutMs=1000`);
+    try {
+      const n = uniqueName("kill");
+      const a = await s.acquire(n, "a", 10_000);
+      assert.ok(a.acquired);
+      await tw.kill();
+      const e = await expectStoreError(s.read(n));
+      assert.equal(e.transient, true, `${e.kind}: ${e.message}`);
+      assert.ok(["connection", "unavailable", "timeout"].includes(e.kind), e.kind);
+      await tw.start();
+      const info = await waitFor(
+        "read after restart",
+        async () => {
+          try {
+            return await s.read(n);
+          } catch (err) {
+            assert.ok(isStoreError(err) && err.transient, String(err));
+            return null;
+          }
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      // etcd persisted the lease: still held by a, same token
+      assert.equal(info.token, a.lease.token);
+      const b = await s.acquire(uniqueName("after"), "b", 2000);
+      assert.ok(b.acquired && b.lease.token > a.lease.token);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("an unreachable member at open is not fatal: open succeeds, calls fail transiently", async () => {
+    const s = await openEtcdStore("etcd://127.0.0.1:1?callTimeoutMs=300");
+    try {
+      const e = await expectStoreError(s.read("x"));
+      assert.equal(e.transient, true, e.message);
+      const t0 = Date.now();
+      const w = await expectStoreError(s.watch("x", () => {}));
+      assert.equal(w.transient, true, w.message);
+      assert.ok(Date.now() - t0 < 2000, `watch took ${Date.now() - t0} ms`);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("wrong credentials are a fatal auth error at open, with the password redacted", async () => {
+    const admin = new Etcd3({ hosts: `http://127.0.0.1:${tw.port}` });
+    try {
+      await admin.user("root").create("rootpw");
+      await admin.user("root").addRole("root");
+      await admin.auth.authEnable();
+      await assert.rejects(openEtcdStore(`etcd://root:wrongpw@127.0.0.1:${tw.port}`), (e) => {
+        assert.ok(isStoreError(e), String(e));
+        assert.equal(e.kind, "auth", e.message);
+        assert.equal(e.transient, false);
+        assert.ok(!e.message.includes("wrongpw"), e.message);
+        return true;
+      });
+      const ok = await openEtcdStore(`etcd://root:rootpw@127.0.0.1:${tw.port}`);
+      try {
+        assert.ok((await ok.acquire(uniqueName("auth"), "a", 2000)).acquired);
+      } finally {
+        await ok.close();
+      }
+    } finally {
+      admin.close();
+    }
+  });
+});
+
+// ── The 3-member cluster ────────────────────────────────────────────────────
+describe("etcd 3-member cluster", { ...clusterOk }, () => {
+  const members = ClusterMember.all(process.env.TENURE_TEST_ETCD_DIR ?? envDir());
+
+  /** The member that leads the raft group now. */
+  async function leader(): Promise<ClusterMember> {
+    for (const m of members) {
+      const c = new Etcd3({ hosts: `http://127.0.0.1:${m.port}` });
+      try {
+        const st = await c.maintenance.status({ deadline: Date.now() + 1000 });
+        if (st.leader === st.header.member_id) return m;
+      } catch {
+        // try the next member
+      } finally {
+        c.close();
+      }
+    }
+    throw new Error("no etcd leader found");
+  }
+
+  it("a held lease survives killing the raft leader: renew and read keep working within a bound", async () => {
+    const s = await openEtcdStore(`${SERVICES.etcdCluster}?callTimeoutMs=1000`);
+    const victim = await leader();
+    try {
+      const n = uniqueName("cluster");
+      const a = await s.acquire(n, "a", 10_000);
+      assert.ok(a.acquired);
+      await victim.kill();
+      const t0 = Date.now();
+      let transient = 0;
+      const ok = await waitFor(
+        "renew after the leader died",
+        async () => {
+          try {
+            return (await s.renew(a.lease, 10_000)).renewed;
+          } catch (e) {
+            assert.ok(isStoreError(e) && e.transient, String(e));
+            transient++;
+            return false;
+          }
+        },
+        { timeoutMs: 8000, intervalMs: 50 },
+      );
+      assert.equal(ok, true);
+      const info = await s.read(n);
+      assert.equal(info?.token, a.lease.token);
+      assert.equal(info?.holder, "a");
+      assert.ok(Date.now() - t0 < 8000);
+      // another holder still cannot take it
+      assert.equal((await s.acquire(n, "b", 5000)).acquired, false);
+      process.stderr.write(
+        `# etcd cluster: renew ok ${Date.now() - t0} ms after killing ${victim.name} (${transient} transient errors)\n`,
+      );
+    } finally {
+      await victim.start();
+      await s.close();
+    }
+  });
+});
+
+// ── close() lets the process exit ──────────────────────────────────────────
+describe("etcd store process exit", { ...single }, () => {
+  it("a process that opens, acquires, watches, renews, releases and closes exits on its own", async () => {
+    const mod = join(REPO_ROOT, "dist", "src", "stores", "etcd", "index.js");
+    const script = `
+      const { openEtcdStore } = await import(${JSON.stringify(mod)});
+      const s = await openEtcdStore(${JSON.stringify(SERVICES.etcd)});
+      const n = "exit-" + process.pid;
+      const w = await s.watch(n, () => {});
+      const a = await s.acquire(n, "a", 3000);
+      if (!a.acquired) process.exit(3);
+      await s.renew(a.lease, 3000);
+      await s.renew(a.lease, 5000);
+      await s.read(n);
+      await s.release(a.lease);
+      await w();
+      await s.close();
+      // a store that never reached etcd, with a failed watch, lets go too
+      const down = await openEtcdStore("etcd://127.0.0.1:1?callTimeoutMs=300");
+      await down.read(n).catch(() => {});
+      await down.watch(n, () => {}).catch(() => {});
+      await down.close();
+      console.log("closed");
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      out += d;
+    });
+    const code = await new Promise<number | string>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        resolve("did not exit within 8 s after close()");
+      }, 8000);
+      child.once("exit", (c) => {
+        clearTimeout(timer);
+        resolve(c ?? -1);
+      });
+    });
+    assert.equal(code, 0, out);
+    assert.match(out, /closed/);
+  });
+});

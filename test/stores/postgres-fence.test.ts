@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import pg from "pg";
+import postgres from "postgres";
+import { FencedError, isFencedError } from "../../src/errors.js";
+import type { LeaseRef } from "../../src/store/types.js";
+import { fence, openPostgresStore, type PostgresStore } from "../../src/stores/postgres/index.js";
+import { withAdmin, withParams } from "../helpers/pg.js";
+import { SERVICES } from "../helpers/services.js";
+import { uniqueName } from "../helpers/wait.js";
+
+const LEASES = `tenure_t_fence_${process.pid}`;
+const STATE = `tenure_t_fence_state_${process.pid}`;
+
+/**
+ * The invariant: a table written only through fence never has a write with
+ * token t committed after a write with a larger token. The state row is
+ * updated by every write; updates of one row serialize in commit order, so
+ * `violations` counts exactly the stale writes that landed after newer ones.
+ */
+async function fencedWrite(c: pg.PoolClient, token: bigint): Promise<void> {
+  await c.query(
+    `UPDATE "${STATE}" SET violations = violations + (CASE WHEN last_token > $1::bigint THEN 1 ELSE 0 END),
+       last_token = $1::bigint, writes = writes + 1 WHERE id = 1`,
+    [token.toString()],
+  );
+}
+
+const jitter = () => new Promise((r) => setTimeout(r, Math.random() * 3));
+
+describe("postgres fence(tx, term)", () => {
+  let storeA: PostgresStore;
+  let storeB: PostgresStore;
+  let pool: pg.Pool;
+  before(async () => {
+    const url = withParams(SERVICES.postgres, { tenure_table: LEASES });
+    storeA = await openPostgresStore(url);
+    storeB = await openPostgresStore(url);
+    pool = new pg.Pool({ connectionString: SERVICES.postgres, max: 4 });
+    await withAdmin(async (c) => {
+      await c.query(`DROP TABLE IF EXISTS "${STATE}"`);
+      await c.query(
+        `CREATE TABLE "${STATE}" (id int PRIMARY KEY, last_token bigint NOT NULL, violations int NOT NULL, writes int NOT NULL)`,
+      );
+      await c.query(`INSERT INTO "${STATE}" VALUES (1, 0, 0, 0)`);
+    });
+  });
+  after(async () => {
+    await storeA.close();
+    await storeB.close();
+    await pool.end();
+    await withAdmin((c) =>
+      c.query(`DROP TABLE IF EXISTS "${STATE}", "${LEASES}", "${LEASES}_fenced"`),
+    );
+  });
+
+  const state = async () =>
+    (await pool.query(`SELECT last_token, violations, writes FROM "${STATE}" WHERE id = 1`))
+      .rows[0] as { last_token: string; violations: number; writes: number };
+
+  it("the detector sees a stale write without the fence (control)", async () => {
+    const name = uniqueName("control");
+    const a = await storeA.acquire(name, "A", 60_000);
+    assert.ok(a.acquired);
+    const ca = await pool.connect();
+    const cb = await pool.connect();
+    try {
+      await ca.query("BEGIN");
+      await storeB.forceRelease(name);
+      const b = await storeB.acquire(name, "B", 60_000);
+      assert.ok(b.acquired);
+      await cb.query("BEGIN");
+      await fencedWrite(cb, b.lease.token);
+      await cb.query("COMMIT");
+      await fencedWrite(ca, a.lease.token); // no fence: the stale leader's write lands
+      await ca.query("COMMIT");
+      assert.equal((await state()).violations, 1);
+      await pool.query(`UPDATE "${STATE}" SET violations = 0 WHERE id = 1`);
+    } finally {
+      ca.release();
+      cb.release();
+    }
+  });
+
+  it("200 racing takeovers: a stale term's write commits before the newer term exists or fails", async (t) => {
+    const name = uniqueName("race");
+    const outcomes = { committed: 0, fenced: 0, expiredTakeovers: 0 };
+    const ca = await pool.connect();
+    const cb = await pool.connect();
+    try {
+      for (let i = 0; i < 200; i++) {
+        const byExpiry = i % 5 === 0;
+        const a = await storeA.acquire(name, "A", byExpiry ? 30 : 60_000);
+        assert.ok(a.acquired, `iteration ${i}: A could not acquire`);
+        const termA = a.lease;
+        const runA = async () => {
+          await jitter();
+          await ca.query("BEGIN");
+          try {
+            await storeA.fence(ca, termA);
+            // leader work between the check and the write (long enough for B's takeover)
+            await new Promise((r) => setTimeout(r, Math.random() * 8));
+            await fencedWrite(ca, termA.token);
+            await ca.query("COMMIT");
+            outcomes.committed++;
+          } catch (e) {
+            await ca.query("ROLLBACK");
+            if (!isFencedError(e)) throw e;
+            assert.equal(e.token, termA.token);
+            outcomes.fenced++;
+          }
+        };
+        const runB = async () => {
+          await jitter();
+          let termB: LeaseRef | null = null;
+          if (byExpiry) {
+            outcomes.expiredTakeovers++;
+            while (!termB) {
+              const r = await storeB.acquire(name, "B", 60_000);
+              if (r.acquired) termB = r.lease;
+              else await new Promise((res) => setTimeout(res, 5));
+            }
+          } else {
+            await storeB.forceRelease(name); // waits while A's fenced transaction is open
+            const r = await storeB.acquire(name, "B", 60_000);
+            assert.ok(r.acquired, `iteration ${i}: B could not acquire`);
+            termB = r.lease;
+          }
+          assert.ok(termB.token > termA.token);
+          await cb.query("BEGIN");
+          await storeB.fence(cb, termB);
+          await fencedWrite(cb, termB.token);
+          await cb.query("COMMIT");
+          await storeB.release(termB);
+        };
+        await Promise.all([runA(), runB()]);
+      }
+    } finally {
+      ca.release();
+      cb.release();
+    }
+    t.diagnostic(`outcomes: ${JSON.stringify(outcomes)}`);
+    const s = await state();
+    assert.equal(s.violations, 0, `stale writes committed after newer ones: ${JSON.stringify(s)}`);
+    assert.equal(outcomes.committed + outcomes.fenced, 200);
+    assert.ok(outcomes.committed > 0 && outcomes.fenced > 0, JSON.stringify(outcomes));
+  });
+
+  it("works in a postgres.js transaction and as a standalone function", async () => {
+    const sql = postgres(SERVICES.postgres, { max: 2, onnotice: () => {} });
+    try {
+      const name = uniqueName("pgjs");
+      const a = await storeA.acquire(name, "A", 60_000);
+      assert.ok(a.acquired);
+      const ok = await sql.begin(async (tx) => {
+        await storeA.fence(tx, a.lease);
+        return (await tx`SELECT 1 AS one`)[0]?.one;
+      });
+      assert.equal(ok, 1);
+      await storeA.forceRelease(name);
+      const b = await storeB.acquire(name, "B", 60_000);
+      assert.ok(b.acquired);
+      await assert.rejects(
+        sql.begin(async (tx) => fence(tx, a.lease, { table: LEASES })),
+        (e: unknown) => {
+          assert.ok(e instanceof FencedError, String(e));
+          assert.equal(e.currentToken, b.lease.token);
+          return true;
+        },
+      );
+      await sql.begin(async (tx) => fence(tx, b.lease, { table: LEASES }));
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  });
+});

@@ -1,0 +1,348 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import postgres from "postgres";
+import { isConfigError, isStoreError, type StoreError } from "../../src/errors.js";
+import { openStore } from "../../src/store/open.js";
+import type { LeaseStore } from "../../src/store/types.js";
+import { openPostgresStore, PostgresStore } from "../../src/stores/postgres/index.js";
+import { describeLeaseStore } from "../helpers/conformance.js";
+import {
+  appName,
+  startThrowawayCluster,
+  type ThrowawayCluster,
+  terminateApp,
+  withAdmin,
+  withParams,
+} from "../helpers/pg.js";
+import { requireService, SERVICES } from "../helpers/services.js";
+import { uniqueName, waitFor } from "../helpers/wait.js";
+
+/** This file's own tables, so parallel test files never share rows. */
+const TABLE = `tenure_t_pgstore_${process.pid}`;
+const apps = new WeakMap<LeaseStore, string>();
+
+after(async () => {
+  await withAdmin(async (c) => {
+    for (const t of [
+      TABLE,
+      `${TABLE}_pooled`,
+      `${TABLE}_bad`,
+      `${TABLE}_garbage`,
+      `${TABLE}_race`,
+    ]) {
+      await c.query(`DROP TABLE IF EXISTS "${t}", "${t}_fenced"`);
+    }
+  });
+});
+
+async function openPg(url = SERVICES.postgres, extra: Record<string, string> = {}) {
+  const app = appName("tenure-pg");
+  const s = await openPostgresStore(
+    withParams(url, { application_name: app, tenure_table: TABLE, ...extra }),
+  );
+  apps.set(s, app);
+  return s;
+}
+
+async function openPostgresJs(url = SERVICES.postgres, opts: { queryTimeoutMs?: number } = {}) {
+  const app = appName("tenure-pgjs");
+  const sql = postgres(url, {
+    max: 4,
+    prepare: false,
+    fetch_types: false,
+    onnotice: () => {},
+    connection: { application_name: app },
+  });
+  const s = new PostgresStore({
+    sql,
+    table: TABLE,
+    onClose: () => sql.end({ timeout: 1 }),
+    ...opts,
+  });
+  await s.init();
+  apps.set(s, app);
+  return s;
+}
+
+const kill = async (s: LeaseStore) => {
+  const app = apps.get(s);
+  assert.ok(app, "store opened without an application_name");
+  await terminateApp(app);
+};
+
+describeLeaseStore("postgres (pg, direct)", () => openPg(), { killConnection: kill });
+describeLeaseStore("postgres (postgres.js, direct)", () => openPostgresJs(), {
+  killConnection: kill,
+});
+
+const bouncer = requireService(
+  "pgbouncer",
+  Boolean(SERVICES.pgbouncer),
+  "run `bash scripts/services.sh start` (needs pgbouncer: apt-get install pgbouncer)",
+);
+describeLeaseStore(
+  "postgres (pg through PgBouncer, transaction mode)",
+  () => openPg(SERVICES.pgbouncer),
+  {
+    ...bouncer,
+    killConnection: kill,
+  },
+);
+
+let cluster: Promise<ThrowawayCluster> | null = null;
+after(async () => {
+  await (await cluster?.catch(() => null))?.stop();
+});
+describeLeaseStore(
+  "postgres (throwaway cluster, restarted)",
+  async () => {
+    cluster ??= startThrowawayCluster();
+    return openPg((await cluster).url);
+  },
+  {
+    concurrency: 4,
+    restartServer: async () => {
+      await (await cluster!).restart();
+    },
+  },
+);
+
+describe("postgres store", () => {
+  it(
+    "through PgBouncer: notifies is false and watch refuses; postgres.js works too",
+    bouncer,
+    async () => {
+      const s = await openPg(SERVICES.pgbouncer);
+      const app = appName("tenure-pgjs-bouncer");
+      const url = new URL(SERVICES.pgbouncer!);
+      url.search = "";
+      const sql = postgres(url.toString(), {
+        max: 2,
+        prepare: false,
+        fetch_types: false,
+        onnotice: () => {},
+        connection: { application_name: app },
+      });
+      const js = PostgresStore.fromPostgresJs(sql, { table: TABLE, pooled: true });
+      try {
+        assert.equal(s.notifies, false);
+        assert.equal(js.notifies, false);
+        await assert.rejects(
+          s.watch(uniqueName("w"), () => {}),
+          /transaction pooler/,
+        );
+        const n = uniqueName("bouncer");
+        const a = await js.acquire(n, "a", 5000);
+        assert.ok(a.acquired);
+        assert.equal((await s.read(n))?.token, a.lease.token);
+        assert.equal(await s.release(a.lease), true);
+        const b = await js.acquire(n, "b", 5000);
+        assert.ok(b.acquired && b.lease.token > a.lease.token);
+      } finally {
+        await s.close();
+        await sql.end({ timeout: 1 });
+      }
+    },
+  );
+
+  it("direct stores notify; the pooler flag in the URL turns it off", async () => {
+    const direct = await openPg();
+    const pooled = await openPg(SERVICES.postgres, { tenure_pooler: "transaction" });
+    try {
+      assert.equal(direct.notifies, true);
+      assert.equal(pooled.notifies, false);
+    } finally {
+      await direct.close();
+      await pooled.close();
+    }
+  });
+
+  it("the LISTEN connection comes back after it is killed, with a `changed` event", async () => {
+    const s = await openPg();
+    const other = await openPg();
+    const n = uniqueName("relisten");
+    const events: string[] = [];
+    try {
+      const unwatch = await s.watch(n, (e) => events.push(e.type));
+      await kill(s);
+      await waitFor("changed event after reconnect", () => events.includes("changed"), {
+        timeoutMs: 8000,
+      });
+      const a = await other.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      await other.release(a.lease);
+      await waitFor("release event after reconnect", () => events.includes("released"), {
+        timeoutMs: 5000,
+      });
+      await unwatch();
+    } finally {
+      await s.close();
+      await other.close();
+    }
+  });
+
+  /** Holds the lease row locked from an admin transaction while `fn` runs. */
+  async function whileRowLocked(name: string, fn: () => Promise<void>) {
+    await withAdmin(async (c) => {
+      await c.query("BEGIN");
+      await c.query(`SELECT 1 FROM "${TABLE}" WHERE name = $1 FOR UPDATE`, [name]);
+      try {
+        await fn();
+      } finally {
+        await c.query("ROLLBACK");
+      }
+    });
+  }
+
+  async function waitingBackend(app: string): Promise<number> {
+    return withAdmin(async (c) =>
+      waitFor(`a waiting query of ${app}`, async () => {
+        const r = await c.query(
+          "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND wait_event_type = 'Lock'",
+          [app],
+        );
+        return r.rows[0]?.pid as number | undefined;
+      }),
+    );
+  }
+
+  for (const driver of ["pg", "postgres.js"] as const) {
+    it(`${driver}: a backend terminated mid-query (57P01) is transient; the store recovers`, async () => {
+      const s = driver === "pg" ? await openPg() : await openPostgresJs();
+      const n = uniqueName("term");
+      try {
+        const a = await s.acquire(n, "a", 30_000);
+        assert.ok(a.acquired);
+        await whileRowLocked(n, async () => {
+          const pending = s.renew(a.lease, 30_000);
+          pending.catch(() => {});
+          const pid = await waitingBackend(apps.get(s)!);
+          await withAdmin((c) => c.query("SELECT pg_terminate_backend($1)", [pid]));
+          await assert.rejects(pending, (e: unknown) => {
+            assert.ok(isStoreError(e), String(e));
+            assert.equal(e.transient, true, `${e.kind} ${e.code} ${e.message}`);
+            assert.equal(e.kind, "connection");
+            assert.ok(
+              ["57P01", "CONNECTION_CLOSED", "CONNECTION_ENDED"].includes(e.code ?? "") ||
+                /terminat/i.test(e.message),
+              `${e.code}: ${e.message}`,
+            );
+            return true;
+          });
+        });
+        const r = await waitFor(
+          "renew after reconnect",
+          async () => (await s.renew(a.lease, 30_000)).renewed,
+        );
+        assert.equal(r, true);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it(`${driver}: a query that gets no answer times out as a transient error`, async () => {
+      const s =
+        driver === "pg"
+          ? await openPg(SERVICES.postgres, { tenure_timeout_ms: "300" })
+          : await openPostgresJs(SERVICES.postgres, { queryTimeoutMs: 300 });
+      const n = uniqueName("timeout");
+      try {
+        const a = await s.acquire(n, "a", 30_000);
+        assert.ok(a.acquired);
+        await whileRowLocked(n, async () => {
+          const t0 = performance.now();
+          await assert.rejects(s.renew(a.lease, 30_000), (e: unknown) => {
+            assert.ok(isStoreError(e), String(e));
+            assert.equal(e.transient, true);
+            assert.equal(e.kind, "timeout", `${e.code} ${e.message}`);
+            return true;
+          });
+          assert.ok(performance.now() - t0 < 2000);
+        });
+        assert.equal((await s.renew(a.lease, 30_000)).renewed, true);
+      } finally {
+        await s.close();
+      }
+    });
+  }
+
+  it("authentication failure is fatal kind auth and never shows the password", async () => {
+    // The machine's PostgreSQL trusts loopback, which ignores passwords; a role
+    // that does not exist is the honest way to be refused: FATAL 28000.
+    const secret = "s3cret-Pa55word";
+    const url = SERVICES.postgres.replace("postgres@", `tenure_no_such_role:${secret}@`);
+    for (const open of [() => openStore(url), () => openPostgresStore(`${url}?tenure_pooler=x`)]) {
+      await assert.rejects(open(), (e: unknown) => {
+        assert.ok(!String((e as Error).message).includes(secret), (e as Error).message);
+        assert.ok(!String((e as Error).stack).includes(secret));
+        return true;
+      });
+    }
+    await assert.rejects(openStore(url), (e: unknown) => {
+      assert.ok(isStoreError(e), String(e));
+      assert.equal(e.kind, "auth");
+      assert.equal(e.transient, false);
+      assert.equal(e.code, "28000");
+      return true;
+    });
+    const noDb = new URL(SERVICES.postgres);
+    noDb.password = secret;
+    noDb.pathname = "/tenure_no_such_db";
+    await assert.rejects(openStore(noDb.toString()), (e: StoreError) => {
+      assert.equal(e.kind, "config");
+      assert.equal(e.code, "3D000");
+      assert.ok(!e.message.includes(secret));
+      return true;
+    });
+    await assert.rejects(openStore(`postgres://u:${secret}@[bad`), (e: unknown) => {
+      assert.ok(isConfigError(e));
+      assert.ok(!(e as Error).message.includes(secret), (e as Error).message);
+      return true;
+    });
+  });
+
+  it("a lease table with other columns is fatal kind schema; garbage in a row too", async () => {
+    const bad = `${TABLE}_bad`;
+    await withAdmin((c) => c.query(`CREATE TABLE IF NOT EXISTS "${bad}" (name text PRIMARY KEY)`));
+    await assert.rejects(openPg(SERVICES.postgres, { tenure_table: bad }), (e: StoreError) => {
+      assert.equal(e.kind, "schema", e.message);
+      assert.equal(e.transient, false);
+      return true;
+    });
+    const garbage = `${TABLE}_garbage`;
+    const s = await openPg(SERVICES.postgres, { tenure_table: garbage });
+    try {
+      await withAdmin((c) =>
+        c.query(
+          `INSERT INTO "${garbage}" (name, holder, token, expires_at) VALUES ('junk', 'a', -5, now() + interval '1 hour') ON CONFLICT DO NOTHING`,
+        ),
+      );
+      await assert.rejects(s.read("junk"), (e: StoreError) => e.kind === "schema" && !e.transient);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("concurrent creators of a new table do not fail", async () => {
+    const t = `${TABLE}_race`;
+    const stores = await Promise.all(
+      Array.from({ length: 6 }, () => openPg(SERVICES.postgres, { tenure_table: t })),
+    );
+    try {
+      const rs = await Promise.all(stores.map((s, i) => s.acquire("race", `h${i}`, 5000)));
+      assert.equal(rs.filter((r) => r.acquired).length, 1);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it("bad URL parameters name the store field", async () => {
+    for (const url of [
+      `${SERVICES.postgres}?tenure_pooler=sometimes`,
+      `${SERVICES.postgres}?tenure_table=drop;table`,
+      `${SERVICES.postgres}?tenure_timeout_ms=-1`,
+    ]) {
+      await assert.rejects(openStore(url), (e: unknown) => isConfigError(e));
+    }
+  });
+});

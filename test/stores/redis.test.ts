@@ -1,0 +1,658 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { Cluster, Redis } from "ioredis";
+import { FencedError, isFencedError, isStoreError, type StoreError } from "../../src/errors.js";
+import type { Logger } from "../../src/logger.js";
+import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
+import {
+  classifyRedisError,
+  openRedisStore,
+  type RedisClientLike,
+  RedisStore,
+  SCRIPTS,
+} from "../../src/stores/redis/index.js";
+import { describeLeaseStore } from "../helpers/conformance.js";
+import { hasRedisServerBinary, redisAnswers, ThrowawayRedis } from "../helpers/redis.js";
+import { requireService, SERVICES } from "../helpers/services.js";
+import { uniqueName, waitFor } from "../helpers/wait.js";
+
+const HOW =
+  "start it with `bash scripts/services.sh start` (redis-server on 127.0.0.1:6379) or set TENURE_TEST_REDIS_URL";
+const shared = requireService("Redis", await redisAnswers(SERVICES.redis), HOW);
+const binary = requireService(
+  "redis-server (binary, for throwaway servers)",
+  hasRedisServerBinary(),
+  "install it with `apt-get install redis-server`",
+);
+
+/** Connection name → store, so killConnection can find the store's server-side connection. */
+const connNames = new WeakMap<LeaseStore, string>();
+let seq = 0;
+
+async function openNamed(url: string, extra: Parameters<typeof openRedisStore>[1] = {}) {
+  const name = `tenure-test-${process.pid}-${++seq}`;
+  const s = await openRedisStore(url, { connectionName: name, ...extra });
+  connNames.set(s, name);
+  return s;
+}
+
+/** CLIENT KILL ID of every connection named exactly `name` (not the `-sub` one). */
+async function killByName(url: string, name: string): Promise<number> {
+  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+  admin.on("error", () => {});
+  try {
+    const list = (await admin.call("CLIENT", "LIST")) as string;
+    const ids = list
+      .split("\n")
+      .filter((l) => l.includes(` name=${name} `))
+      .map((l) => /(?:^|\s)id=(\d+)/.exec(l)?.[1])
+      .filter((id): id is string => Boolean(id));
+    for (const id of ids) await admin.call("CLIENT", "KILL", "ID", id);
+    return ids.length;
+  } finally {
+    admin.disconnect();
+  }
+}
+
+async function expectStoreError(p: Promise<unknown>): Promise<StoreError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isStoreError(e), `expected StoreError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail("expected the call to fail");
+}
+
+// ── Conformance against the machine's shared Redis ──────────────────────────
+describeLeaseStore("redis", () => openNamed(SERVICES.redis), {
+  ...shared,
+  killConnection: async (s) => {
+    const n = await killByName(SERVICES.redis, connNames.get(s)!);
+    assert.equal(n, 1, "exactly one connection killed");
+  },
+});
+
+// ── Conformance against a throwaway server that loses its data on restart ───
+let throwaway: ThrowawayRedis | undefined;
+const throwawayUrl = async () => {
+  throwaway ??= await ThrowawayRedis.start();
+  return throwaway.url;
+};
+describeLeaseStore(
+  "redis (throwaway server, restart loses all data)",
+  async () => openNamed(await throwawayUrl()),
+  {
+    ...binary,
+    concurrency: 4,
+    killConnection: async (s) => {
+      await killByName(await throwawayUrl(), connNames.get(s)!);
+    },
+    restartServer: async () => {
+      await throwaway!.restart();
+    },
+  },
+);
+after(async () => {
+  await throwaway?.dispose();
+});
+
+// ── Redis specifics ─────────────────────────────────────────────────────────
+describe("redis store", { ...shared }, () => {
+  let store: Awaited<ReturnType<typeof openNamed>>;
+  let raw: Redis;
+  before(async () => {
+    store = await openNamed(SERVICES.redis);
+    raw = new Redis(SERVICES.redis, { maxRetriesPerRequest: 1 });
+  });
+  after(async () => {
+    await store?.close();
+    raw?.disconnect();
+  });
+
+  it("keys are hash-tagged by lease name; values hold token and holder; expiry is PX", async () => {
+    const n = uniqueName("keys");
+    const a = await store.acquire(n, "host:1", 5000);
+    assert.ok(a.acquired);
+    assert.equal(await raw.get(`tenure:{${n}}:lease`), `t1:${a.lease.token}:host:1`);
+    assert.equal(await raw.get(`tenure:{${n}}:token`), String(a.lease.token));
+    const pttl = await raw.pttl(`tenure:{${n}}:lease`);
+    assert.ok(pttl > 4000 && pttl <= 5000, `pttl ${pttl}`);
+    assert.equal(await raw.pttl(`tenure:{${n}}:token`), -1);
+    // the token is floored by the server's TIME in microseconds
+    const [sec] = (await raw.time()) as unknown as [string, string];
+    const nowUs = BigInt(sec) * 1_000_000n;
+    assert.ok(a.lease.token > nowUs - 5_000_000n && a.lease.token < 2n ** 53n, `${a.lease.token}`);
+    assert.equal(store.taggedKey(n, "cursor"), `tenure:{${n}}:user:cursor`);
+  });
+
+  it("a custom key prefix (option or ?prefix=) is used for every key", async () => {
+    const s = await openRedisStore(`${SERVICES.redis}?prefix=myapp:`);
+    try {
+      const n = uniqueName("prefix");
+      const a = await s.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      assert.ok(await raw.exists(`myapp:{${n}}:lease`));
+      assert.ok((await s.list()).some((l) => l.name === n));
+      assert.ok(!(await store.list()).some((l) => l.name === n), "other prefix does not see it");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("garbage or a wrong type in a lease key is a fatal schema StoreError", async () => {
+    const n1 = uniqueName("garbage");
+    await raw.set(`tenure:{${n1}}:lease`, "not a tenure lease", "PX", 60_000);
+    for (const call of [
+      () => store.read(n1),
+      () => store.acquire(n1, "a", 1000),
+      () => store.renew({ name: n1, holder: "a", token: 1n }, 1000),
+      () => store.forceRelease(n1),
+    ]) {
+      const e = await expectStoreError(call());
+      assert.equal(e.kind, "schema", e.message);
+      assert.equal(e.transient, false);
+    }
+    const n2 = uniqueName("wrongtype");
+    await raw.hset(`tenure:{${n2}}:lease`, "x", "y");
+    const e2 = await expectStoreError(store.acquire(n2, "a", 1000));
+    assert.equal(e2.kind, "schema", e2.message);
+    assert.equal(e2.code, "WRONGTYPE");
+    const n3 = uniqueName("badtoken");
+    await raw.set(`tenure:{${n3}}:token`, "banana");
+    assert.equal((await expectStoreError(store.acquire(n3, "a", 1000))).kind, "schema");
+    const n4 = uniqueName("noexpiry");
+    await raw.set(`tenure:{${n4}}:lease`, "t1:5:a");
+    assert.equal((await expectStoreError(store.read(n4))).kind, "schema");
+    await raw.del(
+      `tenure:{${n1}}:lease`,
+      `tenure:{${n2}}:lease`,
+      `tenure:{${n3}}:token`,
+      `tenure:{${n4}}:lease`,
+    );
+  });
+
+  it("fencedSet/fencedHset write only while the term holds the lease; else FencedError", async () => {
+    const n = uniqueName("fset");
+    const key = store.taggedKey(n, "state");
+    const hkey = store.taggedKey(n, "hash");
+    const a = await store.acquire(n, "a", 5000);
+    assert.ok(a.acquired);
+    await store.fencedSet(a.lease, key, "v1", { pxMs: 10_000 });
+    assert.equal(await raw.get(key), "v1");
+    assert.ok((await raw.pttl(key)) > 5000);
+    await store.fencedHset(a.lease, hkey, "f", "h1");
+    assert.equal(await raw.hget(hkey, "f"), "h1");
+    await store.release(a.lease);
+    // not held at all
+    await assert.rejects(store.fencedSet(a.lease, key, "x"), (e) => {
+      assert.ok(isFencedError(e));
+      assert.equal(e.currentToken, null);
+      return true;
+    });
+    const b = await store.acquire(n, "b", 5000);
+    assert.ok(b.acquired);
+    await assert.rejects(store.fencedHset(a.lease, hkey, "f", "stale"), (e) => {
+      assert.ok(e instanceof FencedError);
+      assert.equal(e.currentToken, b.lease.token);
+      assert.equal(e.token, a.lease.token);
+      return true;
+    });
+    assert.equal(await raw.get(key), "v1");
+    assert.equal(await raw.hget(hkey, "f"), "h1");
+    await raw.del(key, hkey);
+  });
+
+  it("token-checked write: the stale term is rejected every time across 100 takeovers", async () => {
+    const n = uniqueName("race");
+    const sA = await openNamed(SERVICES.redis);
+    const sB = await openNamed(SERVICES.redis);
+    const key = store.taggedKey(n, "value");
+    try {
+      let staleRejections = 0;
+      for (let i = 0; i < 100; i++) {
+        const a = await sA.acquire(n, "a", 5000);
+        assert.ok(a.acquired);
+        await sA.fencedSet(a.lease, key, `a:${i}:first`);
+        // A keeps writing while B takes over and writes.
+        let bWrote = false;
+        let aAfterB = 0;
+        let aFenced = false;
+        const writerA = (async () => {
+          for (let j = 0; ; j++) {
+            const afterB: boolean = bWrote;
+            try {
+              await sA.fencedSet(a.lease, key, `a:${i}:${j}`);
+              assert.equal(afterB, false, `iteration ${i}: stale write accepted after takeover`);
+            } catch (e) {
+              if (!isFencedError(e)) throw e;
+              aFenced = true;
+              if (afterB) aAfterB++;
+              return;
+            }
+          }
+        })();
+        const takeover = (async () => {
+          assert.equal(await sB.forceRelease(n), true);
+          const b = await sB.acquire(n, "b", 5000);
+          assert.ok(b.acquired, `iteration ${i}: B acquires`);
+          assert.ok(b.lease.token > a.lease.token);
+          await sB.fencedSet(b.lease, key, `b:${i}`);
+          bWrote = true;
+          return b;
+        })();
+        const [, b] = await Promise.all([writerA, takeover]);
+        assert.equal(aFenced, true);
+        // after B's write, A never wins again
+        await assert.rejects(sA.fencedSet(a.lease, key, `a:${i}:late`), isFencedError);
+        assert.equal(await raw.get(key), `b:${i}`, `iteration ${i}`);
+        staleRejections += 1 + aAfterB;
+        assert.equal(await sB.release(b.lease), true);
+      }
+      assert.ok(staleRejections >= 100);
+    } finally {
+      await raw.del(key);
+      await sA.close();
+      await sB.close();
+    }
+  });
+
+  it("watch: one shared subscriber connection; after it reconnects watchers get `changed`", async () => {
+    const n1 = uniqueName("w1");
+    const n2 = uniqueName("w2");
+    const w = await openNamed(SERVICES.redis);
+    try {
+      const e1: LeaseEvent[] = [];
+      const e2: LeaseEvent[] = [];
+      const u1 = await w.watch(n1, (e) => e1.push(e));
+      const u2 = await w.watch(n2, (e) => e2.push(e));
+      const subName = `${connNames.get(w)}-sub`;
+      assert.equal(await killByName(SERVICES.redis, subName), 1, "one subscriber connection");
+      await waitFor("changed after resubscribe", () => e1.some((e) => e.type === "changed"), {
+        timeoutMs: 5000,
+      });
+      await waitFor("changed after resubscribe", () => e2.some((e) => e.type === "changed"));
+      // the resubscribed channel still delivers
+      const a = await store.acquire(n1, "a", 5000);
+      assert.ok(a.acquired);
+      await waitFor("acquired", () => e1.some((e) => e.type === "acquired"), { timeoutMs: 3000 });
+      await store.release(a.lease);
+      await waitFor("released", () => e1.some((e) => e.type === "released"), { timeoutMs: 3000 });
+      assert.ok(
+        e2.every((e) => e.type === "changed"),
+        "no cross-talk between leases",
+      );
+      await u1();
+      await u2();
+    } finally {
+      await w.close();
+    }
+    // the subscriber is gone after close()
+    const list = (await raw.call("CLIENT", "LIST")) as string;
+    assert.ok(!list.includes(` name=${connNames.get(w)}-sub `));
+  });
+
+  it("bad URLs and options are ConfigErrors naming the field", async () => {
+    await assert.rejects(openRedisStore("redis://127.0.0.1:6379?bogus=1"), /bogus/);
+    await assert.rejects(openRedisStore("redis://127.0.0.1:6379/notadb"), /database number/);
+    await assert.rejects(
+      openRedisStore("redis://127.0.0.1:6379?commandTimeoutMs=0"),
+      /commandTimeoutMs/,
+    );
+    await assert.rejects(openRedisStore("redis://127.0.0.1:6379?prefix=a{b}"), /keyPrefix/);
+    await assert.rejects(store.acquire("bad name!", "a", 1000), /name/);
+    await assert.rejects(store.acquire(uniqueName(), "a", 0), /ttlMs/);
+  });
+
+  it("RedisStore accepts an existing ioredis client and leaves it open on close", async () => {
+    const client = new Redis(SERVICES.redis, { maxRetriesPerRequest: 1 });
+    const typed: RedisClientLike = client; // the narrow type fits ioredis' Redis as is
+    const s = new RedisStore(typed, { keyPrefix: "byo:" });
+    try {
+      assert.equal(s.notifies, true);
+      const n = uniqueName("byo");
+      const a = await s.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      assert.ok(await client.exists(`byo:{${n}}:lease`));
+      const events: LeaseEvent[] = [];
+      const un = await s.watch(n, (e) => events.push(e));
+      await s.release(a.lease);
+      await waitFor("released", () => events.some((e) => e.type === "released"), {
+        timeoutMs: 3000,
+      });
+      await un();
+      await s.close();
+      assert.equal(await client.ping(), "PONG");
+      await assert.rejects(s.read(n), (e) => isStoreError(e) && e.kind === "closed");
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it("classifies driver errors", () => {
+    const c = (e: unknown) => classifyRedisError(e);
+    assert.deepEqual(c(new Error("Connection is closed.")).transient, true);
+    assert.equal(
+      c(Object.assign(new Error("x"), { name: "MaxRetriesPerRequestError" })).kind,
+      "connection",
+    );
+    assert.equal(c(new Error("Command timed out")).kind, "timeout");
+    for (const m of [
+      "LOADING Redis is loading",
+      "TRYAGAIN x",
+      "CLUSTERDOWN x",
+      "MASTERDOWN x",
+      "BUSY x",
+    ]) {
+      assert.deepEqual([c(new Error(m)).transient, c(new Error(m)).kind], [true, "unavailable"], m);
+    }
+    for (const m of ["NOAUTH Authentication required.", "NOPERM no", "WRONGPASS invalid"]) {
+      assert.deepEqual([c(new Error(m)).transient, c(new Error(m)).kind], [false, "auth"], m);
+    }
+    assert.equal(
+      c(new Error("ERR Error running script: @user_script:1: WRONGTYPE x")).kind,
+      "schema",
+    );
+    assert.equal(
+      c(new Error("CROSSSLOT Keys in request don't hash to the same slot")).kind,
+      "config",
+    );
+  });
+});
+
+// ── Faults provoked on throwaway servers ────────────────────────────────────
+describe("redis store faults (throwaway servers)", { ...binary }, () => {
+  const servers: ThrowawayRedis[] = [];
+  const stores: LeaseStore[] = [];
+  const start = async (extra: string[] = []) => {
+    const s = await ThrowawayRedis.start(extra);
+    servers.push(s);
+    return s;
+  };
+  const track = <S extends LeaseStore>(s: S): S => {
+    stores.push(s);
+    return s;
+  };
+  after(async () => {
+    await Promise.allSettled(stores.map((s) => s.close()));
+    await Promise.allSettled(servers.map((s) => s.dispose()));
+  });
+
+  it("FLUSHALL and restarts lose every key, yet tokens keep increasing and old terms stay fenced", async () => {
+    const srv = await start();
+    const s = track(await openNamed(srv.url));
+    const admin = srv.admin();
+    try {
+      const n = uniqueName("loss");
+      const tokens: bigint[] = [];
+      const a = await s.acquire(n, "a", 60_000);
+      assert.ok(a.acquired);
+      tokens.push(a.lease.token);
+      assert.deepEqual(await s.putFenced(a.lease, "cp", "1"), { ok: true });
+      await admin.flushall();
+      assert.equal(await s.read(n), null);
+      assert.deepEqual(await s.putFenced(a.lease, "cp", "2"), { ok: false, reason: "fenced" });
+      const b = await s.acquire(n, "b", 60_000);
+      assert.ok(b.acquired);
+      tokens.push(b.lease.token);
+      for (let i = 0; i < 3; i++) {
+        await srv.restart();
+        const next = await waitFor(
+          "acquire after restart",
+          async () => {
+            const r = await s.acquire(n, `c${i}`, 60_000);
+            return r.acquired ? r : null;
+          },
+          { timeoutMs: 10_000, intervalMs: 50 },
+        );
+        tokens.push(next.lease.token);
+        await assert.rejects(s.fencedSet(b.lease, "k", "stale"), isFencedError);
+      }
+      for (let i = 1; i < tokens.length; i++) {
+        assert.ok(tokens[i]! > tokens[i - 1]!, `tokens ${tokens.join(",")}`);
+      }
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it("SCRIPT FLUSH: scripts are re-sent after NOSCRIPT", async () => {
+    const srv = await start();
+    const s = track(await openNamed(srv.url));
+    const admin = srv.admin();
+    try {
+      const n = uniqueName("noscript");
+      assert.ok((await s.acquire(n, "a", 5000)).acquired);
+      await admin.script("FLUSH");
+      assert.equal((await s.read(n))?.holder, "a");
+      const exists = (await admin.call("SCRIPT", "EXISTS", SCRIPTS.read.sha)) as number[];
+      assert.deepEqual(exists, [1]);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it("CLIENT KILL during an in-flight call is a transient connection error", async () => {
+    const srv = await start();
+    const s = track(await openNamed(srv.url, { maxRetriesPerRequest: 0 }));
+    const admin = srv.admin();
+    try {
+      const n = uniqueName("inflight");
+      const a = await s.acquire(n, "a", 10_000);
+      assert.ok(a.acquired);
+      // Hold the call on the server: scripts are writes, paused until we kill the connection.
+      await admin.call("CLIENT", "PAUSE", "10000", "WRITE");
+      const p = s.renew(a.lease, 10_000);
+      const settled = p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const name = connNames.get(s)!;
+      await waitFor("the renew to be blocked on the server", async () =>
+        ((await admin.call("CLIENT", "LIST")) as string)
+          .split("\n")
+          .some((l) => l.includes(` name=${name} `) && /cmd=evalsha/.test(l)),
+      );
+      assert.equal(await killByName(srv.url, name), 1);
+      const e = await settled;
+      assert.ok(isStoreError(e), `expected a StoreError, got ${String(e)}`);
+      assert.equal(e.transient, true, e.message);
+      assert.equal(e.kind, "connection", e.message);
+      await admin.call("CLIENT", "UNPAUSE");
+      const r = await waitFor(
+        "renew after reconnect",
+        async () => (await s.renew(a.lease, 10_000)).renewed,
+      );
+      assert.equal(r, true);
+    } finally {
+      await admin.call("CLIENT", "UNPAUSE").catch(() => {});
+      admin.disconnect();
+    }
+  });
+
+  it("a server that is down gives transient errors; the store recovers when it is back", async () => {
+    const srv = await start();
+    const s = track(await openNamed(srv.url));
+    const n = uniqueName("down");
+    assert.ok((await s.acquire(n, "a", 5000)).acquired);
+    await srv.stop();
+    const e = await expectStoreError(s.read(n));
+    assert.equal(e.transient, true, e.message);
+    assert.ok(["connection", "timeout"].includes(e.kind), e.kind);
+    await srv.restart();
+    const b = await waitFor(
+      "acquire after the server is back",
+      async () => {
+        const r = await s.acquire(n, "b", 5000);
+        return r.acquired ? r : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
+    assert.equal(b.lease.holder, "b");
+  });
+
+  it("a replica answers READONLY: transient `unavailable`", async () => {
+    const primary = await start();
+    const replica = await start();
+    const s = track(await openNamed(replica.url));
+    const admin = replica.admin();
+    try {
+      await admin.call("REPLICAOF", "127.0.0.1", String(primary.port));
+      const seen = await waitFor(
+        "a READONLY error",
+        async () => {
+          try {
+            await s.acquire(uniqueName("ro"), "a", 5000);
+            return null;
+          } catch (e) {
+            assert.ok(isStoreError(e), String(e));
+            assert.equal(e.transient, true, `${e.kind}: ${e.message}`);
+            return e.code === "READONLY" ? e : null;
+          }
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      assert.equal(seen.kind, "unavailable");
+    } finally {
+      await admin.call("REPLICAOF", "NO", "ONE").catch(() => {});
+      admin.disconnect();
+    }
+  });
+
+  it("a wrong or missing password is a fatal auth error that never shows the password", async () => {
+    const secret = "s3cret-Right-Pw";
+    const srv = await start(["--requirepass", secret]);
+    const logged: string[] = [];
+    const logger: Logger = {
+      debug: (m, f) => logged.push(m + JSON.stringify(f ?? {})),
+      info: (m, f) => logged.push(m + JSON.stringify(f ?? {})),
+      warn: (m, f) => logged.push(m + JSON.stringify(f ?? {})),
+      error: (m, f) => logged.push(m + JSON.stringify(f ?? {})),
+    };
+    const wrong = "Wr0ng-Pa55word";
+    const e1 = await expectStoreError(
+      openRedisStore(`redis://:${wrong}@127.0.0.1:${srv.port}`, { logger }),
+    );
+    assert.equal(e1.kind, "auth", e1.message);
+    assert.equal(e1.transient, false);
+    assert.ok(!e1.message.includes(wrong), e1.message);
+    assert.ok(!JSON.stringify(logged).includes(wrong));
+    assert.ok(!String(e1.stack).includes(wrong));
+    const e2 = await expectStoreError(openRedisStore(srv.url));
+    assert.equal(e2.kind, "auth", e2.message);
+    // the right password works, and errors on that store never show it either
+    const s = track(
+      await openRedisStore(`redis://:${secret}@127.0.0.1:${srv.port}`, {
+        logger,
+        commandTimeoutMs: 1000,
+      }),
+    );
+    assert.ok((await s.acquire(uniqueName("auth"), "a", 5000)).acquired);
+    const admin = srv.admin(secret);
+    try {
+      await admin.call("CONFIG", "SET", "requirepass", "changed-Pw-9");
+      await admin.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+      const e3 = await waitFor("auth failure after the password changed", async () => {
+        try {
+          await s.read("x");
+          return null;
+        } catch (e) {
+          return isStoreError(e) && e.kind === "auth" ? e : null;
+        }
+      });
+      assert.ok(!e3.message.includes(secret), e3.message);
+      assert.ok(!JSON.stringify(logged).includes(secret));
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it("Redis Cluster: hash-tagged scripts, list() over every master, watch, CROSSSLOT is config", async (t) => {
+    if (spawnSync("redis-cli", ["--version"], { stdio: "ignore" }).status !== 0) {
+      t.skip("redis-cli is missing (apt-get install redis-tools)");
+      return;
+    }
+    const nodes = await Promise.all(
+      [0, 1, 2].map(() =>
+        start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]),
+      ),
+    );
+    const create = spawnSync(
+      "redis-cli",
+      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-yes"],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    assert.equal(create.status, 0, create.stderr);
+    const admins = nodes.map((n) => n.admin());
+    try {
+      await waitFor(
+        "cluster_state:ok on every node",
+        async () => {
+          const infos = await Promise.all(admins.map((a) => a.call("CLUSTER", "INFO")));
+          return infos.every((i) => String(i).includes("cluster_state:ok"));
+        },
+        { timeoutMs: 15_000, intervalMs: 100 },
+      );
+    } finally {
+      for (const a of admins) a.disconnect();
+    }
+    const cluster = new Cluster(
+      nodes.map((n) => ({ host: "127.0.0.1", port: n.port })),
+      { redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 3000 } },
+    );
+    cluster.on("error", () => {});
+    const s = new RedisStore(cluster);
+    try {
+      const names = Array.from({ length: 12 }, (_, i) => uniqueName(`cl${i}`));
+      const leases = [];
+      for (const n of names) {
+        const r = await s.acquire(n, "h", 10_000);
+        assert.ok(r.acquired);
+        leases.push(r.lease);
+      }
+      // the names spread over the masters, and list() finds them all
+      const slots = new Set(
+        await Promise.all(names.map((n) => cluster.call("CLUSTER", "KEYSLOT", `{${n}}`))),
+      );
+      assert.ok(slots.size > 1);
+      const listed = new Set((await s.list()).map((l) => l.name));
+      for (const n of names) assert.ok(listed.has(n), `list() misses ${n}`);
+      const events: LeaseEvent[] = [];
+      const un = await s.watch(names[1]!, (e) => events.push(e));
+      assert.equal(await s.release(leases[1]!), true);
+      await waitFor(
+        "released over cluster pub/sub",
+        () => events.some((e) => e.type === "released"),
+        {
+          timeoutMs: 3000,
+        },
+      );
+      await un();
+      await s.fencedSet(leases[0]!, s.taggedKey(names[0]!, "x"), "v");
+      const e = await expectStoreError(s.fencedSet(leases[0]!, `elsewhere-${names[5]}`, "v"));
+      assert.equal(e.kind, "config", e.message);
+      assert.equal(e.code, "CROSSSLOT");
+      assert.deepEqual(await s.putFenced(leases[2]!, "k", "v"), { ok: true });
+    } finally {
+      await s.close();
+      cluster.disconnect();
+    }
+  });
+
+  it("an unreachable server does not fail open(); calls fail transiently and fast", async () => {
+    const srv = await start();
+    const url = srv.url;
+    await srv.dispose();
+    const t0 = Date.now();
+    const s = track(await openRedisStore(url, { commandTimeoutMs: 1000 }));
+    const e = await expectStoreError(s.read("x"));
+    assert.equal(e.transient, true, e.message);
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  });
+});
+
+// Compile-time: the narrow client type fits ioredis' Cluster as well as Redis.
+type ClusterFits = Cluster extends RedisClientLike ? true : false;
+const clusterFits: ClusterFits = true;
+void clusterFits;
