@@ -31,6 +31,7 @@ const OPENERS: Record<string, Opener> = {
   "rediss:": async (url, opts) =>
     (await import("../stores/redis/index.js")).openRedisStore(url, opts),
   "etcd:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
+  "etcds:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
 };
 
 /** The URL schemes {@link openStore} accepts. */
@@ -38,7 +39,7 @@ export const STORE_SCHEMES = Object.freeze(Object.keys(OPENERS));
 
 /**
  * Opens a lease store from a URL: `memory:`, `sqlite:PATH`, `postgres://…`,
- * `redis://…`, `rediss://…`, `etcd://host:port[,host:port…]`.
+ * `redis://…`, `rediss://…`, `etcd://host:port[,host:port…]`, `etcds://…`.
  * An unknown scheme or malformed URL throws {@link ConfigError}; the password
  * in a URL never appears in an error or log.
  */

@@ -293,6 +293,12 @@ describe("etcd URL and errors", () => {
         url,
       );
     }
+    // openStore routes etcds:// to this store: its own TLS file check answers.
+    await assert.rejects(openStore("etcds://127.0.0.1:1?ca=/nonexistent/ca.pem"), (e) => {
+      assert.ok(isConfigError(e));
+      assert.equal(e.field, "store ?ca");
+      return true;
+    });
     await assert.rejects(openEtcdStore("etcd://127.0.0.1:1?callTimeoutMs=0"), (e) => {
       assert.ok(isConfigError(e));
       assert.equal(e.field, "callTimeoutMs");

@@ -300,7 +300,8 @@ export class PostgresStore implements LeaseStore {
       } catch (e) {
         // Concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog: the other one won.
         const code = e instanceof StoreError ? e.code : errorCode(e);
-        if (code !== "23505" && code !== "42P07") throw e;
+        // 23505 unique_violation / 42P07 duplicate_table / 42710 duplicate_object (the row type).
+        if (code !== "23505" && code !== "42P07" && code !== "42710") throw e;
       }
     }
     await probe();
