@@ -373,7 +373,8 @@ export class Elector {
       }
       this.setKnownLeader(r.current);
       const jitter = Math.floor(o.random() * Math.min(50, o.retryMs / 4 + 1));
-      const delay = r.current ? Math.min(o.retryMs, r.current.expiresInMs + jitter) : jitter;
+      const waitMs = r.current?.expiresInMs ?? r.retryInMs;
+      const delay = waitMs !== undefined ? Math.min(o.retryMs, waitMs + jitter) : jitter;
       await this.idle(delay);
     }
     return null;

@@ -24,8 +24,17 @@ export interface LeaseInfo {
 
 export type AcquireResult =
   | { readonly acquired: true; readonly lease: LeaseRef }
-  /** `current` is the live holder, or null when the lease was free but the attempt lost a race. */
-  | { readonly acquired: false; readonly current: LeaseInfo | null };
+  /**
+   * `current` is the live holder, or null when the lease was free but the
+   * attempt lost a race or the store refuses grants for now. `retryInMs`: the
+   * store grants nothing for this long (a Redis that restarted less than one
+   * ttl ago); followers campaign again then.
+   */
+  | {
+      readonly acquired: false;
+      readonly current: LeaseInfo | null;
+      readonly retryInMs?: number;
+    };
 
 export type RenewResult =
   | { readonly renewed: true }

@@ -79,7 +79,7 @@ export interface EpisodeMetrics {
   maxEventOverlapMs: number;
   /** Times the accepted fenced writes switched back to an older term (must be 0). */
   fencedInterleavings: number;
-  /** From heal to the first leader work after it (ms), or null if none happened. */
+  /** From heal to the first work after it of the term leading at the probe (ms), or null if none. */
   healToLeaderMs: number | null;
   /** Largest count of identical warn/error lines of one process in one minute. */
   maxIdenticalLogLines: number;
@@ -275,10 +275,32 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     );
   }
 
-  // Liveness: first leader work (or election) at or after heal.
+  // Liveness: first work at or after heal of the term in force at the probe
+  // (a leader whose term outlived the fault, or the one elected after it).
+  // Work by a term that ended before the probe does not count: after a store
+  // lost its data, the old leader works on until it learns, then nobody does.
   const heal = ns(h.healAt);
+  const probe = ns(h.probeAt);
+  let inForce: { pid: number; token: string } | null = null;
+  {
+    const last = new Map<number, WorkerLine>();
+    for (const l of lines) {
+      if (ns(l.t) > probe) break;
+      if (l.event === "lead-start" || l.event === "lead-end") last.set(l.pid, l);
+    }
+    let latest: WorkerLine | null = null;
+    for (const [pid, l] of last) {
+      const dead = death.get(pid);
+      if (l.event !== "lead-start" || !l.token || (dead !== undefined && dead <= probe)) continue;
+      if (!latest || ns(l.t) > ns(latest.t)) latest = l;
+    }
+    if (latest) inForce = { pid: latest.pid, token: latest.token! };
+  }
   const firstWork = lines.find(
-    (l) => (l.event === "tick" || l.event === "lead-start") && ns(l.t) >= heal,
+    (l) =>
+      (l.event === "tick" || l.event === "lead-start") &&
+      ns(l.t) >= heal &&
+      (!inForce || (l.pid === inForce.pid && l.token === inForce.token)),
   );
   const healToLeaderMs = firstWork ? toMs(ns(firstWork.t) - heal) : null;
   const recoveryBound = h.ttlMs + h.retryMs + h.recoverySlackMs;

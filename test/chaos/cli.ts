@@ -92,8 +92,10 @@ if (replay) {
   }
   plan = [{ backend: b as BackendName, fault: f as FaultKind, seed: Number(s) }];
 } else {
-  plan = args.includes("--short") ? shortPlan(seed, backends) : longPlan(seed, episodes, backends);
-  if (faults) plan = plan.filter((p) => faults.includes(p.fault));
+  plan = args.includes("--short")
+    ? shortPlan(seed, backends).filter((p) => !faults || faults.includes(p.fault))
+    : longPlan(seed, episodes, backends, faults);
+  if (plan.length === 0) fail("no episode matches --backends and --faults");
 }
 for (const b of new Set(plan.map((p) => p.backend))) {
   const why = ChaosEnv.missing(b);

@@ -18,10 +18,10 @@ import {
   missingBinaries,
   PgBouncerServer,
   PostgresServer,
-  RedisServer,
   scratchDir,
 } from "../helpers/chaos-servers.js";
 import { FaultProxy } from "../helpers/fault-proxy.js";
+import { ThrowawayRedis } from "../helpers/redis.js";
 import { SERVICES } from "../helpers/services.js";
 import {
   checkEpisode,
@@ -201,9 +201,10 @@ export class ChaosEnv {
       };
     }
     if (b === "redis") {
-      const server = new RedisServer(true);
-      this.cleanups.push(() => server.destroy());
-      await server.start();
+      // No persistence, like this machine's own Redis: a restart forgets every
+      // lease, the hardest case for the restart guard.
+      const server = await ThrowawayRedis.start();
+      this.cleanups.push(() => server.dispose());
       const px = await this.proxy(server.port);
       return {
         name: b,
@@ -222,7 +223,7 @@ export class ChaosEnv {
         },
         restart: async () => {
           await server.restart();
-          return "SIGKILL + restart redis-server (AOF, appendfsync always)";
+          return "SIGKILL + restart redis-server (no persistence: every lease is lost)";
         },
       };
     }
@@ -530,8 +531,17 @@ export async function runEpisode(
         ),
       3 * (ttlMs + retryMs) + 5000,
     );
-    // Let followers learn the leader, then probe every live candidate.
+    // A term may still end after that first work (a store that lost its data
+    // tells the old leader at its next renewal): give it a ttl, then wait
+    // for a leader at work, and let followers learn it before the probe.
     await sleep(ttlMs + retryMs);
+    const settle = now();
+    await until(
+      "a leader at work before the probe",
+      () => cands.some((c) => c.leading() && c.has("tick", settle)),
+      3 * (ttlMs + retryMs) + 5000,
+    );
+    await sleep(2 * retryMs);
   } catch (e) {
     setupError = (e as Error).message;
   }

@@ -51,9 +51,13 @@ export function longPlan(
   seed: number,
   episodes: number,
   backends: readonly BackendName[],
+  faults?: readonly string[],
 ): EpisodeSpec[] {
   const r = rng(seed);
-  const pairs = backends.flatMap((b) => faultsFor(b).map((f) => ({ backend: b, fault: f })));
+  const pairs = backends
+    .flatMap((b) => faultsFor(b).map((f) => ({ backend: b, fault: f })))
+    .filter((p) => !faults || faults.includes(p.fault));
+  if (pairs.length === 0) return [];
   const out: EpisodeSpec[] = [];
   // Every pair once first (as far as the count allows), then random draws.
   for (let i = 0; i < episodes; i++) {

@@ -100,61 +100,6 @@ export function missingBinaries(): Record<string, string | null> {
   };
 }
 
-/**
- * A throwaway redis-server. `durable` (default true): AOF with
- * `appendfsync always`, so a crash loses no acknowledged write; false: no
- * persistence at all (a restart forgets every lease).
- */
-export class RedisServer {
-  private proc: ChildProcess | null = null;
-  port = 0;
-  readonly dir = tmp("redis");
-  constructor(readonly durable = true) {}
-  async start(): Promise<void> {
-    if (!this.port) this.port = await freePort();
-    const bin = which("redis-server");
-    if (!bin) throw new Error("redis-server not found");
-    this.proc = spawn(
-      bin,
-      [
-        "--port",
-        String(this.port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-      ],
-      { stdio: "ignore" },
-    );
-    await waitForPort(this.port, "redis-server");
-  }
-  /** Kills the server (SIGKILL: a crash) and starts it again on the same port. */
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
-  }
-  async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (p) {
-      p.kill("SIGKILL");
-      await exited(p);
-    }
-  }
-  /** Stops the server and removes its files. */
-  async destroy(): Promise<void> {
-    await this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-}
-
 /** A throwaway PostgreSQL cluster (initdb once, pg_ctl start/stop). */
 export class PostgresServer {
   readonly dir = tmp("pg");

@@ -34,7 +34,7 @@ export const REDIS_DEFAULTS = Object.freeze({
 /** Options of {@link openRedisStore}; each can also be given as a URL query parameter where noted. */
 export interface OpenRedisStoreOptions
   extends OpenStoreOptions,
-    Pick<RedisStoreOptions, "keyPrefix"> {
+    Pick<RedisStoreOptions, "keyPrefix" | "restartGuard"> {
   /**
    * A command (including one waiting in the offline queue while the client
    * reconnects) fails with a transient `timeout` StoreError after this many
@@ -65,8 +65,15 @@ const QUERY_PARAMS: Record<string, keyof OpenRedisStoreOptions | "family"> = {
   commandTimeoutMs: "commandTimeoutMs",
   connectTimeoutMs: "connectTimeoutMs",
   connectionName: "connectionName",
+  restartGuard: "restartGuard",
   family: "family",
 };
+
+function boolOption(field: string, v: unknown): boolean {
+  if (v === true || v === "true" || v === "1") return true;
+  if (v === false || v === "false" || v === "0") return false;
+  throw new ConfigError(field, `must be true or false (got ${String(v)})`);
+}
 
 function intOption(field: string, v: unknown, min: number, max: number): number {
   const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
@@ -79,7 +86,7 @@ function intOption(field: string, v: unknown, min: number, max: number): number 
 /**
  * Opens a Redis store from `redis://[user:password@]host[:port][/db][?options]`
  * or `rediss://…` (TLS). Query options: `prefix`, `commandTimeoutMs`,
- * `connectTimeoutMs`, `connectionName`, `family`. The connection is checked
+ * `connectTimeoutMs`, `connectionName`, `restartGuard`, `family`. The connection is checked
  * with PING: bad credentials throw a fatal `auth` StoreError at once; an
  * unreachable server does not (the client keeps reconnecting and calls fail
  * with transient errors until it answers).
@@ -122,6 +129,7 @@ export async function openRedisStore(
 
   const o = {
     keyPrefix: opts.keyPrefix ?? fromUrl.keyPrefix,
+    restartGuard: boolOption("restartGuard", opts.restartGuard ?? fromUrl.restartGuard ?? true),
     commandTimeoutMs: intOption(
       "commandTimeoutMs",
       opts.commandTimeoutMs ?? fromUrl.commandTimeoutMs ?? REDIS_DEFAULTS.commandTimeoutMs,
@@ -218,6 +226,7 @@ export async function openRedisStore(
   try {
     store = new RedisStore(client as unknown as RedisClientLike, {
       ...(o.keyPrefix !== undefined ? { keyPrefix: o.keyPrefix } : {}),
+      restartGuard: o.restartGuard,
       ...(logger ? { logger } : {}),
       subscriber: () => make(`${o.connectionName}-sub`),
       closeClient: close,

@@ -9,6 +9,8 @@
  *   `tenure:{name}:token`  string `<token>`: the last token issued (no expiry)
  *   `tenure:{name}:data`   hash  field → `t1:<token>:<value>` (putFenced)
  *   `tenure:{name}:events` pub/sub channel: `released` / `acquired`
+ *   `tenure:{name}:boot`   string `<run_id>:<ms>`: when a script first saw
+ *                          this server run (restart guard), PX = ttl + 5 s
  *
  * Tokens are decimal strings between Lua and TypeScript. Lua numbers are
  * doubles, exact below 2^53; tokens are floored by the server's TIME in
@@ -48,6 +50,36 @@ local function pttl(key)
   if t < 0 then t = 0 end
   return t
 end
+-- Restart guard (see ACQUIRE): ms until this server may grant a free lease,
+-- 0 when it may now. Two lower bounds of the server's uptime, either enough:
+-- uptime_in_seconds less one second (it is the difference of two
+-- whole-second clocks), and the time since a script first saw this run_id
+-- (kept in bootKey, which a restart without persistence forgets and a
+-- restart with it leaves under the old run_id).
+local function restart_wait(bootKey, guard)
+  if guard <= 0 then return 0 end
+  local info = redis.call('INFO', 'server')
+  local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  local run = string.match(info, 'run_id:(%x+)')
+  if not up or not run then return 0 end
+  local coarse = guard - (up - 1) * 1000
+  if coarse <= 0 then return 0 end
+  local now = math.floor(now_us() / 1000)
+  local first = nil
+  local seen = redis.call('GET', bootKey)
+  if seen then
+    local r, f = string.match(seen, '^(%x+):(%d+)$')
+    if r == run then first = tonumber(f) end
+  end
+  if not first then
+    first = now
+    redis.call('SET', bootKey, run .. ':' .. fmt(first), 'PX', fmt(guard + 5000))
+  end
+  local fine = guard - (now - first)
+  if fine <= 0 then return 0 end
+  if fine < coarse then return fine end
+  return coarse
+end
 -- last issued token as number (0 when absent)
 local function counter(key)
   local v = redis.call('GET', key)
@@ -60,11 +92,25 @@ local function counter(key)
 end
 `;
 
-/** KEYS: lease, counter. ARGV: holder, ttlMs, channel. → {1, token} | {0, token, holder, pttl} */
+/**
+ * KEYS: lease, counter, boot. ARGV: holder, ttlMs, channel, guardMs.
+ * → {1, token} | {0, token, holder, pttl} | {2, waitMs}
+ *
+ * Restart guard: while the server has been up for less than guardMs (the
+ * ttl; 0 turns it off), a free lease is not granted ({2, waitMs}). A server
+ * that lost writes in a crash (no persistence, or AOF everysec) may have
+ * forgotten a lease whose holder still trusts it for up to one ttl after its
+ * last acknowledged renewal; that renewal happened before the crash, so one
+ * ttl after the restart every such window has closed.
+ */
 const ACQUIRE = `
 local tok, holder, n = lease(KEYS[1])
 if tok and holder ~= ARGV[1] then
   return {0, tok, holder, pttl(KEYS[1])}
+end
+if not tok then
+  local wait = restart_wait(KEYS[3], tonumber(ARGV[4]) or 0)
+  if wait > 0 then return {2, wait} end
 end
 local c = counter(KEYS[2])
 local t = now_us()
@@ -78,10 +124,18 @@ redis.call('PUBLISH', ARGV[3], 'acquired')
 return {1, s}
 `;
 
-/** KEYS: lease. ARGV: holder, token, ttlMs. → {1} | {0, token, holder, pttl} | {0} */
+/**
+ * KEYS: lease, boot. ARGV: holder, token, ttlMs, guardMs.
+ * → {1} | {0, token, holder, pttl} | {0}
+ * A renewal that finds its lease gone starts the restart guard's clock (the
+ * holder is often the first to reach a restarted server).
+ */
 const RENEW = `
 local tok, holder = lease(KEYS[1])
-if not tok then return {0} end
+if not tok then
+  restart_wait(KEYS[2], tonumber(ARGV[4]) or 0)
+  return {0}
+end
 if tok == ARGV[2] and holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {1}

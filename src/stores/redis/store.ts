@@ -78,6 +78,16 @@ export interface RedisStoreOptions {
   /** Where reconnects and subscriber trouble are logged. Default: silent. */
   logger?: Logger;
   /**
+   * Restart guard: a server that has been up for less than the ttl grants no
+   * free lease (acquire answers "not now" until one ttl after its start), so a
+   * crash that lost the lease cannot give a second leader a term while the
+   * first still trusts its own. Costs up to one ttl of leaderlessness after a
+   * Redis restart. Turn off only for a Redis whose every write is durable
+   * (AOF `appendfsync always`) and that never fails over to a replica behind
+   * it. Default true. URL: `?restartGuard=false`.
+   */
+  restartGuard?: boolean;
+  /**
    * Closes `client` in `close()` (QUIT). Default false for a client you pass
    * in; `openRedisStore` sets it for the connection it opens.
    */
@@ -111,6 +121,9 @@ export class RedisStore implements LeaseStore {
   private readonly secrets: readonly string[];
   private readonly makeSubscriber: (() => RedisSubscriberLike) | undefined;
   private readonly closeClient: (() => Promise<void>) | undefined;
+  private readonly restartGuard: boolean;
+  /** Set while acquires are refused by the restart guard, so it is logged once per restart. */
+  private guarded = false;
   private sub: RedisSubscriberLike | undefined;
   private subReady: Promise<void> | undefined;
   private readonly watchers = new Map<string, Set<(e: LeaseEvent) => void>>();
@@ -146,6 +159,13 @@ export class RedisStore implements LeaseStore {
     this.prefix = prefix;
     this.logger = opts.logger ?? noopLogger;
     this.secrets = opts.secrets ?? [];
+    if (opts.restartGuard !== undefined && typeof opts.restartGuard !== "boolean") {
+      throw new ConfigError(
+        "restartGuard",
+        `must be true or false (got ${String(opts.restartGuard)})`,
+      );
+    }
+    this.restartGuard = opts.restartGuard ?? true;
     this.makeSubscriber =
       opts.subscriber ??
       (typeof client.duplicate === "function"
@@ -185,6 +205,7 @@ export class RedisStore implements LeaseStore {
       token: `${t}:token`,
       data: `${t}:data`,
       events: `${t}:events`,
+      boot: `${t}:boot`,
     };
   }
 
@@ -254,12 +275,24 @@ export class RedisStore implements LeaseStore {
     const r = await this.run(
       "acquire",
       "acquire",
-      [k.lease, k.token],
-      [holder, String(ttlMs), k.events],
+      [k.lease, k.token, k.boot],
+      [holder, String(ttlMs), k.events, this.restartGuard ? String(ttlMs) : "0"],
     );
     if (!Array.isArray(r)) throw this.schemaError("acquire", JSON.stringify(r));
     if (r[0] === 1) {
+      this.guarded = false;
       return { acquired: true, lease: { name, holder, token: this.token("acquire", r[1]) } };
+    }
+    if (r[0] === 2) {
+      if (typeof r[1] !== "number") throw this.schemaError("acquire", JSON.stringify(r));
+      if (!this.guarded) {
+        this.guarded = true;
+        this.logger.warn("redis restarted less than one ttl ago: no new lease until then", {
+          lease: name,
+          waitMs: r[1],
+        });
+      }
+      return { acquired: false, current: null, retryInMs: r[1] };
     }
     return { acquired: false, current: this.info("acquire", name, r[1], r[2], r[3]) };
   }
@@ -271,8 +304,13 @@ export class RedisStore implements LeaseStore {
     const r = await this.run(
       "renew",
       "renew",
-      [k.lease],
-      [lease.holder, lease.token.toString(), String(ttlMs)],
+      [k.lease, k.boot],
+      [
+        lease.holder,
+        lease.token.toString(),
+        String(ttlMs),
+        this.restartGuard ? String(ttlMs) : "0",
+      ],
     );
     if (!Array.isArray(r)) throw this.schemaError("renew", JSON.stringify(r));
     if (r[0] === 1) return { renewed: true };
