@@ -132,9 +132,14 @@ describe("chaos checker", () => {
 
   it("flags a slow or missing recovery", () => {
     const h = clean();
-    const slow = checkEpisode({ ...h, healAt: T(500), faultAt: T(500) });
-    // first work at/after 500 is pid 1's tick at 500 → fast; move heal after it
-    assert.equal(slow.metrics.healToLeaderMs, 0);
+    // pid 1 works at 500 but is killed at 1000: the term in force at the
+    // probe is pid 2's, whose first work is at 2100.
+    const early = checkEpisode({ ...h, healAt: T(500), faultAt: T(500) });
+    assert.equal(early.metrics.healToLeaderMs, 1600);
+    // Without the kill, pid 1's term is still in force at the probe: 0 ms.
+    const lines = h.lines.filter((l) => l.pid !== 2);
+    const kept = checkEpisode({ ...h, lines, deaths: [], healAt: T(500), faultAt: T(500) });
+    assert.equal(kept.metrics.healToLeaderMs, 0);
     const late = checkEpisode({ ...h, recoverySlackMs: 0, healAt: T(800) });
     assert.match(
       late.violations.join("\n"),

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { Cluster, Redis } from "ioredis";
-import { FencedError, isFencedError, isStoreError, type StoreError } from "../../src/errors.js";
+import {
+  FencedError,
+  isConfigError,
+  isFencedError,
+  isStoreError,
+  type StoreError,
+} from "../../src/errors.js";
 import type { Logger } from "../../src/logger.js";
 import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
 import {
@@ -30,9 +36,14 @@ const binary = requireService(
 const connNames = new WeakMap<LeaseStore, string>();
 let seq = 0;
 
+/**
+ * Opens a store with a named connection. The restart guard is off unless a
+ * test turns it on: throwaway servers are seconds old, and the guard would
+ * hold every first acquire for a ttl (its own tests below).
+ */
 async function openNamed(url: string, extra: Parameters<typeof openRedisStore>[1] = {}) {
   const name = `tenure-test-${process.pid}-${++seq}`;
-  const s = await openRedisStore(url, { connectionName: name, ...extra });
+  const s = await openRedisStore(url, { connectionName: name, restartGuard: false, ...extra });
   connNames.set(s, name);
   return s;
 }
@@ -417,6 +428,87 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
     }
   });
 
+  it("restart guard: a restart that lost a live lease grants it to nobody until one ttl after the restart", async () => {
+    const TTL = 1500;
+    const srv = await start();
+    const s = track(await openNamed(srv.url, { restartGuard: true }));
+    const n = uniqueName("guard");
+    // A fresh server is itself inside the guard: nothing granted yet.
+    const early = await s.acquire(n, "a", TTL);
+    assert.equal(early.acquired, false);
+    assert.ok(!early.acquired && early.current === null);
+    assert.ok(!early.acquired && early.retryInMs! > 0 && early.retryInMs! <= TTL + 1000);
+    const a = await waitFor(
+      "acquire once the fresh server is one ttl old",
+      async () => {
+        const r = await s.acquire(n, "a", TTL);
+        return r.acquired ? r : null;
+      },
+      { timeoutMs: 3 * TTL + 2000, intervalMs: 50 },
+    );
+    const lastRenewAt = performance.now();
+    assert.equal((await s.renew(a.lease, TTL)).renewed, true);
+    await srv.restart(); // no persistence: the lease is gone
+    const restartedAt = performance.now();
+    // The old holder learns at its next renewal that its term is over.
+    const lost = await waitFor(
+      "the old holder's renew after the restart",
+      async () => {
+        try {
+          return await s.renew(a.lease, TTL);
+        } catch {
+          return null; // transient while the client reconnects
+        }
+      },
+      { timeoutMs: 5000, intervalMs: 20 },
+    );
+    assert.deepEqual(lost, { renewed: false, current: null });
+    // Nobody gets the lease while the old holder could still trust its last renewal.
+    const b = await waitFor(
+      "acquire after the restart guard",
+      async () => {
+        const r = await s.acquire(n, "b", TTL);
+        if (!r.acquired) {
+          assert.equal(r.current, null);
+          assert.ok(r.retryInMs !== undefined && r.retryInMs > 0, JSON.stringify(r));
+          return null;
+        }
+        return r;
+      },
+      { timeoutMs: 3 * TTL + 2000, intervalMs: 25 },
+    );
+    const grantedAt = performance.now();
+    assert.ok(
+      grantedAt - lastRenewAt >= TTL,
+      `granted ${(grantedAt - lastRenewAt).toFixed(0)} ms after the old holder's last renewal (ttl ${TTL})`,
+    );
+    assert.ok(grantedAt - restartedAt >= TTL - 50, `${grantedAt - restartedAt} ms`);
+    assert.ok(b.lease.token > a.lease.token);
+  });
+
+  it("restart guard off (restartGuard=false in the URL): a restarted server grants at once", async () => {
+    const srv = await start();
+    const s = track(await openRedisStore(`${srv.url}/?restartGuard=false`));
+    const n = uniqueName("noguard");
+    const a = await s.acquire(n, "a", 60_000);
+    assert.ok(a.acquired, "a fresh server grants at once without the guard");
+    await srv.restart();
+    const b = await waitFor(
+      "acquire after restart",
+      async () => {
+        const r = await s.acquire(n, "b", 60_000);
+        return r.acquired ? r : null;
+      },
+      { timeoutMs: 5000, intervalMs: 25 },
+    );
+    assert.ok(b.lease.token > a.lease.token);
+    await assert.rejects(openRedisStore(`${srv.url}/?restartGuard=maybe`), (e) => {
+      assert.ok(isConfigError(e));
+      assert.equal(e.field, "restartGuard");
+      return true;
+    });
+  });
+
   it("SCRIPT FLUSH: scripts are re-sent after NOSCRIPT", async () => {
     const srv = await start();
     const s = track(await openNamed(srv.url));
@@ -546,6 +638,7 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
       await openRedisStore(`redis://:${secret}@127.0.0.1:${srv.port}`, {
         logger,
         commandTimeoutMs: 1000,
+        restartGuard: false,
       }),
     );
     assert.ok((await s.acquire(uniqueName("auth"), "a", 5000)).acquired);
@@ -602,7 +695,7 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
       { redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 3000 } },
     );
     cluster.on("error", () => {});
-    const s = new RedisStore(cluster);
+    const s = new RedisStore(cluster, { restartGuard: false }); // the nodes are seconds old
     try {
       const names = Array.from({ length: 12 }, (_, i) => uniqueName(`cl${i}`));
       const leases = [];
