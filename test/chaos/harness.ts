@@ -9,6 +9,7 @@
  * table per episode, dropped afterwards).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
@@ -602,6 +603,15 @@ export async function runEpisode(
     probed: probed.map((c) => c.pid),
   };
   const result = checkEpisode(history);
+  // TENURE_CHAOS_DUMP=DIR keeps the history of every failed episode (to debug a replay).
+  const dumpDir = process.env.TENURE_CHAOS_DUMP;
+  if (dumpDir && result.violations.length > 0) {
+    mkdirSync(dumpDir, { recursive: true });
+    writeFileSync(
+      join(dumpDir, `${spec.backend}-${spec.fault}-${spec.seed}.json`),
+      JSON.stringify(history, null, 1),
+    );
+  }
   for (const c of cands) {
     const code = c.proc.exitCode;
     if (code !== null && code !== 0) {

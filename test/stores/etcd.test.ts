@@ -245,6 +245,40 @@ describe("etcd store", { ...single }, () => {
     }
   });
 
+  it("acquires of one name through one store run one at a time (an abandoned acquire cannot end a newer term)", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    const order: string[] = [];
+    let grants = 0;
+    const grant = client.leaseClient.leaseGrant.bind(client.leaseClient);
+    client.leaseClient.leaseGrant = (...args: Parameters<typeof grant>) => {
+      order.push(`grant${++grants}`);
+      return grant(...args);
+    };
+    const s = new EtcdStore(client, { prefix: "serial/" });
+    try {
+      const n = uniqueName("serial");
+      const [r1, r2] = await Promise.all([
+        s.acquire(n, "a", 5000).then((r) => {
+          order.push("done1");
+          return r;
+        }),
+        s.acquire(n, "a", 5000).then((r) => {
+          order.push("done2");
+          return r;
+        }),
+      ]);
+      // The second starts only once the first has finished.
+      assert.deepEqual(order, ["grant1", "done1", "grant2", "done2"]);
+      assert.ok(r1.acquired && r2.acquired);
+      assert.ok(r2.lease.token > r1.lease.token, "the second is a new term");
+      assert.equal((await s.renew(r1.lease, 5000)).renewed, false);
+      assert.equal((await s.renew(r2.lease, 5000)).renewed, true);
+    } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
   it("an EtcdStore on your own client leaves the client open on close; openStore dispatches etcd://", async () => {
     const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
     try {

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import pg from "pg";
 import postgres from "postgres";
 import { isConfigError, isStoreError, type StoreError } from "../../src/errors.js";
 import { openStore } from "../../src/store/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
-import { openPostgresStore, PostgresStore } from "../../src/stores/postgres/index.js";
+import { openPostgresStore, PostgresStore, pgQueryable } from "../../src/stores/postgres/index.js";
 import { describeLeaseStore } from "../helpers/conformance.js";
 import {
   appName,
@@ -320,6 +321,71 @@ describe("postgres store", () => {
       await assert.rejects(s.read("junk"), (e: StoreError) => e.kind === "schema" && !e.transient);
     } finally {
       await s.close();
+    }
+  });
+
+  it("concurrent renewals go out together in one statement, each with its own answer", async (t) => {
+    // Holders with the characters a text[] literal must escape.
+    const odd = 'h "q" \\ {b},c';
+    const check = async (label: string, s: LeaseStore, statements: () => number) => {
+      const base = uniqueName("batch");
+      const names = Array.from({ length: 40 }, (_, i) => `${base}-${i}`);
+      const leases = [];
+      for (const [i, n] of names.entries()) {
+        const r = await s.acquire(n, i % 2 ? odd : `a${i}`, 30_000);
+        assert.ok(r.acquired, `${label}: acquire ${n}`);
+        leases.push(r.lease);
+      }
+      assert.equal(await s.release(leases[0]!), true); // → renewed false, nobody
+      assert.equal(await s.release(leases[1]!), true);
+      assert.ok((await s.acquire(names[1]!, "b", 30_000)).acquired); // → someone else
+      const before = statements();
+      const results = await Promise.all(leases.map((l) => s.renew(l, 30_000)));
+      const used = statements() - before;
+      assert.deepEqual(results[0], { renewed: false, current: null }, label);
+      const lost = results[1]!;
+      assert.ok(!lost.renewed && lost.current?.holder === "b", `${label}: ${String(lost.renewed)} ${String(lost.renewed ? "" : lost.current?.holder)}`);
+      for (const [i, r] of results.entries()) {
+        if (i > 1) assert.deepEqual(r, { renewed: true }, `${label}: lease ${i}`);
+      }
+      assert.ok(used <= 4, `${label}: ${used} statements for 40 renewals`);
+      t.diagnostic(`${label}: 40 renewals in ${used} statements`);
+      // The renewed leases kept their tokens and holders.
+      const l2 = await s.read(names[2]!);
+      assert.equal(l2?.token, leases[2]!.token);
+      assert.equal((await s.read(names[3]!))?.holder, odd);
+    };
+    const pool = new pg.Pool({ connectionString: SERVICES.postgres, max: 4 });
+    let n = 0;
+    const inner = pgQueryable(pool);
+    const counted = new PostgresStore({
+      queryable: {
+        query: (text, params, timeoutMs) => {
+          if (/^\s*WITH (t|up) AS \(\s*(SELECT \* FROM unnest|UPDATE)/.test(text)) n += 1;
+          return inner.query(text, params, timeoutMs);
+        },
+      },
+      table: TABLE,
+    });
+    try {
+      await check("pg", counted, () => n);
+    } finally {
+      await counted.close();
+      await pool.end();
+    }
+    const js = await openPostgresJs();
+    try {
+      await check("postgres.js", js, () => 0);
+    } finally {
+      await js.close();
+    }
+    if (SERVICES.pgbouncer) {
+      const b = await openPg(SERVICES.pgbouncer);
+      try {
+        await check("pg through PgBouncer", b, () => 0);
+      } finally {
+        await b.close();
+      }
     }
   });
 

@@ -102,6 +102,8 @@ export class EtcdStore implements LeaseStore {
   /** etcd lease ID → the TTL (seconds) this store asked for, so renew knows when to re-lease. */
   private readonly requestedTtl = new Map<string, number>();
   private readonly background = new Set<Promise<void>>();
+  /** Per lease name: the tail of this store's acquires of it (they run one at a time). */
+  private readonly acquiring = new Map<string, Promise<void>>();
   private readonly watchers = new Set<Watcher>();
   private closed = false;
 
@@ -257,10 +259,35 @@ export class EtcdStore implements LeaseStore {
   }
 
   // ── LeaseStore ───────────────────────────────────────────────────────────
-  async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
-    validateLeaseName(name);
-    validateHolder(holder, "holder");
-    validateTtl(ttlMs);
+  /**
+   * Acquires of one name through this store run one at a time. Taking over a
+   * stale term of the same holder takes two transactions (delete, then put),
+   * so an acquire still running after its caller gave up on it (an elector's
+   * timeout) could otherwise delete the term a later acquire had just started,
+   * and let another holder in while that term is trusted.
+   */
+  acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+    try {
+      validateLeaseName(name);
+      validateHolder(holder, "holder");
+      validateTtl(ttlMs);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const prev = this.acquiring.get(name) ?? Promise.resolve();
+    const result = prev.then(() => this.acquireNow(name, holder, ttlMs));
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.acquiring.set(name, tail);
+    void tail.then(() => {
+      if (this.acquiring.get(name) === tail) this.acquiring.delete(name);
+    });
+    return result;
+  }
+
+  private async acquireNow(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     const key = enc(this.leaseKey(name));
     return this.run("acquire", async (o) => {
       const leaseId = await this.grant(ttlSeconds(ttlMs), o);

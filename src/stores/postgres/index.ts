@@ -176,6 +176,24 @@ function parseInfo(r: PgRow, name: string): LeaseInfo {
   };
 }
 
+/** Renewals waiting for a batch. */
+interface PendingRenew {
+  readonly lease: LeaseRef;
+  readonly ttlMs: number;
+  readonly resolve: (r: RenewResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** Renewal statements out at once; further renewals queue and go out together. */
+const RENEW_BATCHES_IN_FLIGHT = 2;
+/** Most renewals in one statement. */
+const RENEW_BATCH_MAX = 500;
+
+/** A text[] literal: every element quoted, `"` and `\` escaped. */
+export function pgArray(items: readonly string[]): string {
+  return `{${items.map((x) => `"${x.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(",")}}`;
+}
+
 function queryableFor(x: unknown): Queryable {
   if (isPostgresJs(x)) return postgresJsQueryable(x);
   if (x && typeof (x as PgQueryTarget).query === "function") return pgQueryable(x as PgQueryTarget);
@@ -227,6 +245,8 @@ export class PostgresStore implements LeaseStore {
   private closed = false;
   private readonly watchers = new Map<string, Set<(e: LeaseEvent) => void>>();
   private stopListening: Promise<() => Promise<void>> | null = null;
+  private renewQueue: PendingRenew[] = [];
+  private renewBatches = 0;
 
   constructor(opts: PostgresStoreOptions) {
     this.t = tablesFor(opts);
@@ -331,8 +351,80 @@ export class PostgresStore implements LeaseStore {
     return { acquired: false, current: await this.read(name) };
   }
 
+  /**
+   * Renewals are coalesced: while RENEW_BATCHES_IN_FLIGHT batches are out,
+   * new renewals queue and go out together in one statement (one commit, one
+   * WAL flush), so one process can hold many leases. A lone renewal uses the
+   * one-lease statement. The elector's trust window counts from its own call,
+   * so time spent queued only shortens it.
+   */
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     validateTtl(ttlMs);
+    return new Promise<RenewResult>((resolve, reject) => {
+      this.renewQueue.push({ lease, ttlMs, resolve, reject });
+      this.flushRenewals();
+    });
+  }
+
+  private flushRenewals(): void {
+    while (this.renewQueue.length > 0 && this.renewBatches < RENEW_BATCHES_IN_FLIGHT) {
+      // Distinct names per batch: a name twice in one UPDATE … FROM is ambiguous.
+      const batch: PendingRenew[] = [];
+      const names = new Set<string>();
+      const rest: PendingRenew[] = [];
+      for (const r of this.renewQueue) {
+        if (batch.length < RENEW_BATCH_MAX && !names.has(r.lease.name)) {
+          names.add(r.lease.name);
+          batch.push(r);
+        } else rest.push(r);
+      }
+      this.renewQueue = rest;
+      this.renewBatches += 1;
+      const done = () => {
+        this.renewBatches -= 1;
+        this.flushRenewals();
+      };
+      if (batch.length === 1) {
+        const one = batch[0]!;
+        this.renewOne(one.lease, one.ttlMs).then(one.resolve, one.reject).finally(done);
+      } else {
+        this.renewMany(batch).finally(done);
+      }
+    }
+  }
+
+  private async renewMany(batch: PendingRenew[]): Promise<void> {
+    let rows: PgRow[];
+    try {
+      rows = await this.exec("renew", SQL.renewMany(this.t), [
+        pgArray(batch.map((b) => b.lease.name)),
+        pgArray(batch.map((b) => b.lease.holder)),
+        pgArray(batch.map((b) => b.lease.token.toString())),
+        pgArray(batch.map((b) => String(b.ttlMs))),
+      ]);
+    } catch (e) {
+      for (const b of batch) b.reject(e);
+      return;
+    }
+    const byName = new Map<string, PgRow>();
+    for (const r of rows) if (typeof r.name === "string") byName.set(r.name, r);
+    for (const b of batch) {
+      try {
+        const r = byName.get(b.lease.name);
+        if (!r) throw schemaError(`renew: no result row for ${JSON.stringify(b.lease.name)}`);
+        if (r.won === true) b.resolve({ renewed: true });
+        else
+          b.resolve({
+            renewed: false,
+            current: r.holder == null ? null : parseInfo(r, b.lease.name),
+          });
+      } catch (e) {
+        b.reject(e);
+      }
+    }
+  }
+
+  private async renewOne(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     const rows = await this.exec("renew", SQL.renew(this.t), [
       lease.name,
       lease.holder,

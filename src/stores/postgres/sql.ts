@@ -74,6 +74,34 @@ export const renew = (t: Tables) =>
    WHERE c.name = $1::text AND NOT EXISTS (SELECT 1 FROM up)
      AND c.holder IS NOT NULL AND c.expires_at > now()`;
 
+/**
+ * Many renewals in one statement (one commit, one WAL flush). $1..$4 are
+ * arrays (names, holders, tokens, ttls in ms) of equal length with distinct
+ * names. One row per input: `won`, else the live holder read from the
+ * statement's snapshot (as in {@link renew}). Rows are locked in name order.
+ */
+export const renewMany = (t: Tables) =>
+  `WITH t AS (
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+       AS t(name, holder, token, ttl)
+   ), locked AS (
+     SELECT l.name FROM ${t.leases} l JOIN t USING (name)
+     WHERE l.holder = t.holder AND l.token = t.token AND l.expires_at > now()
+     ORDER BY l.name FOR NO KEY UPDATE OF l
+   ), up AS (
+     UPDATE ${t.leases} l SET expires_at = ${ttl("t.ttl")}
+     FROM t, locked
+     WHERE l.name = locked.name AND t.name = locked.name
+       AND l.holder = t.holder AND l.token = t.token AND l.expires_at > now()
+     RETURNING l.name
+   )
+   SELECT t.name, (up.name IS NOT NULL) AS won, c.holder, c.token::text AS token,
+          CASE WHEN c.name IS NULL THEN NULL ELSE ${ms("c.expires_at")} END AS ms
+   FROM t
+   LEFT JOIN up ON up.name = t.name
+   LEFT JOIN ${t.leases} c ON up.name IS NULL AND c.name = t.name
+     AND c.holder IS NOT NULL AND c.expires_at > now()`;
+
 /** Release keeps the token in the row; `pg_notify` is sent on commit of the same statement. */
 export const release = (t: Tables) =>
   `WITH up AS (
