@@ -344,7 +344,10 @@ describe("postgres store", () => {
       const used = statements() - before;
       assert.deepEqual(results[0], { renewed: false, current: null }, label);
       const lost = results[1]!;
-      assert.ok(!lost.renewed && lost.current?.holder === "b", `${label}: ${String(lost.renewed)} ${String(lost.renewed ? "" : lost.current?.holder)}`);
+      assert.ok(
+        !lost.renewed && lost.current?.holder === "b",
+        `${label}: ${String(lost.renewed)} ${String(lost.renewed ? "" : lost.current?.holder)}`,
+      );
       for (const [i, r] of results.entries()) {
         if (i > 1) assert.deepEqual(r, { renewed: true }, `${label}: lease ${i}`);
       }
