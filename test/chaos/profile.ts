@@ -208,7 +208,7 @@ export function markdown(rep: ChaosReport, command: string): string {
     "",
     "## Per backend and fault",
     "",
-    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first leader tick or election; bound ttl + retry + tick + 250 ms. " +
+    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first tick or election, at or after the heal, of the term that leads at the final probe (work by a term that ended before the probe does not count: after a Redis restart that lost every lease, the old leader works on until its next renewal, then nobody leads until the restart guard lets a new term in); bound ttl + retry + tick + 250 ms. " +
       "Event overlap: time two processes were between their `elected` and `demoted` events at once — it includes a frozen (SIGSTOPped) leader that cannot act and whose trust window has expired, so it is informational.",
     "",
     "| backend | fault | episodes | failed | out-of-order fenced | token reuse | trust overlap ms | event overlap ms | demoted work | stuck | max identical log lines/min | heal→leader p50 / p90 / p99 / max ms |",

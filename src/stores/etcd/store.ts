@@ -201,13 +201,16 @@ export class EtcdStore implements LeaseStore {
         `key ${this.leaseKey(name)} has no etcd lease (not written by Tenure)`,
       );
     }
+    // The key was read in this call, so its holder is known even when its etcd
+    // lease is already gone (expired just now, the key not yet deleted) or a
+    // member that just restarted does not know it yet: report the holder with
+    // no time left, so a follower knows the leader and looks again soon.
     const ms = await this.remainingMs(kv.lease, o);
-    if (ms === null) return null; // expired just now
     return {
       name,
       holder: kv.value.toString("utf8"),
       token: BigInt(kv.create_revision),
-      expiresInMs: ms,
+      expiresInMs: ms ?? 0,
     };
   }
 
