@@ -189,12 +189,7 @@ export class EtcdStore implements LeaseStore {
     return ttl < 0 ? null : ttl * 1000;
   }
 
-  private async info(
-    op: string,
-    name: string,
-    kv: IKeyValue,
-    o: CallOptions,
-  ): Promise<LeaseInfo | null> {
+  private async info(op: string, name: string, kv: IKeyValue, o: CallOptions): Promise<LeaseInfo> {
     if (!kv.lease || kv.lease === "0") {
       throw this.schemaError(
         op,
@@ -450,10 +445,9 @@ export class EtcdStore implements LeaseStore {
     const p = enc(`${this.prefix}lease/`);
     return this.run("list", async (o) => {
       const r = await this.client.kv.range({ key: p, range_end: prefixEnd(p) }, o);
-      const infos = await Promise.all(
+      return Promise.all(
         r.kvs.map((kv) => this.info("list", kv.key.subarray(p.length).toString("utf8"), kv, o)),
       );
-      return infos.filter((i): i is LeaseInfo => i !== null);
     });
   }
 
