@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import pg from "pg";
 import {
+  ETCD_ELECTION_TIMEOUT_MS,
   EtcdCluster,
   missingBinaries,
   PgBouncerServer,
@@ -590,7 +591,16 @@ export async function runEpisode(
     tickMs,
     safetyBoundMs: timing.safetyBoundMs,
     // A tick interval, plus a server's own restart (it is "healed" when it accepts connections).
-    recoverySlackMs: tickMs + 250,
+    // Restarting an etcd member can restart the raft leader: electing a new one
+    // takes up to two election timeouts, and the new leader extends every etcd
+    // lease by one more (lessor Promote), so a dead holder's lease outlives the
+    // ttl by up to three election timeouts.
+    recoverySlackMs:
+      tickMs +
+      250 +
+      (spec.backend === "etcd" && spec.fault === "restart-server"
+        ? 3 * ETCD_ELECTION_TIMEOUT_MS
+        : 0),
     // Once per backoff step: never more than one identical line per retry interval.
     logLinesPerMinute: Math.ceil(60_000 / retryMs),
     lines: cands.flatMap((c) => c.lines),

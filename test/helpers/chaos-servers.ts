@@ -20,6 +20,9 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/** Raft election timeout of the chaos etcd cluster (heartbeat 50 ms). */
+export const ETCD_ELECTION_TIMEOUT_MS = 500;
+
 /** A free TCP port on 127.0.0.1 (the listener is closed before returning). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -268,7 +271,7 @@ export class EtcdCluster {
         "--heartbeat-interval",
         "50",
         "--election-timeout",
-        "500",
+        String(ETCD_ELECTION_TIMEOUT_MS),
         "--log-level",
         "error",
       ],

@@ -245,34 +245,35 @@ describe("etcd store", { ...single }, () => {
     }
   });
 
-  it("acquires of one name through one store run one at a time (an abandoned acquire cannot end a newer term)", async () => {
+  it("an older acquire of the same holder never ends the term a newer acquire started", async () => {
     const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
-    const order: string[] = [];
+    // Hold the first acquire's lease grant until the second acquire is done:
+    // the first (an acquire its caller gave up on) then finds the second's term.
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
     let grants = 0;
     const grant = client.leaseClient.leaseGrant.bind(client.leaseClient);
-    client.leaseClient.leaseGrant = (...args: Parameters<typeof grant>) => {
-      order.push(`grant${++grants}`);
+    client.leaseClient.leaseGrant = async (...args: Parameters<typeof grant>) => {
+      if (++grants === 1) await held;
       return grant(...args);
     };
     const s = new EtcdStore(client, { prefix: "serial/" });
     try {
       const n = uniqueName("serial");
-      const [r1, r2] = await Promise.all([
-        s.acquire(n, "a", 5000).then((r) => {
-          order.push("done1");
-          return r;
-        }),
-        s.acquire(n, "a", 5000).then((r) => {
-          order.push("done2");
-          return r;
-        }),
-      ]);
-      // The second starts only once the first has finished.
-      assert.deepEqual(order, ["grant1", "done1", "grant2", "done2"]);
-      assert.ok(r1.acquired && r2.acquired);
-      assert.ok(r2.lease.token > r1.lease.token, "the second is a new term");
-      assert.equal((await s.renew(r1.lease, 5000)).renewed, false);
-      assert.equal((await s.renew(r2.lease, 5000)).renewed, true);
+      const older = s.acquire(n, "a", 5000);
+      const newer = await s.acquire(n, "a", 5000);
+      assert.ok(newer.acquired);
+      release();
+      const late = await older;
+      assert.equal(late.acquired, false, "the older acquire must not take over");
+      assert.ok(!late.acquired && late.current?.token === newer.lease.token);
+      assert.equal((await s.renew(newer.lease, 5000)).renewed, true);
+      assert.equal((await s.read(n))?.token, newer.lease.token);
+      // A new acquire (the newest) still takes over a stale term of its holder.
+      const again = await s.acquire(n, "a", 5000);
+      assert.ok(again.acquired && again.lease.token > newer.lease.token);
     } finally {
       await s.close();
       client.close();

@@ -102,8 +102,9 @@ export class EtcdStore implements LeaseStore {
   /** etcd lease ID → the TTL (seconds) this store asked for, so renew knows when to re-lease. */
   private readonly requestedTtl = new Map<string, number>();
   private readonly background = new Set<Promise<void>>();
-  /** Per lease name: the tail of this store's acquires of it (they run one at a time). */
-  private readonly acquiring = new Map<string, Promise<void>>();
+  /** Per lease name: the number of the newest acquire this store started. */
+  private readonly newestAcquire = new Map<string, number>();
+  private acquireSeq = 0;
   private readonly watchers = new Set<Watcher>();
   private closed = false;
 
@@ -258,34 +259,33 @@ export class EtcdStore implements LeaseStore {
 
   // ── LeaseStore ───────────────────────────────────────────────────────────
   /**
-   * Acquires of one name through this store run one at a time. Taking over a
-   * stale term of the same holder takes two transactions (delete, then put),
-   * so an acquire still running after its caller gave up on it (an elector's
-   * timeout) could otherwise delete the term a later acquire had just started,
-   * and let another holder in while that term is trusted.
+   * Only the newest acquire of a name through this store may take over a
+   * stale term of the same holder. Taking over takes two transactions
+   * (delete, then put), so an older acquire still running after its caller
+   * gave up on it (an elector's timeout) could otherwise delete the term a
+   * newer acquire had just started, and let another holder in while that term
+   * is trusted. The newer acquire is numbered before any of its I/O, so an
+   * older one that reads the newer term always sees that it is not the newest.
    */
-  acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+  async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+    validateLeaseName(name);
+    validateHolder(holder, "holder");
+    validateTtl(ttlMs);
+    const seq = ++this.acquireSeq;
+    this.newestAcquire.set(name, seq);
     try {
-      validateLeaseName(name);
-      validateHolder(holder, "holder");
-      validateTtl(ttlMs);
-    } catch (e) {
-      return Promise.reject(e);
+      return await this.acquireNow(name, holder, ttlMs, seq);
+    } finally {
+      if (this.newestAcquire.get(name) === seq) this.newestAcquire.delete(name);
     }
-    const prev = this.acquiring.get(name) ?? Promise.resolve();
-    const result = prev.then(() => this.acquireNow(name, holder, ttlMs));
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.acquiring.set(name, tail);
-    void tail.then(() => {
-      if (this.acquiring.get(name) === tail) this.acquiring.delete(name);
-    });
-    return result;
   }
 
-  private async acquireNow(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+  private async acquireNow(
+    name: string,
+    holder: string,
+    ttlMs: number,
+    seq: number,
+  ): Promise<AcquireResult> {
     const key = enc(this.leaseKey(name));
     return this.run("acquire", async (o) => {
       const leaseId = await this.grant(ttlSeconds(ttlMs), o);
@@ -301,7 +301,8 @@ export class EtcdStore implements LeaseStore {
         let r = await putIfAbsent();
         if (!r.succeeded) {
           const cur = r.responses[0]?.response_range.kvs[0];
-          if (cur && cur.value.toString("utf8") === holder) {
+          const newest = this.newestAcquire.get(name) === seq;
+          if (cur && cur.value.toString("utf8") === holder && newest) {
             // A stale term of the same holder: end it, then start a new term
             // (a new create revision). etcd refuses a delete and a put of one
             // key in one transaction, so this takes two; another holder may
