@@ -133,7 +133,7 @@ describe("etcd store", { ...single }, () => {
     assert.equal(ttlSeconds(1001), 2);
   });
 
-  it("renew with the same TTL keeps the etcd lease; a different TTL moves the key to a new lease, same token", async () => {
+  it("renew with the same TTL keeps the etcd lease; a different TTL moves the key to that TTL's session lease, same token", async () => {
     const n = uniqueName("relase");
     const key = Buffer.from(`tenure/lease/${n}`);
     const a = await store.acquire(n, "a", 3000);
@@ -146,12 +146,8 @@ describe("etcd store", { ...single }, () => {
     assert.notEqual(kv.lease, l1);
     assert.equal(BigInt(kv.create_revision), a.lease.token);
     assert.equal((await raw.leaseClient.leaseTimeToLive({ ID: kv.lease })).grantedTTL, "9");
-    // the old etcd lease is revoked in the background
-    await waitFor(
-      "old lease revoked",
-      async () => Number((await raw.leaseClient.leaseTimeToLive({ ID: l1 })).TTL) < 0,
-      { timeoutMs: 3000 },
-    );
+    // the 3 s session lease is not revoked: it carries the store's other 3 s terms
+    assert.ok(Number((await raw.leaseClient.leaseTimeToLive({ ID: l1 })).TTL) > 0);
     const info = await store.read(n);
     assert.ok(info && info.expiresInMs > 7000 && info.expiresInMs <= 9000, `${info?.expiresInMs}`);
     // concurrent renews of one term with new TTLs: both report renewed, the token stays
@@ -160,7 +156,7 @@ describe("etcd store", { ...single }, () => {
     assert.equal((await store.read(n))?.token, a.lease.token);
   });
 
-  it("same holder re-acquiring gets a new create revision; its old lease is revoked", async () => {
+  it("same holder re-acquiring gets a new create revision on the same session lease; the old term cannot renew", async () => {
     const n = uniqueName("again");
     const key = Buffer.from(`tenure/lease/${n}`);
     const a1 = await store.acquire(n, "a", 5000);
@@ -168,13 +164,114 @@ describe("etcd store", { ...single }, () => {
     const l1 = (await raw.kv.range({ key })).kvs[0]!.lease;
     const a2 = await store.acquire(n, "a", 5000);
     assert.ok(a2.acquired && a2.lease.token > a1.lease.token);
-    await waitFor(
-      "old lease revoked",
-      async () => Number((await raw.leaseClient.leaseTimeToLive({ ID: l1 })).TTL) < 0,
-      { timeoutMs: 3000 },
-    );
+    assert.equal((await raw.kv.range({ key })).kvs[0]!.lease, l1);
     assert.equal((await store.renew(a1.lease, 5000)).renewed, false);
     assert.equal((await store.renew(a2.lease, 5000)).renewed, true);
+  });
+
+  it("terms of one TTL share one session lease: renewing 150 terms costs a few calls, not 150", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    const calls = { txn: 0, range: 0, keepAlive: 0, grant: 0 };
+    const count =
+      <A extends unknown[], R>(k: keyof typeof calls, f: (...a: A) => R) =>
+      (...a: A): R => {
+        calls[k]++;
+        return f(...a);
+      };
+    client.kv.txn = count("txn", client.kv.txn.bind(client.kv));
+    client.kv.range = count("range", client.kv.range.bind(client.kv));
+    client.leaseClient.leaseKeepAlive = count(
+      "keepAlive",
+      client.leaseClient.leaseKeepAlive.bind(client.leaseClient),
+    );
+    client.leaseClient.leaseGrant = count(
+      "grant",
+      client.leaseClient.leaseGrant.bind(client.leaseClient),
+    );
+    const s = new EtcdStore(client, { prefix: "share/" });
+    try {
+      const n = uniqueName("share");
+      const terms = await Promise.all(
+        Array.from({ length: 150 }, (_, i) => s.acquire(`${n}-${i}`, "a", 5000)),
+      );
+      const leases = terms.map((t) => (t.acquired ? t.lease : assert.fail("not acquired")));
+      assert.equal(calls.grant, 1, "one session lease for every 5 s term");
+      const ids = new Set(
+        await Promise.all(
+          leases.map(
+            async (l) =>
+              (await raw.kv.range({ key: Buffer.from(`share/lease/${l.name}`) })).kvs[0]!.lease,
+          ),
+        ),
+      );
+      assert.equal(ids.size, 1);
+      const before = { ...calls };
+      const renewed = await Promise.all(leases.map((l) => s.renew(l, 5000)));
+      assert.ok(renewed.every((r) => r.renewed));
+      const reads = calls.txn + calls.range - before.txn - before.range;
+      assert.ok(reads <= 4, `${reads} read calls for 150 renewals (batches of 100)`);
+      assert.ok(
+        calls.keepAlive - before.keepAlive <= 2,
+        `${calls.keepAlive - before.keepAlive} keep-alives`,
+      );
+      for (const l of leases) await s.release(l);
+    } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
+  it("a term nobody renews or releases ends one ttl after its last renewal, while its session lives on for the others", async () => {
+    const s = await openEtcdStore(SERVICES.etcd!);
+    const observer = await openEtcdStore(SERVICES.etcd!);
+    try {
+      const n = uniqueName("abandon");
+      const x = await s.acquire(`${n}-x`, "a", 1500);
+      const t0 = performance.now();
+      const y = await s.acquire(`${n}-y`, "a", 1500);
+      assert.ok(x.acquired && y.acquired);
+      // keep y (and so the shared session) alive; leave x alone
+      let lastRenew = performance.now();
+      const gone = await waitFor(
+        "the abandoned term's key to be deleted",
+        async () => {
+          if (performance.now() - lastRenew > 300) {
+            assert.equal((await s.renew(y.lease, 1500)).renewed, true);
+            lastRenew = performance.now();
+          }
+          return (await observer.read(`${n}-x`)) === null ? performance.now() - t0 : null;
+        },
+        { timeoutMs: 6000, intervalMs: 50 },
+      );
+      assert.ok(gone >= 1500, `ended after ${gone.toFixed(0)} ms, before its ttl`);
+      assert.equal((await observer.read(`${n}-y`))?.token, y.lease.token);
+      assert.equal((await s.renew(x.lease, 1500)).renewed, false);
+      const b = await observer.acquire(`${n}-x`, "b", 1500);
+      assert.ok(b.acquired && b.lease.token > x.lease.token);
+    } finally {
+      await s.close();
+      await observer.close();
+    }
+  });
+
+  it("a lost session lease (revoked) ends its terms; the next acquire grants a new one", async () => {
+    const n = uniqueName("lost");
+    const key = Buffer.from(`tenure/lease/${n}`);
+    const s = await openEtcdStore(SERVICES.etcd!);
+    try {
+      const a = await s.acquire(n, "a", 7000);
+      assert.ok(a.acquired);
+      const l1 = (await raw.kv.range({ key })).kvs[0]!.lease;
+      await raw.leaseClient.leaseRevoke({ ID: l1 });
+      assert.deepEqual(await s.renew(a.lease, 7000), { renewed: false, current: null });
+      const b = await s.acquire(n, "a", 7000);
+      assert.ok(b.acquired && b.lease.token > a.lease.token);
+      const l2 = (await raw.kv.range({ key })).kvs[0]!.lease;
+      assert.notEqual(l2, l1);
+      assert.deepEqual(await s.renew(b.lease, 7000), { renewed: true });
+    } finally {
+      await s.close();
+    }
   });
 
   it("a lease key without an etcd lease (not Tenure's) is a fatal schema error", async () => {
@@ -247,17 +344,17 @@ describe("etcd store", { ...single }, () => {
 
   it("an older acquire of the same holder never ends the term a newer acquire started", async () => {
     const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
-    // Hold the first acquire's lease grant until the second acquire is done:
+    // Hold the first acquire's transaction until the second acquire is done:
     // the first (an acquire its caller gave up on) then finds the second's term.
     let release!: () => void;
     const held = new Promise<void>((r) => {
       release = r;
     });
-    let grants = 0;
-    const grant = client.leaseClient.leaseGrant.bind(client.leaseClient);
-    client.leaseClient.leaseGrant = async (...args: Parameters<typeof grant>) => {
-      if (++grants === 1) await held;
-      return grant(...args);
+    let txns = 0;
+    const txn = client.kv.txn.bind(client.kv);
+    client.kv.txn = async (...args: Parameters<typeof txn>) => {
+      if (++txns === 1) await held;
+      return txn(...args);
     };
     const s = new EtcdStore(client, { prefix: "serial/" });
     try {

@@ -19,6 +19,7 @@ import type {
 } from "../../store/types.js";
 import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
 import { toEtcdStoreError } from "./classify.js";
+import { monotonicMs, SessionLease } from "./session.js";
 
 /** gRPC call options the store sets: an absolute deadline (ms since the epoch). */
 type CallOptions = { deadline: number };
@@ -90,6 +91,37 @@ export function ttlSeconds(ttlMs: number): number {
  * existing `Etcd3` client (the root client, not a namespace: use `prefix`),
  * or open one by URL with {@link openEtcdStore}.
  */
+/** Most range operations in one batched read transaction (etcd's default `--max-txn-ops` is 128). */
+const READ_BATCH = 100;
+/** How often the store looks for terms of its own that ended without a release. */
+const SWEEP_INTERVAL_MS = 100;
+
+/** A term this store started and has not seen end: what the sweeper needs to end it by ttl. */
+interface Held {
+  readonly holder: string;
+  readonly token: bigint;
+  ttlMs: number;
+  /** Monotonic ms at which the newest successful acquire/renew of the term began. */
+  touchedAt: number;
+  /** Renewals of the term in flight: the sweeper leaves the term alone meanwhile. */
+  pending: number;
+  /** Set once the store decided the term is over: its key is being deleted. */
+  ending?: Promise<void>;
+}
+
+/**
+ * A {@link LeaseStore} on etcd v3 (the `etcd3` client). Construct it from an
+ * existing `Etcd3` client (the root client, not a namespace: use `prefix`),
+ * or open one by URL with {@link openEtcdStore}.
+ *
+ * Every lease key it writes with a TTL of `s` seconds is attached to one
+ * shared etcd lease of `s` seconds (a session lease, as etcd's
+ * `concurrency.Session`): renewing many terms costs one keep-alive per round
+ * trip, and a crashed process's keys all expire with its session. A term that
+ * this process stops renewing without releasing it (an elector that gave up
+ * after a failed renew, a release that failed) is ended by the store itself
+ * one ttl after its last acquire or renew began, as a per-key lease would.
+ */
 export class EtcdStore implements LeaseStore {
   readonly kind = "etcd";
   readonly notifies = true;
@@ -99,8 +131,18 @@ export class EtcdStore implements LeaseStore {
   private readonly logger: Logger | undefined;
   private readonly ownsClient: boolean;
   private readonly secrets: readonly string[];
-  /** etcd lease ID → the TTL (seconds) this store asked for, so renew knows when to re-lease. */
-  private readonly requestedTtl = new Map<string, number>();
+  /** Session leases by TTL in seconds, and grants of them in flight. */
+  private readonly sessions = new Map<number, SessionLease>();
+  private readonly granting = new Map<number, Promise<SessionLease>>();
+  /** Terms this store started, by lease name. */
+  private readonly held = new Map<string, Held>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readQueue: {
+    key: Buffer;
+    resolve: (kv: IKeyValue | null) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private readScheduled = false;
   private readonly background = new Set<Promise<void>>();
   /** Per lease name: the number of the newest acquire this store started. */
   private readonly newestAcquire = new Map<string, number>();
@@ -183,6 +225,48 @@ export class EtcdStore implements LeaseStore {
     return r.kvs[0] ?? null;
   }
 
+  /**
+   * Reads one key. Reads requested in the same turn of the event loop go out
+   * together as one read-only transaction (one revision, one round trip), so
+   * the renewals of many terms cost a few calls, not one each.
+   */
+  private readKey(key: Buffer): Promise<IKeyValue | null> {
+    return new Promise((resolve, reject) => {
+      this.readQueue.push({ key, resolve, reject });
+      if (!this.readScheduled) {
+        this.readScheduled = true;
+        setImmediate(() => this.flushReads());
+      }
+    });
+  }
+
+  private flushReads(): void {
+    this.readScheduled = false;
+    const queue = this.readQueue;
+    this.readQueue = [];
+    for (let i = 0; i < queue.length; i += READ_BATCH) {
+      const chunk = queue.slice(i, i + READ_BATCH);
+      const o = this.deadline();
+      const done =
+        chunk.length === 1
+          ? this.getKv(chunk[0]!.key, o).then((kv) => [kv])
+          : this.txn(
+              [],
+              chunk.map((c) => ({ request_range: { key: c.key } })),
+              [],
+              o,
+            ).then((r) => chunk.map((_, j) => r.responses[j]?.response_range.kvs[0] ?? null));
+      done.then(
+        (kvs) => {
+          for (const [j, c] of chunk.entries()) c.resolve(kvs[j] ?? null);
+        },
+        (e: unknown) => {
+          for (const c of chunk) c.reject(e);
+        },
+      );
+    }
+  }
+
   /** Remaining TTL of an etcd lease in ms (whole seconds, rounded down by etcd); null once it is gone. */
   private async remainingMs(leaseId: string, o: CallOptions): Promise<number | null> {
     const r = await this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, o);
@@ -190,7 +274,13 @@ export class EtcdStore implements LeaseStore {
     return ttl < 0 ? null : ttl * 1000;
   }
 
-  private async info(op: string, name: string, kv: IKeyValue, o: CallOptions): Promise<LeaseInfo> {
+  private async info(
+    op: string,
+    name: string,
+    kv: IKeyValue,
+    o: CallOptions,
+    ttlCache?: Map<string, Promise<number | null>>,
+  ): Promise<LeaseInfo> {
     if (!kv.lease || kv.lease === "0") {
       throw this.schemaError(
         op,
@@ -201,44 +291,42 @@ export class EtcdStore implements LeaseStore {
     // lease is already gone (expired just now, the key not yet deleted) or a
     // member that just restarted does not know it yet: report the holder with
     // no time left, so a follower knows the leader and looks again soon.
-    const ms = await this.remainingMs(kv.lease, o);
-    return {
-      name,
-      holder: kv.value.toString("utf8"),
-      token: BigInt(kv.create_revision),
-      expiresInMs: ms ?? 0,
-    };
-  }
-
-  private async grant(ttlSec: number, o: CallOptions): Promise<string> {
-    const g = await this.client.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }, o);
-    this.requestedTtl.set(g.ID, ttlSec);
-    if (this.requestedTtl.size > 10_000) {
-      const first = this.requestedTtl.keys().next().value;
-      if (first !== undefined) this.requestedTtl.delete(first);
+    let remaining = ttlCache?.get(kv.lease);
+    if (!remaining) {
+      remaining = this.remainingMs(kv.lease, o);
+      ttlCache?.set(kv.lease, remaining);
     }
-    return g.ID;
+    let ms = (await remaining) ?? 0;
+    const holder = kv.value.toString("utf8");
+    const token = BigInt(kv.create_revision);
+    // A term of this store's own ends by its ttl even while its session lives on.
+    const h = this.held.get(name);
+    if (h && h.token === token && h.holder === holder) {
+      ms = Math.max(0, Math.min(ms, Math.floor(h.touchedAt + h.ttlMs - monotonicMs())));
+    }
+    return { name, holder, token, expiresInMs: ms };
   }
 
-  /** Revokes an etcd lease in the background (bounded by the call timeout); close() waits for it. */
-  private revokeLater(leaseId: string): void {
-    this.requestedTtl.delete(leaseId);
-    const p = this.client.leaseClient
-      .leaseRevoke({ ID: leaseId }, this.deadline())
-      .then(
-        () => undefined,
-        (e: unknown) => {
-          const err = toEtcdStoreError("revoke lease", e, this.secrets);
-          // Gone already is fine; anything else just leaves a keyless lease to expire.
-          if (err.code !== "LEASE_NOT_FOUND") {
-            this.logger?.debug("etcd lease revoke failed; it will expire by itself", {
-              err: err.message,
-            });
-          }
-        },
-      )
-      .finally(() => this.background.delete(p));
-    this.background.add(p);
+  /** The session lease of `ttlSec` seconds: the live one, or a newly granted one. */
+  private async session(ttlSec: number, o: CallOptions): Promise<SessionLease> {
+    const s = this.sessions.get(ttlSec);
+    if (s && !s.lost) return s;
+    let g = this.granting.get(ttlSec);
+    if (!g) {
+      const sentAt = monotonicMs();
+      g = this.client.leaseClient
+        .leaseGrant({ TTL: ttlSec, ID: 0 }, o)
+        .then((r) => {
+          const fresh = new SessionLease(r.ID, ttlSec, sentAt, Number(r.TTL), (id) =>
+            this.keepAliveOnce(id, this.deadline()),
+          );
+          this.sessions.set(ttlSec, fresh);
+          return fresh;
+        })
+        .finally(() => this.granting.delete(ttlSec));
+      this.granting.set(ttlSec, g);
+    }
+    return g;
   }
 
   /** One keep-alive on a lease; returns its TTL in seconds afterwards (0 = expired or revoked). */
@@ -257,6 +345,91 @@ export class EtcdStore implements LeaseStore {
     }
   }
 
+  // ── terms this store holds ────────────────────────────────────────────────
+  private hold(lease: LeaseRef, ttlMs: number, since: number): void {
+    const h = this.held.get(lease.name);
+    if (h && h.token === lease.token && h.holder === lease.holder) {
+      if (since > h.touchedAt) h.touchedAt = since;
+      h.ttlMs = ttlMs;
+    } else if (!h || h.token < lease.token) {
+      this.held.set(lease.name, {
+        holder: lease.holder,
+        token: lease.token,
+        ttlMs,
+        touchedAt: since,
+        pending: 0,
+      });
+    }
+    if (!this.sweepTimer && !this.closed) {
+      this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+      this.sweepTimer.unref();
+    }
+  }
+
+  private forget(name: string, token?: bigint): void {
+    const h = this.held.get(name);
+    if (h && (token === undefined || h.token === token)) this.held.delete(name);
+  }
+
+  private static overdue(h: Held, now: number): boolean {
+    return h.ending !== undefined || now >= h.touchedAt + h.ttlMs;
+  }
+
+  /** Ends every term of this store that nobody renewed for a whole ttl. */
+  private sweep(): void {
+    const now = monotonicMs();
+    for (const [name, h] of this.held) {
+      if (h.pending === 0 && !h.ending && EtcdStore.overdue(h, now)) void this.end(name, h);
+    }
+    if (this.held.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /**
+   * Deletes the key of a term whose ttl ran out here, guarded on its token and
+   * holder (a newer term is never touched). Its session lease lives on for the
+   * store's other terms, so without this the key would outlive its ttl. A
+   * failed delete is tried again by the next sweep. Never rejects.
+   */
+  private end(name: string, h: Held): Promise<void> {
+    if (h.ending) return h.ending;
+    const key = enc(this.leaseKey(name));
+    const p = this.txn(
+      [
+        { key, target: "Create", result: "Equal", create_revision: String(h.token) },
+        { key, target: "Value", result: "Equal", value: enc(h.holder) },
+      ],
+      [{ request_delete_range: { key } }],
+      [],
+      this.deadline(),
+    ).then(
+      () => {
+        if (this.held.get(name) === h) this.held.delete(name);
+      },
+      (e: unknown) => {
+        this.logger?.debug("etcd: deleting a term past its ttl failed; trying again", {
+          lease: name,
+          token: h.token,
+          err: toEtcdStoreError("end term", e, this.secrets).message,
+        });
+        // Still past its ttl: the next sweep tries again, renewals keep refusing it.
+        h.ending = undefined;
+      },
+    );
+    h.ending = p;
+    const tracked = p.finally(() => this.background.delete(tracked));
+    this.background.add(tracked);
+    return p;
+  }
+
+  /** Before reading or taking `name`: a term of this store past its ttl is ended first. */
+  private async settle(name: string): Promise<void> {
+    const h = this.held.get(name);
+    if (h && h.pending === 0 && EtcdStore.overdue(h, monotonicMs())) await this.end(name, h);
+  }
+
   // ── LeaseStore ───────────────────────────────────────────────────────────
   /**
    * Only the newest acquire of a name through this store may take over a
@@ -271,10 +444,12 @@ export class EtcdStore implements LeaseStore {
     validateLeaseName(name);
     validateHolder(holder, "holder");
     validateTtl(ttlMs);
+    const since = monotonicMs();
     const seq = ++this.acquireSeq;
     this.newestAcquire.set(name, seq);
     try {
-      return await this.acquireNow(name, holder, ttlMs, seq);
+      await this.settle(name);
+      return await this.acquireNow(name, holder, ttlMs, seq, since);
     } finally {
       if (this.newestAcquire.get(name) === seq) this.newestAcquire.delete(name);
     }
@@ -285,131 +460,166 @@ export class EtcdStore implements LeaseStore {
     holder: string,
     ttlMs: number,
     seq: number,
+    since: number,
   ): Promise<AcquireResult> {
     const key = enc(this.leaseKey(name));
     return this.run("acquire", async (o) => {
-      const leaseId = await this.grant(ttlSeconds(ttlMs), o);
-      let done = false;
-      try {
-        const putIfAbsent = () =>
-          this.txn(
-            [{ key, target: "Create", result: "Equal", create_revision: 0 }],
-            [{ request_put: { key, value: enc(holder), lease: leaseId } }],
-            [{ request_range: { key } }],
-            o,
-          );
-        let r = await putIfAbsent();
+      // A session lease can expire between our use of it and its keep-alive
+      // (a stall): then the key went with it. Try once more on a new session.
+      for (let attempt = 1; ; attempt++) {
+        const session = await this.session(ttlSeconds(ttlMs), o);
+        // The keep-alive runs beside the transaction: the session (and so the
+        // new key) then lives at least ttl from `since`.
+        const alive = session.refresh(since);
+        alive.catch(() => {});
+        let r: ITxnResponse;
+        try {
+          r = await this.putOrTakeOver(key, name, holder, session.id, seq, o);
+        } catch (e) {
+          if (attempt < 2 && toEtcdStoreError("acquire", e).code === "LEASE_NOT_FOUND") {
+            session.lost = true;
+            continue;
+          }
+          throw e;
+        }
         if (!r.succeeded) {
           const cur = r.responses[0]?.response_range.kvs[0];
-          const newest = this.newestAcquire.get(name) === seq;
-          if (cur && cur.value.toString("utf8") === holder && newest) {
-            // A stale term of the same holder: end it, then start a new term
-            // (a new create revision). etcd refuses a delete and a put of one
-            // key in one transaction, so this takes two; another holder may
-            // win in between, which is then an ordinary lost race.
-            const del = await this.txn(
-              [
-                { key, target: "Create", result: "Equal", create_revision: cur.create_revision },
-                { key, target: "Value", result: "Equal", value: enc(holder) },
-              ],
-              [{ request_delete_range: { key } }],
-              [],
-              o,
-            );
-            if (del.succeeded && cur.lease && cur.lease !== "0") this.revokeLater(cur.lease);
-            r = await putIfAbsent();
-          }
-        }
-        if (r.succeeded) {
-          done = true;
-          // The header revision of a write transaction is the revision of its
-          // put: the new key's create revision.
           return {
-            acquired: true as const,
-            lease: { name, holder, token: BigInt(r.header.revision) },
+            acquired: false as const,
+            current: cur ? await this.info("acquire", name, cur, o) : null,
           };
         }
-        const cur = r.responses[0]?.response_range.kvs[0];
-        return {
-          acquired: false as const,
-          current: cur ? await this.info("acquire", name, cur, o) : null,
-        };
-      } finally {
-        if (!done) this.revokeLater(leaseId);
+        // The header revision of a write transaction is the revision of its
+        // put: the new key's create revision.
+        const lease = { name, holder, token: BigInt(r.header.revision) };
+        if ((await alive) > 0) {
+          this.hold(lease, ttlMs, since);
+          return { acquired: true as const, lease };
+        }
+        // The session expired under the new key: the key is gone with it.
+        session.lost = true;
+        if (attempt >= 2) return { acquired: false as const, current: null };
       }
     });
+  }
+
+  /**
+   * Puts the key if it is absent; if it holds a stale term of the same holder
+   * and this is the newest acquire of the name, ends that term and tries the
+   * put again. etcd refuses a delete and a put of one key in one transaction,
+   * so this takes two; another holder may win in between, which is then an
+   * ordinary lost race. The failure branch reads the key.
+   */
+  private async putOrTakeOver(
+    key: Buffer,
+    name: string,
+    holder: string,
+    leaseId: string,
+    seq: number,
+    o: CallOptions,
+  ): Promise<ITxnResponse> {
+    const putIfAbsent = () =>
+      this.txn(
+        [{ key, target: "Create", result: "Equal", create_revision: 0 }],
+        [{ request_put: { key, value: enc(holder), lease: leaseId } }],
+        [{ request_range: { key } }],
+        o,
+      );
+    const r = await putIfAbsent();
+    if (r.succeeded) return r;
+    const cur = r.responses[0]?.response_range.kvs[0];
+    if (!cur || cur.value.toString("utf8") !== holder || this.newestAcquire.get(name) !== seq) {
+      return r;
+    }
+    await this.txn(
+      [
+        { key, target: "Create", result: "Equal", create_revision: cur.create_revision },
+        { key, target: "Value", result: "Equal", value: enc(holder) },
+      ],
+      [{ request_delete_range: { key } }],
+      [],
+      o,
+    );
+    this.forget(name, BigInt(cur.create_revision));
+    return putIfAbsent();
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     validateLeaseName(lease.name, "lease.name");
     validateTtl(ttlMs);
+    const since = monotonicMs();
     const key = enc(this.leaseKey(lease.name));
-    return this.run("renew", async (o) => {
-      const kv = await this.getKv(key, o);
-      if (!kv) return { renewed: false as const, current: null };
-      const holder = kv.value.toString("utf8");
-      if (BigInt(kv.create_revision) !== lease.token || holder !== lease.holder) {
-        return { renewed: false as const, current: await this.info("renew", lease.name, kv, o) };
-      }
-      if (!kv.lease || kv.lease === "0") {
-        throw this.schemaError("renew", `key ${this.leaseKey(lease.name)} has no etcd lease`);
-      }
-      const want = ttlSeconds(ttlMs);
-      const asked = this.requestedTtl.get(kv.lease);
-      if (asked === undefined || asked === want) {
-        const ttl = await this.keepAliveOnce(kv.lease, o);
-        if (ttl <= 0) {
-          // The etcd lease expired (or was revoked): the term is over.
+    const h = this.held.get(lease.name);
+    const mine = h !== undefined && h.token === lease.token && h.holder === lease.holder;
+    if (mine && EtcdStore.overdue(h, since)) {
+      // Past its ttl here: the term is over even if its session still lives.
+      this.check();
+      void this.end(lease.name, h);
+      return { renewed: false, current: null };
+    }
+    if (mine) h.pending++;
+    try {
+      return await this.run("renew", async (o) => {
+        const kv = await this.readKey(key);
+        if (!kv) {
+          this.forget(lease.name, lease.token);
+          return { renewed: false as const, current: null };
+        }
+        const holder = kv.value.toString("utf8");
+        if (BigInt(kv.create_revision) !== lease.token || holder !== lease.holder) {
+          this.forget(lease.name, lease.token);
+          return { renewed: false as const, current: await this.info("renew", lease.name, kv, o) };
+        }
+        if (!kv.lease || kv.lease === "0") {
+          throw this.schemaError("renew", `key ${this.leaseKey(lease.name)} has no etcd lease`);
+        }
+        const session = await this.session(ttlSeconds(ttlMs), o);
+        if (kv.lease !== session.id) {
+          // Another TTL, an expired session, or a key from another store of
+          // the same holder: move the key onto this session, guarded so only
+          // this term's key moves (the create revision, the token, is kept).
+          const moved = await this.txn(
+            [
+              { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
+              { key, target: "Value", result: "Equal", value: enc(lease.holder) },
+              { key, target: "Lease", result: "Equal", lease: kv.lease },
+            ],
+            [{ request_put: { key, value: enc(lease.holder), lease: session.id } }],
+            [{ request_range: { key } }],
+            o,
+          );
+          if (!moved.succeeded) {
+            const cur = moved.responses[0]?.response_range.kvs[0];
+            const same =
+              cur !== undefined &&
+              BigInt(cur.create_revision) === lease.token &&
+              cur.value.toString("utf8") === lease.holder &&
+              cur.lease === session.id;
+            // `same`: a concurrent renew of this term moved it first.
+            if (!same) {
+              this.forget(lease.name, lease.token);
+              return {
+                renewed: false as const,
+                current: cur ? await this.info("renew", lease.name, cur, o) : null,
+              };
+            }
+          }
+        }
+        if ((await session.refresh(since)) <= 0) {
+          // The session expired (a stall, a partition): the term is over.
+          this.forget(lease.name, lease.token);
           const now = await this.getKv(key, o);
           return {
             renewed: false as const,
             current: now ? await this.info("renew", lease.name, now, o) : null,
           };
         }
-        // Keep-alive restores the TTL the lease was granted with. Longer than
-        // asked is safe (the server outlives the client's deadline); shorter
-        // is not: move the key to a new lease below.
-        if (asked === want || ttl >= want) return { renewed: true as const };
-      }
-      // The requested TTL differs from the lease's: attach the key to a new
-      // lease, guarded so only this term's key moves (create revision keeps
-      // the token).
-      const fresh = await this.grant(want, o);
-      let moved = false;
-      try {
-        const r = await this.txn(
-          [
-            { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
-            { key, target: "Value", result: "Equal", value: enc(lease.holder) },
-            { key, target: "Lease", result: "Equal", lease: kv.lease },
-          ],
-          [{ request_put: { key, value: enc(lease.holder), lease: fresh } }],
-          [{ request_range: { key } }],
-          o,
-        );
-        if (r.succeeded) {
-          moved = true;
-          this.revokeLater(kv.lease);
-          return { renewed: true as const };
-        }
-        const cur = r.responses[0]?.response_range.kvs[0];
-        if (
-          cur &&
-          BigInt(cur.create_revision) === lease.token &&
-          cur.value.toString("utf8") === lease.holder
-        ) {
-          // Only the etcd lease changed: a concurrent renew of this same term
-          // moved the key first. The term still holds the lease.
-          return { renewed: true as const };
-        }
-        return {
-          renewed: false as const,
-          current: cur ? await this.info("renew", lease.name, cur, o) : null,
-        };
-      } finally {
-        if (!moved) this.revokeLater(fresh);
-      }
-    });
+        this.hold(lease, ttlMs, since);
+        return { renewed: true as const };
+      });
+    } finally {
+      if (mine) h.pending--;
+    }
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
@@ -417,19 +627,19 @@ export class EtcdStore implements LeaseStore {
     if (lease.token <= 0n) return false;
     const key = enc(this.leaseKey(lease.name));
     return this.run("release", async (o) => {
+      // A failed call leaves the term to the sweeper: it ends one ttl after
+      // its last renewal began.
       const r = await this.txn(
         [
           { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
           { key, target: "Value", result: "Equal", value: enc(lease.holder) },
         ],
-        [{ request_delete_range: { key, prev_kv: true } }],
+        [{ request_delete_range: { key } }],
         [],
         o,
       );
-      if (!r.succeeded) return false;
-      const prev = r.responses[0]?.response_delete_range.prev_kvs[0];
-      if (prev?.lease && prev.lease !== "0") this.revokeLater(prev.lease);
-      return true;
+      this.forget(lease.name, lease.token);
+      return r.succeeded;
     });
   }
 
@@ -437,6 +647,7 @@ export class EtcdStore implements LeaseStore {
     validateLeaseName(name);
     const key = enc(this.leaseKey(name));
     return this.run("read", async (o) => {
+      await this.settle(name);
       const kv = await this.getKv(key, o);
       return kv ? this.info("read", name, kv, o) : null;
     });
@@ -446,21 +657,32 @@ export class EtcdStore implements LeaseStore {
     const p = enc(`${this.prefix}lease/`);
     return this.run("list", async (o) => {
       const r = await this.client.kv.range({ key: p, range_end: prefixEnd(p) }, o);
-      return Promise.all(
-        r.kvs.map((kv) => this.info("list", kv.key.subarray(p.length).toString("utf8"), kv, o)),
+      // Many keys share one session lease: ask for each lease's TTL once.
+      const ttls = new Map<string, Promise<number | null>>();
+      const infos = await Promise.all(
+        r.kvs.map((kv) =>
+          this.info("list", kv.key.subarray(p.length).toString("utf8"), kv, o, ttls),
+        ),
       );
+      return infos.filter((i) => {
+        // A term of this store's own past its ttl is being ended: not live.
+        const h = this.held.get(i.name);
+        return !(h && h.token === i.token && EtcdStore.overdue(h, monotonicMs()));
+      });
     });
   }
 
+  /**
+   * Deletes the key whoever holds it. The holder's session lease is not
+   * revoked: it carries that process's other terms.
+   */
   async forceRelease(name: string): Promise<boolean> {
     validateLeaseName(name);
     const key = enc(this.leaseKey(name));
     return this.run("forceRelease", async (o) => {
-      const r = await this.client.kv.deleteRange({ key, prev_kv: true }, o);
-      const prev = r.prev_kvs[0];
-      if (!prev) return false;
-      if (prev.lease && prev.lease !== "0") this.revokeLater(prev.lease);
-      return true;
+      const r = await this.client.kv.deleteRange({ key }, o);
+      this.forget(name);
+      return Number(r.deleted) > 0;
     });
   }
 
@@ -583,6 +805,8 @@ export class EtcdStore implements LeaseStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
     const ws = [...this.watchers];
     this.watchers.clear();
     await Promise.allSettled(ws.map((w) => w.cancel()));
