@@ -283,7 +283,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
   // Scale
   out.push("## 3. Scale: N leases held by one process", "");
   out.push(
-    `One elector per lease (\`createElector\`, common ttl ${s.scaleTtlMs} ms, default renew interval ttl/3), all sharing one store opened by \`openStore\`. After all N are elected and the start-up burst has drained, a ${s.scaleWindowMs} ms window counts store calls (through a counting wrapper), CPU (\`process.cpuUsage\`, user + system, the whole process) and memory (heapUsed and rss after two forced GCs, minus the baseline taken after opening the store and before creating electors). "held" is how many were still leader at the end of the window. At N = 1 the per-lease figures are the fixed cost of the process, not a per-lease cost.`,
+    `One elector per lease (\`createElector\`, common ttl ${s.scaleTtlMs} ms, default renew interval ttl/3), all sharing one store opened by \`openStore\`. After all N are elected and the start-up burst has drained, a ${s.scaleWindowMs} ms window counts store calls (through a counting wrapper), the requests the server received ("server requests/s": commands the \`ioredis\` clients sent, a Lua script being one; queries the \`pg\` clients sent; etcd's \`grpc_server_msg_received_total\`; Tenure coalesces PostgreSQL renewals into one statement and batches etcd reads and keep-alives, so these can be far fewer than store calls), CPU (\`process.cpuUsage\`, user + system, the whole process) and memory (heapUsed and rss after two forced GCs, minus the baseline taken after opening the store and before creating electors). "held" is how many were still leader at the end of the window. At N = 1 the per-lease figures are the fixed cost of the process, not a per-lease cost.`,
     "",
   );
   out.push(
@@ -294,6 +294,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
         "elected in (ms)",
         "store calls/s",
         "calls/s per lease",
+        "server requests/s",
         "CPU % of a core",
         "CPU µs per lease per s",
         "heap per lease",
@@ -309,6 +310,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
               int(x.out.startMs),
               f(x.out.storeCallsPerSec, 1),
               f(x.out.storeCallsPerSec / x.n, 3),
+              x.out.serverRequestsPerSec == null ? "–" : f(x.out.serverRequestsPerSec, 1),
               f(x.out.cpuPercentOfCore, 1),
               f(x.out.cpuUsPerLeasePerSec, 1),
               bytes(x.out.heapBytesPerLease),
@@ -320,6 +322,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
               x.backend,
               int(x.n),
               `error: ${(x.error ?? "").slice(0, 100)}`,
+              "",
               "",
               "",
               "",

@@ -25,6 +25,14 @@ export interface ScaleOutput {
   elected: number;
   heldAtEnd: number;
   storeCallsPerSec: number;
+  /**
+   * Requests the server actually received per second (Tenure coalesces and
+   * batches store calls): commands sent by the `ioredis` clients (a Lua script
+   * is one), queries sent by the `pg` clients, etcd's
+   * `grpc_server_msg_received_total` (unary calls and keep-alive messages);
+   * null for SQLite (in-process).
+   */
+  serverRequestsPerSec: number | null;
   /** Store calls of each kind during the window. */
   calls: Record<string, number>;
   cpuPercentOfCore: number;
@@ -53,6 +61,49 @@ function counting(store: LeaseStore, calls: Record<string, number>): LeaseStore 
   });
 }
 
+/**
+ * A counter of the requests the server behind `url` received, read before and
+ * after the window; null where there is no server.
+ */
+async function serverRequests(url: string): Promise<(() => Promise<number>) | null> {
+  if (url.startsWith("redis")) {
+    // Every command the store's ioredis clients send (a Lua script is one).
+    const { Redis } = await import("ioredis");
+    const proto = Redis.prototype as unknown as { sendCommand: (...a: unknown[]) => unknown };
+    const send = proto.sendCommand;
+    let n = 0;
+    proto.sendCommand = function (this: unknown, ...a: unknown[]) {
+      n += 1;
+      return send.apply(this, a);
+    };
+    return async () => n;
+  }
+  if (url.startsWith("etcd")) {
+    const host = url.replace(/^etcd:\/\//, "").split(",")[0];
+    return async () => {
+      const text = await (await fetch(`http://${host}/metrics`)).text();
+      let n = 0;
+      for (const line of text.split("\n")) {
+        if (line.startsWith("grpc_server_msg_received_total{")) n += Number(line.split(" ").pop());
+      }
+      return n;
+    };
+  }
+  if (url.startsWith("postgres")) {
+    // Every query of the store's pg.Pool clients is one round trip.
+    const pg = (await import("pg")).default;
+    const proto = pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown };
+    const query = proto.query;
+    let n = 0;
+    proto.query = function (this: unknown, ...a: unknown[]) {
+      n += 1;
+      return query.apply(this, a);
+    };
+    return async () => n;
+  }
+  return null;
+}
+
 function mem(): { heap: number; rss: number } {
   const g = (globalThis as { gc?: () => void }).gc;
   if (g) {
@@ -64,6 +115,7 @@ function mem(): { heap: number; rss: number } {
 }
 
 async function main(input: ScaleInput): Promise<ScaleOutput> {
+  const requests = await serverRequests(input.url);
   const raw = await openStore(input.url);
   const calls: Record<string, number> = {};
   const store = counting(raw, calls);
@@ -90,11 +142,13 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
   await sleep(Math.min(1000, input.ttlMs / 3));
   const after = mem();
   const c0 = { ...calls };
+  const r0 = await requests?.();
   const cpu0 = process.cpuUsage();
   const w0 = nowNs();
   await sleep(input.windowMs);
   const cpu = process.cpuUsage(cpu0);
   const wallMs = msSince(w0);
+  const r1 = await requests?.();
   const windowCalls: Record<string, number> = {};
   let total = 0;
   for (const k of Object.keys(calls)) {
@@ -110,6 +164,8 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
     elected,
     heldAtEnd,
     storeCallsPerSec: round((total * 1000) / wallMs, 1),
+    serverRequestsPerSec:
+      r0 === undefined || r1 === undefined ? null : round(((r1 - r0) * 1000) / wallMs, 1),
     calls: windowCalls,
     cpuPercentOfCore: round((cpuUs / 1000 / wallMs) * 100, 2),
     cpuUsPerLeasePerSec: round(cpuUs / input.n / (wallMs / 1000), 2),

@@ -2,7 +2,7 @@
  * The long chaos profile, on demand:
  *   node dist/test/chaos/cli.js [--episodes 1000] [--seed N] [--backends sqlite,redis,…]
  *        [--faults kill-leader,…] [--minutes M] [--concurrency 2] [--short]
- *        [--report chaos-report.json] [--markdown docs/CHAOS.md]
+ *        [--report chaos-report.json] [--markdown chaos-report.md]
  *   node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED
  * Exits 1 when an episode violated an invariant (each failure prints its replay command).
  */
@@ -135,12 +135,12 @@ try {
   const report = buildReport(outcomes, seed, timing, Date.now() - t0);
   const reportPath = opt("report") ?? "chaos-report.json";
   writeFileSync(reportPath, `${JSON.stringify(report, null, 2)}\n`);
-  const md = opt("markdown");
+  const md = opt("markdown") ?? reportPath.replace(/\.json$/, "") + ".md";
   const cmd = `node dist/test/chaos/cli.js ${args.join(" ")}`.trim();
-  if (md) writeFileSync(md, markdown(report, cmd));
+  writeFileSync(md, markdown(report, cmd));
   const failed = report.failures.length;
   process.stdout.write(
-    `chaos: ${outcomes.length} episodes, ${failed} failed, ${((Date.now() - t0) / 1000).toFixed(0)} s; report ${reportPath}${md ? `, summary ${md}` : ""}\n`,
+    `chaos: ${outcomes.length} episodes, ${failed} failed, ${((Date.now() - t0) / 1000).toFixed(0)} s; report ${reportPath}, summary ${md}\n`,
   );
   for (const f of report.failures) process.stdout.write(`  failed: ${f.replay}\n`);
   await env.close();
