@@ -58,42 +58,24 @@ async function ioredis() {
   return r;
 }
 
-export const LOCK_PEERS: LockPeer[] = [
-  tenure("redis", () => serviceUrls().redis),
-  {
-    id: "redlock-v5",
+/** The two Redlock ports share one API; only the class differs. */
+interface RedlockLike {
+  acquire(keys: string[], ttl: number): Promise<{ release(): Promise<unknown> }>;
+  on(event: "error", fn: () => void): unknown;
+}
+type RedlockClass = new (
+  clients: unknown[],
+  options: { retryCount: number; automaticExtensionThreshold: number },
+) => RedlockLike;
+
+function redlockPeer(id: string, lib: string, load: () => Promise<unknown>): LockPeer {
+  return {
+    id,
     server: "redis",
-    lib: "redlock",
+    lib,
     how: "redlock.acquire([key], ttl, retryCount 0) + lock.release()",
     async open(ttlMs) {
-      const { default: Redlock } = await import("redlock");
-      const client = await ioredis();
-      const redlock = new Redlock([client], { retryCount: 0, automaticExtensionThreshold: 500 });
-      redlock.on("error", () => {});
-      return {
-        async tryAcquire(key) {
-          try {
-            return await redlock.acquire([key], ttlMs);
-          } catch {
-            return null;
-          }
-        },
-        async release(h) {
-          await (h as { release(): Promise<unknown> }).release();
-        },
-        async close() {
-          await redlock.quit().catch(() => client.disconnect());
-        },
-      };
-    },
-  },
-  {
-    id: "sesame-redlock",
-    server: "redis",
-    lib: "@sesamecare-oss/redlock",
-    how: "redlock.acquire([key], ttl, retryCount 0) + lock.release()",
-    async open(ttlMs) {
-      const { Redlock } = await import("@sesamecare-oss/redlock");
+      const Redlock = (await load()) as RedlockClass;
       const client = await ioredis();
       const redlock = new Redlock([client], { retryCount: 0, automaticExtensionThreshold: 500 });
       redlock.on("error", () => {});
@@ -113,7 +95,17 @@ export const LOCK_PEERS: LockPeer[] = [
         },
       };
     },
-  },
+  };
+}
+
+export const LOCK_PEERS: LockPeer[] = [
+  tenure("redis", () => serviceUrls().redis),
+  redlockPeer("redlock-v5", "redlock", async () => (await import("redlock")).default),
+  redlockPeer(
+    "sesame-redlock",
+    "@sesamecare-oss/redlock",
+    async () => (await import("@sesamecare-oss/redlock")).Redlock,
+  ),
   {
     id: "redis-semaphore",
     server: "redis",

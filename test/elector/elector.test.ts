@@ -174,35 +174,29 @@ describe("elector", () => {
     await stopAll();
   });
 
-  it("F3: failures until the deadline demote `expired` exactly at the deadline, not at ttl", async () => {
-    const { clock, store, make, record, stopAll } = setup();
-    const a = make("a");
-    const r = record(a);
-    const sentAt = clock.now();
-    await a.start();
-    await clock.advance(0);
-    store.fail("renew", "transient");
-    await clock.advance(950);
-    assert.equal(r.demoted.length, 1);
-    assert.equal(r.demoted[0]!.reason, "expired");
-    // the last successful contact was the acquire sent at `sentAt`
-    assert.equal(r.demoted[0]!.at, sentAt + TTL - 100);
-    await stopAll();
-  });
-
-  it("a renew that hangs cannot keep a leader past its deadline", async () => {
-    const { clock, store, make, record, stopAll } = setup();
-    const a = make("a");
-    const r = record(a);
-    const sentAt = clock.now();
-    await a.start();
-    await clock.advance(0);
-    store.fail("renew", "hang");
-    await clock.advance(950);
-    assert.equal(r.demoted[0]?.reason, "expired");
-    assert.equal(r.demoted[0]?.at, sentAt + TTL - 100);
-    await stopAll();
-  });
+  for (const [title, mode] of [
+    [
+      "F3: failures until the deadline demote `expired` exactly at the deadline, not at ttl",
+      "transient",
+    ],
+    ["a renew that hangs cannot keep a leader past its deadline", "hang"],
+  ] as const) {
+    it(title, async () => {
+      const { clock, store, make, record, stopAll } = setup();
+      const a = make("a");
+      const r = record(a);
+      const sentAt = clock.now();
+      await a.start();
+      await clock.advance(0);
+      store.fail("renew", mode);
+      await clock.advance(950);
+      assert.equal(r.demoted.length, 1);
+      assert.equal(r.demoted[0]!.reason, "expired");
+      // the last successful contact was the acquire sent at `sentAt`
+      assert.equal(r.demoted[0]!.at, sentAt + TTL - 100);
+      await stopAll();
+    });
+  }
 
   it("the same failure repeated 1 000 times produces a bounded number of log lines", async () => {
     const { clock, store, log, make, stopAll } = setup();

@@ -16,24 +16,13 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./ports.js";
 
 /** Raft election timeout of the chaos etcd cluster (heartbeat 50 ms). */
 export const ETCD_ELECTION_TIMEOUT_MS = 500;
-
-/** A free TCP port on 127.0.0.1 (the listener is closed before returning). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Resolves once something accepts TCP connections on the port, or throws after `timeoutMs`. */
 export async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {

@@ -1,9 +1,9 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { get } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./ports.js";
 import { waitFor } from "./wait.js";
 
 /** True when the `etcd` binary is on PATH (needed for throwaway members). */
@@ -43,17 +43,6 @@ export async function etcdAnswers(url: string | undefined): Promise<boolean> {
   if (!url) return false;
   const ok = await Promise.all(etcdPorts(url).map((p) => etcdHealthy(p)));
   return ok.every(Boolean);
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === "object" ? resolve(a.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 /**

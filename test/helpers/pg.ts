@@ -1,10 +1,10 @@
 import { execFile } from "node:child_process";
 import { chownSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { freePort } from "./ports.js";
 import { SERVICES } from "./services.js";
 
 const run = promisify(execFile);
@@ -46,17 +46,6 @@ let seq = 0;
 /** A unique application_name for one store. */
 export function appName(prefix = "tenure-test"): string {
   return `${prefix}-${process.pid}-${++seq}`;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 }
 
 const BIN = process.env.TENURE_TEST_PG_BIN ?? "/usr/lib/postgresql/15/bin";
