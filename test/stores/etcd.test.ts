@@ -13,6 +13,7 @@ import {
   parseEtcdUrl,
   ttlSeconds,
 } from "../../src/stores/etcd/index.js";
+import { monotonicMs, SessionLease, staleAfterMs } from "../../src/stores/etcd/session.js";
 import { describeLeaseStore } from "../helpers/conformance.js";
 import {
   ClusterMember,
@@ -216,6 +217,41 @@ describe("etcd store", { ...single }, () => {
       );
       for (const l of leases) await s.release(l);
     } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
+  it("a grant stuck on one member does not hold later acquires: after a quarter ttl a new grant goes out", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    const realGrant = client.leaseClient.leaseGrant.bind(client.leaseClient);
+    let grants = 0;
+    let unstick: (e: Error) => void = () => {};
+    client.leaseClient.leaseGrant = ((...a: Parameters<typeof realGrant>) => {
+      // the first grant hangs, as on a member that accepted the call and went away
+      if (++grants === 1) return new Promise<never>((_, reject) => (unstick = reject));
+      return realGrant(...a);
+    }) as typeof realGrant;
+    const s = new EtcdStore(client, { prefix: "stuck-grant/" });
+    try {
+      const n = uniqueName("stuck");
+      const first = s.acquire(n, "a", 1000).then(
+        (r) => r,
+        (e: unknown) => e,
+      );
+      const startedAt = performance.now();
+      // the grant is stale a quarter ttl (250 ms) after it was sent
+      await waitFor("a quarter ttl to pass", () => performance.now() - startedAt >= 260, {
+        timeoutMs: 2000,
+      });
+      const second = await s.acquire(n, "b", 1000);
+      assert.equal(grants, 2, "one more grant, not one per caller");
+      assert.ok(second.acquired, "the second acquire got its own session");
+      unstick(new Error("grant abandoned"));
+      assert.ok((await first) instanceof Error, "the stuck acquire fails with its grant");
+      await s.release(second.lease);
+    } finally {
+      unstick(new Error("grant abandoned"));
       await s.close();
       client.close();
     }
@@ -692,5 +728,58 @@ describe("etcd store process exit", { ...single }, () => {
     });
     assert.equal(code, 0, out);
     assert.match(out, /closed/);
+  });
+});
+
+describe("etcd session lease keep-alives", () => {
+  /** A SessionLease over a scripted send: each call is held until the test answers it. */
+  function scripted() {
+    const sent: { at: number; answer: (ttl: number) => void; fail: (e: Error) => void }[] = [];
+    const lease = new SessionLease("7", 1, monotonicMs(), 1, () => {
+      return new Promise<number>((answer, fail) => sent.push({ at: monotonicMs(), answer, fail }));
+    });
+    return { sent, lease };
+  }
+
+  it("callers join one keep-alive sent after they asked, and queue at most one more", async () => {
+    const { sent, lease } = scripted();
+    const a = lease.refresh(monotonicMs());
+    const b = lease.refresh(monotonicMs());
+    const c = lease.refresh(monotonicMs());
+    assert.equal(sent.length, 1, "b and c queue behind the keep-alive in flight");
+    sent[0]!.answer(1);
+    assert.equal(await a, 1);
+    await waitFor("the queued keep-alive", () => sent.length === 2, { timeoutMs: 1000 });
+    sent[1]!.answer(1);
+    assert.deepEqual(await Promise.all([b, c]), [1, 1]);
+    assert.equal(sent.length, 2);
+  });
+
+  it("a keep-alive stuck for a quarter ttl no longer holds the queue: another goes out", async () => {
+    const { sent, lease } = scripted();
+    const stuck = lease.refresh(monotonicMs()).catch((e: Error) => e);
+    const askedAt = monotonicMs();
+    const queued = lease.refresh(askedAt);
+    await waitFor("a second keep-alive", () => sent.length === 2, { timeoutMs: 2000 });
+    // timers may fire a millisecond or two early
+    const gap = sent[1]!.at - sent[0]!.at;
+    assert.ok(gap >= staleAfterMs(1) - 5, `not before the first is stale (${gap} ms)`);
+    sent[1]!.answer(1);
+    assert.equal(await queued, 1);
+    // a caller arriving now is served by the answered keep-alive, not the stuck one
+    assert.equal(await lease.refresh(askedAt), 1);
+    sent[0]!.fail(new Error("deadline exceeded"));
+    assert.ok((await stuck) instanceof Error);
+    assert.equal(sent.length, 2);
+  });
+
+  it("a keep-alive answering TTL 0 marks the session lost for every later caller", async () => {
+    const { sent, lease } = scripted();
+    const a = lease.refresh(monotonicMs());
+    sent[0]!.answer(0);
+    assert.equal(await a, 0);
+    assert.equal(lease.lost, true);
+    assert.equal(await lease.refresh(monotonicMs()), 0);
+    assert.equal(sent.length, 1);
   });
 });

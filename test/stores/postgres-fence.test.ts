@@ -7,7 +7,7 @@ import type { LeaseRef } from "../../src/store/types.js";
 import { fence, openPostgresStore, type PostgresStore } from "../../src/stores/postgres/index.js";
 import { withAdmin, withParams } from "../helpers/pg.js";
 import { SERVICES } from "../helpers/services.js";
-import { uniqueName } from "../helpers/wait.js";
+import { uniqueName, waitFor } from "../helpers/wait.js";
 
 const LEASES = `tenure_t_fence_${process.pid}`;
 const STATE = `tenure_t_fence_state_${process.pid}`;
@@ -171,6 +171,39 @@ describe("postgres fence(tx, term)", () => {
       await sql.begin(async (tx) => fence(tx, b.lease, { table: LEASES }));
     } finally {
       await sql.end({ timeout: 1 });
+    }
+  });
+  it("a leader that stops inside a fenced transaction cannot hold a failover off: the server ends it when the lease runs out", async () => {
+    const name = uniqueName("idle");
+    const a = await storeA.acquire(name, "A", 1000);
+    assert.ok(a.acquired);
+    const before = (await state()).writes;
+    const ca = await pool.connect();
+    let caError: Error | undefined;
+    ca.on("error", (e) => {
+      caError = e;
+    });
+    try {
+      await ca.query("BEGIN");
+      await storeA.fence(ca, a.lease);
+      await fencedWrite(ca, a.lease.token);
+      // the leader now goes quiet with its transaction open (a pause, a lost network)
+      const idleSince = Date.now();
+      const b = await waitFor(
+        "a new term after the idle fenced transaction",
+        async () => {
+          const r = await storeB.acquire(name, "B", 60_000).catch(() => null);
+          return r?.acquired ? r : null;
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      assert.ok(b.lease.token > a.lease.token);
+      assert.ok(Date.now() - idleSince < 5000, `took ${Date.now() - idleSince} ms`);
+      await assert.rejects(ca.query("COMMIT"), "the stopped leader's transaction is gone");
+      assert.equal((await state()).writes, before, "its fenced write never committed");
+      assert.ok(caError, "the server closed the idle connection");
+    } finally {
+      ca.release(caError ?? true);
     }
   });
 });

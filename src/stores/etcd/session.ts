@@ -10,6 +10,14 @@
 /** Monotonic milliseconds (never the wall clock). */
 export const monotonicMs = (): number => performance.now();
 
+/**
+ * How long a grant or keep-alive may be out before callers stop waiting on it
+ * and send another (a quarter of the TTL): a call stuck on a member that is
+ * down or catching up then cannot hold every term of the process with it
+ * until its deadline. The new call usually goes to another member.
+ */
+export const staleAfterMs = (ttlSec: number): number => ttlSec * 250;
+
 /** Sends one keep-alive; resolves with the lease's TTL in seconds afterwards (≤ 0: gone). */
 export type SendKeepAlive = (leaseId: string) => Promise<number>;
 
@@ -35,23 +43,35 @@ export class SessionLease {
    * The lease's TTL (seconds) after a keep-alive sent at or after `since`
    * (monotonic ms); ≤ 0 when the lease is gone. Joins a keep-alive already
    * sent late enough, else queues one behind the one in flight, so at most
-   * one is in flight and one waits, however many callers there are.
+   * one is in flight and one waits, however many callers there are — unless
+   * the one in flight is stale ({@link staleAfterMs}): then the queue stops
+   * waiting for it and sends another.
    */
   refresh(since: number): Promise<number> {
     if (this.lost) return Promise.resolve(0);
     if (this.lastOk.sentAt >= since) return Promise.resolve(this.lastOk.ttl);
-    if (this.inflight && this.inflight.sentAt >= since) return this.inflight.p;
+    const inflight = this.inflight;
+    if (inflight && inflight.sentAt >= since) return inflight.p;
     if (this.queued) return this.queued;
-    if (!this.inflight) return this.start();
-    const q = this.inflight.p
-      .then(
-        () => undefined,
-        () => undefined,
-      )
-      .then(() => {
-        this.queued = undefined;
-        return this.start();
-      });
+    const now = monotonicMs();
+    const staleAt = inflight ? inflight.sentAt + staleAfterMs(this.ttlSec) : now;
+    if (staleAt <= now) return this.start();
+    const queuedAt = now;
+    const q = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, staleAt - now);
+      timer.unref?.();
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      inflight!.p.then(done, done);
+    }).then(() => {
+      if (this.queued === q) this.queued = undefined;
+      if (this.lost) return 0;
+      if (this.lastOk.sentAt >= queuedAt) return this.lastOk.ttl;
+      const cur = this.inflight;
+      return cur && cur.sentAt >= queuedAt ? cur.p : this.start();
+    });
     this.queued = q;
     return q;
   }

@@ -19,7 +19,7 @@ import type {
 } from "../../store/types.js";
 import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
 import { toEtcdStoreError } from "./classify.js";
-import { monotonicMs, SessionLease } from "./session.js";
+import { monotonicMs, SessionLease, staleAfterMs } from "./session.js";
 
 /** gRPC call options the store sets: an absolute deadline (ms since the epoch). */
 type CallOptions = { deadline: number };
@@ -133,7 +133,7 @@ export class EtcdStore implements LeaseStore {
   private readonly secrets: readonly string[];
   /** Session leases by TTL in seconds, and grants of them in flight. */
   private readonly sessions = new Map<number, SessionLease>();
-  private readonly granting = new Map<number, Promise<SessionLease>>();
+  private readonly granting = new Map<number, { sentAt: number; p: Promise<SessionLease> }>();
   /** Terms this store started, by lease name. */
   private readonly held = new Map<string, Held>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -307,26 +307,41 @@ export class EtcdStore implements LeaseStore {
     return { name, holder, token, expiresInMs: ms };
   }
 
-  /** The session lease of `ttlSec` seconds: the live one, or a newly granted one. */
+  /**
+   * The session lease of `ttlSec` seconds: the live one, or a newly granted
+   * one. Callers join a grant in flight unless it has been out for longer
+   * than {@link staleAfterMs} (stuck on a member that is down or catching
+   * up): then a new grant goes out, usually to another member, and whichever
+   * answers first becomes the session (a later one is revoked, unused).
+   */
   private async session(ttlSec: number, o: CallOptions): Promise<SessionLease> {
     const s = this.sessions.get(ttlSec);
     if (s && !s.lost) return s;
-    let g = this.granting.get(ttlSec);
-    if (!g) {
-      const sentAt = monotonicMs();
-      g = this.client.leaseClient
-        .leaseGrant({ TTL: ttlSec, ID: 0 }, o)
-        .then((r) => {
-          const fresh = new SessionLease(r.ID, ttlSec, sentAt, Number(r.TTL), (id) =>
-            this.keepAliveOnce(id, this.deadline()),
-          );
-          this.sessions.set(ttlSec, fresh);
-          return fresh;
-        })
-        .finally(() => this.granting.delete(ttlSec));
-      this.granting.set(ttlSec, g);
-    }
-    return g;
+    const inflight = this.granting.get(ttlSec);
+    if (inflight && monotonicMs() - inflight.sentAt < staleAfterMs(ttlSec)) return inflight.p;
+    const sentAt = monotonicMs();
+    const entry = {
+      sentAt,
+      p: this.client.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }, o).then((r) => {
+        const live = this.sessions.get(ttlSec);
+        if (live && !live.lost && live.id !== r.ID) {
+          // Another grant answered first: this lease carries nothing.
+          this.client.leaseClient.leaseRevoke({ ID: r.ID }, this.deadline()).catch(() => {});
+          return live;
+        }
+        const fresh = new SessionLease(r.ID, ttlSec, sentAt, Number(r.TTL), (id) =>
+          this.keepAliveOnce(id, this.deadline()),
+        );
+        this.sessions.set(ttlSec, fresh);
+        return fresh;
+      }),
+    };
+    const clear = () => {
+      if (this.granting.get(ttlSec) === entry) this.granting.delete(ttlSec);
+    };
+    entry.p.then(clear, clear);
+    this.granting.set(ttlSec, entry);
+    return entry.p;
   }
 
   /** One keep-alive on a lease; returns its TTL in seconds afterwards (0 = expired or revoked). */

@@ -159,12 +159,28 @@ export const getFenced = (t: Tables) =>
  * row until that transaction ends, so no newer term can be acquired (its
  * UPDATE waits) before the caller's writes commit or roll back.
  * `clock_timestamp()`, not `now()`: the transaction may have started long ago.
+ *
+ * It also lowers `idle_in_transaction_session_timeout` for this transaction
+ * (SET LOCAL, through `set_config(…, true)`) to the time the lease has left,
+ * unless the session's own setting is already lower: a leader that stops
+ * (SIGSTOP, a long pause, a lost network) inside a fenced transaction is
+ * disconnected by the server when its lease would have expired, so its
+ * transaction rolls back and the share lock cannot hold a failover off.
+ * While the transaction is open the row cannot be renewed either, so the
+ * lease really does end then.
  */
 export const fence = (t: Tables) =>
-  `SELECT token::text AS token FROM ${t.leases}
-   WHERE name = $1::text AND token = $2::bigint AND holder IS NOT NULL
-     AND expires_at > clock_timestamp()
-   FOR SHARE`;
+  `SELECT l.token::text AS token,
+     set_config('idle_in_transaction_session_timeout',
+       (SELECT CASE WHEN s.setting::bigint > 0 AND s.setting::bigint < left_ms THEN s.setting::bigint
+                    ELSE left_ms END
+          FROM pg_settings s WHERE s.name = 'idle_in_transaction_session_timeout')::text,
+       true) AS idle_limit_ms
+   FROM ${t.leases} l,
+     LATERAL (SELECT greatest(1, ceil(extract(epoch FROM l.expires_at - clock_timestamp()) * 1000))::bigint AS left_ms) r
+   WHERE l.name = $1::text AND l.token = $2::bigint AND l.holder IS NOT NULL
+     AND l.expires_at > clock_timestamp()
+   FOR SHARE OF l`;
 
 export const fenceCurrent = (t: Tables) =>
   `SELECT token::text AS token FROM ${t.leases}
