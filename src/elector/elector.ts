@@ -246,7 +246,7 @@ export class Elector {
       healthy: reason === null,
       state: this.state,
       token: cur ? cur.term.token : null,
-      validForMs: cur ? Math.max(0, Math.round(cur.validUntil - now)) : 0,
+      validForMs: cur ? Math.max(0, Math.floor((cur.validUntil - now) * 1000) / 1000) : 0,
       lastStoreContactMs: this.lastContactAt === null ? null : Math.round(now - this.lastContactAt),
       consecutiveFailures: this.consecutiveFailures,
       reason,

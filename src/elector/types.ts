@@ -36,7 +36,10 @@ export interface ElectorHealth {
   readonly state: ElectorState;
   /** Token of the current term, or null when not leading. */
   readonly token: bigint | null;
-  /** Time left in the leader's trust window (0 when not leading). */
+  /**
+   * Time left in the leader's trust window (0 when not leading), in
+   * milliseconds to the microsecond, rounded down: it never overstates.
+   */
   readonly validForMs: number;
   /** Milliseconds since the store last answered, or null if it never has. */
   readonly lastStoreContactMs: number | null;

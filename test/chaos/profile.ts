@@ -234,7 +234,7 @@ export function markdown(rep: ChaosReport, command: string): string {
     "",
     "- `test/helpers/fault-proxy.ts`: loopback TCP proxy between every candidate and its server: latency, black hole, half-open (one direction held), connection reset.",
     "- `test/helpers/chaos-servers.ts`: throwaway redis-server (no persistence), PostgreSQL (initdb/pg_ctl), PgBouncer (transaction mode) and a 3-member etcd cluster on free loopback ports; only these are restarted or have their connections killed.",
-    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window, `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick writes one row to a fenced resource: for PostgreSQL and PgBouncer inside a transaction after the store's `fence(tx, term)`; for the other backends to a table on the shared PostgreSQL that keeps the largest token seen and refuses lower ones.",
+    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick writes one row to a fenced resource: for PostgreSQL and PgBouncer inside a transaction after the store's `fence(tx, term)`; for the other backends to a table on the shared PostgreSQL that keeps the largest token seen and refuses lower ones.",
     "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone.",
     "- Replay one episode: `node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED`.",
     "",

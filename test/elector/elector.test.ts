@@ -70,6 +70,9 @@ describe("elector", () => {
     assert.equal(a.isLeader(), true);
     assert.equal(r.elected.length, 1);
     assert.equal(a.health().validForMs, TTL - 100 - (clock.now() - t0));
+    // to the microsecond, rounded down (the chaos checker reads trust windows from it)
+    await clock.advance(0.1234567);
+    assert.equal(a.health().validForMs, TTL - 100 - 0.124, "899.8765433 → 899.876");
     await clock.advance(5000);
     assert.equal(a.isLeader(), true, "renewals keep it leader");
     assert.equal(r.elected.length, 1);
