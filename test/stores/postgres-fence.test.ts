@@ -26,6 +26,11 @@ async function fencedWrite(c: pg.PoolClient, token: bigint): Promise<void> {
   );
 }
 
+/** The server ended an idle fenced transaction (idle_in_transaction_session_timeout). */
+const isIdleTimeout = (e: unknown) =>
+  (e as { code?: string }).code === "25P03" ||
+  /terminat|ECONNRESET|Connection terminated/i.test(String((e as Error)?.message ?? e));
+
 const jitter = () => new Promise((r) => setTimeout(r, Math.random() * 3));
 
 describe("postgres fence(tx, term)", () => {
@@ -37,6 +42,7 @@ describe("postgres fence(tx, term)", () => {
     storeA = await openPostgresStore(url);
     storeB = await openPostgresStore(url);
     pool = new pg.Pool({ connectionString: SERVICES.postgres, max: 4 });
+    pool.on("error", () => {}); // an idle client the server closed (fence idle limit)
     await withAdmin(async (c) => {
       await c.query(`DROP TABLE IF EXISTS "${STATE}"`);
       await c.query(
@@ -84,8 +90,16 @@ describe("postgres fence(tx, term)", () => {
 
   it("200 racing takeovers: a stale term's write commits before the newer term exists or fails", async (t) => {
     const name = uniqueName("race");
-    const outcomes = { committed: 0, fenced: 0, expiredTakeovers: 0 };
-    const ca = await pool.connect();
+    // `ended`: the server closed A's connection because its fenced transaction sat idle past
+    // the lease (30 ms terms below); nothing of it committed, like a fenced one.
+    const outcomes = { committed: 0, fenced: 0, ended: 0, expiredTakeovers: 0 };
+    let ca = await pool.connect();
+    let caBroken = false;
+    const watch = (c: pg.PoolClient) =>
+      c.on("error", () => {
+        caBroken = true;
+      });
+    watch(ca);
     const cb = await pool.connect();
     try {
       for (let i = 0; i < 200; i++) {
@@ -93,6 +107,12 @@ describe("postgres fence(tx, term)", () => {
         const a = await storeA.acquire(name, "A", byExpiry ? 30 : 60_000);
         assert.ok(a.acquired, `iteration ${i}: A could not acquire`);
         const termA = a.lease;
+        if (caBroken) {
+          ca.release(true);
+          ca = await pool.connect();
+          caBroken = false;
+          watch(ca);
+        }
         const runA = async () => {
           await jitter();
           await ca.query("BEGIN");
@@ -104,6 +124,11 @@ describe("postgres fence(tx, term)", () => {
             await ca.query("COMMIT");
             outcomes.committed++;
           } catch (e) {
+            if (!isFencedError(e) && (caBroken || isIdleTimeout(e))) {
+              caBroken = true;
+              outcomes.ended++;
+              return;
+            }
             await ca.query("ROLLBACK");
             if (!isFencedError(e)) throw e;
             assert.equal(e.token, termA.token);
@@ -136,13 +161,13 @@ describe("postgres fence(tx, term)", () => {
         await Promise.all([runA(), runB()]);
       }
     } finally {
-      ca.release();
+      ca.release(caBroken ? true : undefined);
       cb.release();
     }
     t.diagnostic(`outcomes: ${JSON.stringify(outcomes)}`);
     const s = await state();
     assert.equal(s.violations, 0, `stale writes committed after newer ones: ${JSON.stringify(s)}`);
-    assert.equal(outcomes.committed + outcomes.fenced, 200);
+    assert.equal(outcomes.committed + outcomes.fenced + outcomes.ended, 200);
     assert.ok(outcomes.committed > 0 && outcomes.fenced > 0, JSON.stringify(outcomes));
   });
 
