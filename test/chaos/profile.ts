@@ -3,9 +3,8 @@
  * (`chaos-report.json` and a markdown summary).
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
+import { pgBin } from "../helpers/chaos-servers.js";
 import { type EpisodeResult, type Summary, summarize } from "./checker.js";
 import {
   type BackendName,
@@ -123,19 +122,6 @@ function version(cmd: string, args: string[]): string {
   }
 }
 
-/** The newest Debian PostgreSQL server binary (the one the harness runs), or `postgres` on PATH. */
-function postgresBinary(): string {
-  const base = "/usr/lib/postgresql";
-  try {
-    const newest = readdirSync(base)
-      .filter((d) => /^\d+$/.test(d))
-      .sort((a, b) => Number(a) - Number(b))
-      .at(-1);
-    if (newest) return join(base, newest, "bin", "postgres");
-  } catch {}
-  return "postgres";
-}
-
 /** The machine and server versions, for the report. */
 export function machine(): Record<string, string> {
   return {
@@ -143,7 +129,7 @@ export function machine(): Record<string, string> {
     cpus: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
     memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
     redis: version("redis-server", ["--version"]),
-    postgres: version(postgresBinary(), ["--version"]),
+    postgres: version(pgBin("postgres") ?? "postgres", ["--version"]),
     pgbouncer: version("pgbouncer", ["--version"]),
     etcd: version("etcd", ["--version"]),
   };

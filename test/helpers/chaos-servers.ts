@@ -50,7 +50,8 @@ function which(bin: string, extra: string[] = []): string | null {
   return null;
 }
 
-function pgBin(name: string): string | null {
+/** A PostgreSQL program from the newest Debian server version (the one the harness runs), else PATH. */
+export function pgBin(name: string): string | null {
   const root = "/usr/lib/postgresql";
   if (!existsSync(root)) return which(name);
   const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a));

@@ -29,7 +29,7 @@ async function fencedWrite(c: pg.PoolClient, token: bigint): Promise<void> {
 /** The server ended an idle fenced transaction (idle_in_transaction_session_timeout). */
 const isIdleTimeout = (e: unknown) =>
   (e as { code?: string }).code === "25P03" ||
-  /terminat|ECONNRESET|Connection terminated/i.test(String((e as Error)?.message ?? e));
+  /terminat|ECONNRESET/i.test(String((e as Error)?.message ?? e));
 
 const jitter = () => new Promise((r) => setTimeout(r, Math.random() * 3));
 
@@ -198,6 +198,7 @@ describe("postgres fence(tx, term)", () => {
       await sql.end({ timeout: 1 });
     }
   });
+
   it("a leader that stops inside a fenced transaction cannot hold a failover off: the server ends it when the lease runs out", async () => {
     const name = uniqueName("idle");
     const a = await storeA.acquire(name, "A", 1000);

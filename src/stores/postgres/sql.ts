@@ -170,17 +170,16 @@ export const getFenced = (t: Tables) =>
  * lease really does end then.
  */
 export const fence = (t: Tables) =>
-  `SELECT l.token::text AS token,
+  `SELECT token::text AS token,
      set_config('idle_in_transaction_session_timeout',
-       (SELECT CASE WHEN s.setting::bigint > 0 AND s.setting::bigint < left_ms THEN s.setting::bigint
-                    ELSE left_ms END
-          FROM pg_settings s WHERE s.name = 'idle_in_transaction_session_timeout')::text,
+       least(greatest(1, ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000))::bigint,
+             (SELECT nullif(setting::bigint, 0) FROM pg_settings
+               WHERE name = 'idle_in_transaction_session_timeout'))::text,
        true) AS idle_limit_ms
-   FROM ${t.leases} l,
-     LATERAL (SELECT greatest(1, ceil(extract(epoch FROM l.expires_at - clock_timestamp()) * 1000))::bigint AS left_ms) r
-   WHERE l.name = $1::text AND l.token = $2::bigint AND l.holder IS NOT NULL
-     AND l.expires_at > clock_timestamp()
-   FOR SHARE OF l`;
+   FROM ${t.leases}
+   WHERE name = $1::text AND token = $2::bigint AND holder IS NOT NULL
+     AND expires_at > clock_timestamp()
+   FOR SHARE`;
 
 export const fenceCurrent = (t: Tables) =>
   `SELECT token::text AS token FROM ${t.leases}
