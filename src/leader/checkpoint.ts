@@ -35,7 +35,11 @@ export function fencedCheckpoint(store: LeaseStore, term: Term, name: string): C
           `tenure checkpoint "${name}": value must be a string (serialise it first)`,
         );
       }
-      const r = await store.putFenced({ name: term.name, token: term.token }, key, value);
+      const r = await store.putFenced(
+        { name: term.name, holder: term.holder, token: term.token },
+        key,
+        value,
+      );
       if (r.ok) return;
       const cur = await store.read(term.name).catch(() => null);
       throw new FencedError(term.name, term.token, cur ? cur.token : null);

@@ -359,9 +359,14 @@ export class TickSet {
     for (let i = 0; i < 5; i++) {
       const cur = await store.getFenced(name, key);
       if (cur && Number(cur.value) >= at) return false;
-      const r = await store.putFenced({ name, token: term.token }, key, String(at), {
-        expect: cur ? cur.value : null,
-      });
+      const r = await store.putFenced(
+        { name, holder: term.holder, token: term.token },
+        key,
+        String(at),
+        {
+          expect: cur ? cur.value : null,
+        },
+      );
       if (r.ok) return true;
       if (r.reason === "fenced") return false;
     }

@@ -96,9 +96,12 @@ export interface LeaseStore {
    * Writes `value` under `key` of lease `name` only if `token` is the lease's
    * current token (and, with `expect`, only if the stored value equals it; null
    * means "absent"). One atomic operation: a stale term can never move it.
+   * Pass the term itself: stores whose tokens can repeat across a failover
+   * (PostgreSQL with a promoted async standby) also check `holder` and that
+   * the term is still in force.
    */
   putFenced(
-    lease: Pick<LeaseRef, "name" | "token">,
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
     key: string,
     value: string,
     opts?: { expect?: string | null },

@@ -203,22 +203,36 @@ function queryableFor(x: unknown): Queryable {
   );
 }
 
+/** The term a fenced call names: holder and token both must match the row in force. */
+type TermRef = Pick<LeaseRef, "name" | "holder" | "token">;
+
+function termParams(term: TermRef, field: string): [string, string, string] {
+  if (typeof term?.holder !== "string" || typeof term.token !== "bigint") {
+    throw new ConfigError(
+      field,
+      "must be the term itself ({ name, holder, token } with a bigint token), not only its token",
+    );
+  }
+  return [term.name, term.token.toString(), term.holder];
+}
+
 /**
  * Verifies, inside the caller's own transaction `tx`, that `term` still holds
- * its lease, and locks the lease row (`FOR SHARE`) until that transaction
+ * its lease (the row's holder and token are the term's, and it has not
+ * expired), and locks the lease row (`FOR SHARE`) until that transaction
  * ends: no newer term can start before the caller's writes commit or roll
  * back. Throws {@link FencedError} when the term is stale. Call it before the
  * transaction's COMMIT (the lock is what makes the check hold at commit).
  */
 export async function fence(
   tx: unknown,
-  term: { readonly name: string; readonly token: bigint },
+  term: TermRef,
   opts: PostgresTableOptions = {},
 ): Promise<void> {
   const t = tablesFor(opts);
   const timeout = timeoutFor(opts);
   const q = queryableFor(tx);
-  const params = [term.name, term.token.toString()];
+  const params = termParams(term, "term");
   const rows = await run(q, "fence", SQL.fence(t), params, timeout);
   if (rows.length > 0) return;
   const cur = await run(q, "fence", SQL.fenceCurrent(t), [term.name], timeout);
@@ -464,15 +478,17 @@ export class PostgresStore implements LeaseStore {
     return rows.length > 0;
   }
 
+  /** Writes only for the term in force: holder and token of `lease` match the live row. */
   async putFenced(
-    lease: Pick<LeaseRef, "name" | "token">,
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
     key: string,
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
     const expect = opts?.expect;
     const mode = expect === undefined ? "any" : expect === null ? "absent" : "equals";
-    const params = [lease.name, lease.token.toString(), key, value];
+    const [name, token, holder] = termParams(lease, "lease");
+    const params = [name, token, key, value, holder];
     if (typeof expect === "string") params.push(expect);
     const rows = await this.exec("putFenced", SQL.putFenced(this.t, mode), params);
     const r = rows[0];
@@ -550,7 +566,7 @@ export class PostgresStore implements LeaseStore {
   }
 
   /** {@link fence} on this store's table: call inside your transaction before COMMIT. */
-  async fence(tx: unknown, term: { readonly name: string; readonly token: bigint }): Promise<void> {
+  async fence(tx: unknown, term: TermRef): Promise<void> {
     return fence(tx, term, this.tableOpts);
   }
 

@@ -13,6 +13,17 @@ export interface Tables {
 
 const ms = (col: string) => `(extract(epoch FROM (${col} - now())) * 1000)::float8`;
 const ttl = (p: string) => `now() + ${p}::bigint * interval '1 millisecond'`;
+/**
+ * The floor of a new term's token: the server's clock in microseconds since
+ * the epoch (≈ 1.7e15 today; 2^53 − 1 ≈ 9.0e15 is reached in the year 2255,
+ * so tokens stay exact as JS numbers and in Redis's Lua, which uses the same
+ * floor). A standby promoted after it missed the last terms has an older
+ * row, but its clock has moved on: its next token is still larger than any
+ * the old primary issued, as long as its clock is not behind the old
+ * primary's by more than the failover took. `clock_timestamp()`, not
+ * `now()`: the time of the write, even after a wait for the row lock.
+ */
+const tokenFloor = `floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
 
 export function ddl(t: Tables): string[] {
   return [
@@ -38,7 +49,8 @@ export const probe = (t: Tables) =>
    FROM ${t.leases} l, ${t.fenced} f WHERE false`;
 
 /**
- * Acquire: one upsert. Under READ COMMITTED, a racing INSERT waits for the
+ * Acquire: one upsert. The token is `max(previous + 1, server clock in µs)`
+ * ({@link tokenFloor}), in the same statement. Under READ COMMITTED, a racing INSERT waits for the
  * other's speculative insertion, then takes the DO UPDATE path, which locks
  * the row and re-evaluates the WHERE against the newest committed version:
  * exactly one racer's condition holds. The loser's current holder comes from
@@ -48,9 +60,10 @@ export const probe = (t: Tables) =>
 export const acquire = (t: Tables) =>
   `WITH up AS (
      INSERT INTO ${t.leases} AS l (name, holder, token, expires_at)
-     VALUES ($1::text, $2::text, 1, ${ttl("$3")})
+     VALUES ($1::text, $2::text, ${tokenFloor}, ${ttl("$3")})
      ON CONFLICT (name) DO UPDATE
-       SET holder = excluded.holder, token = l.token + 1, expires_at = excluded.expires_at
+       SET holder = excluded.holder, token = greatest(l.token + 1, excluded.token),
+           expires_at = excluded.expires_at
        WHERE l.holder IS NULL OR l.expires_at <= now() OR l.holder = excluded.holder
      RETURNING l.token
    )
@@ -128,17 +141,24 @@ export const list = (t: Tables) =>
    WHERE holder IS NOT NULL AND expires_at > now() ORDER BY name`;
 
 /**
- * Token-checked write. `FOR SHARE` on the lease row makes a concurrent acquire
- * (an UPDATE of that row) wait for this statement; if an acquire committed
- * first, READ COMMITTED re-checks the newest row version and the token no
- * longer matches: `lease_ok` = 0.
+ * Token-checked write: $1 name, $2 token, $3 key, $4 value, $5 holder,
+ * $6 expected value. Only the term in force may write: the row's holder and
+ * token are the term's and it has not expired (the token alone is not
+ * enough: a standby promoted with an older row may have handed the same token
+ * to another holder, see {@link tokenFloor}). `FOR SHARE` on the lease row
+ * makes a concurrent acquire (an UPDATE of that row) wait for this statement;
+ * if an acquire committed first, READ COMMITTED re-checks the newest row
+ * version and the term no longer matches: `lease_ok` = 0.
  */
 export const putFenced = (t: Tables, mode: "any" | "absent" | "equals") => {
-  const lease = `l AS (SELECT 1 FROM ${t.leases} WHERE name = $1::text AND token = $2::bigint FOR SHARE)`;
+  const lease = `l AS (SELECT 1 FROM ${t.leases}
+                 WHERE name = $1::text AND holder = $5::text AND token = $2::bigint
+                   AND expires_at > now()
+                 FOR SHARE)`;
   const write =
     mode === "equals"
       ? `w AS (UPDATE ${t.fenced} f SET value = $4::text, token = $2::bigint FROM l
-               WHERE f.name = $1::text AND f.key = $3::text AND f.value = $5::text RETURNING 1)`
+               WHERE f.name = $1::text AND f.key = $3::text AND f.value = $6::text RETURNING 1)`
       : `w AS (INSERT INTO ${t.fenced} (name, key, value, token)
                SELECT $1::text, $3::text, $4::text, $2::bigint FROM l
                ON CONFLICT (name, key) DO ${
@@ -155,7 +175,10 @@ export const getFenced = (t: Tables) =>
   `SELECT value, token::text AS token FROM ${t.fenced} WHERE name = $1::text AND key = $2::text`;
 
 /**
- * The fence, run inside the caller's transaction. `FOR SHARE` holds the lease
+ * The fence, run inside the caller's transaction: $1 name, $2 token,
+ * $3 holder. The row must be the term in force: its holder and token are the
+ * term's (the token alone is not enough, see {@link putFenced}) and it has
+ * not expired. `FOR SHARE` holds the lease
  * row until that transaction ends, so no newer term can be acquired (its
  * UPDATE waits) before the caller's writes commit or roll back.
  * `clock_timestamp()`, not `now()`: the transaction may have started long ago.
@@ -177,7 +200,7 @@ export const fence = (t: Tables) =>
                WHERE name = 'idle_in_transaction_session_timeout'))::text,
        true) AS idle_limit_ms
    FROM ${t.leases}
-   WHERE name = $1::text AND token = $2::bigint AND holder IS NOT NULL
+   WHERE name = $1::text AND token = $2::bigint AND holder = $3::text
      AND expires_at > clock_timestamp()
    FOR SHARE`;
 
