@@ -91,7 +91,9 @@ async function db(): Promise<pg.Client> {
 const T = `"${cfg.fence.table}"`;
 const G = `"${cfg.fence.table}_guard"`;
 const fenceFn = (
-  store as { fence?: (tx: unknown, term: { name: string; token: bigint }) => Promise<void> }
+  store as {
+    fence?: (tx: unknown, term: { name: string; holder: string; token: bigint }) => Promise<void>;
+  }
 ).fence;
 
 async function fencedWrite(token: bigint, t: string): Promise<void> {
@@ -106,7 +108,7 @@ async function fencedWrite(token: bigint, t: string): Promise<void> {
     await c.query("BEGIN");
     if (cfg!.fence.mode === "store-fence") {
       if (!fenceFn) throw new Error("store has no fence()");
-      await fenceFn.call(store, c, { name: cfg!.name, token });
+      await fenceFn.call(store, c, { name: cfg!.name, holder: cfg!.holder, token });
     } else {
       const r = await c.query(`SELECT max_token::text AS m FROM ${G} WHERE id = 1 FOR UPDATE`);
       if (BigInt(r.rows[0].m as string) > token) {
