@@ -1,12 +1,16 @@
 /**
  * A throwaway PostgreSQL primary with an asynchronous streaming standby
- * (`pg_basebackup -R -X stream`), both on free loopback ports in one
- * temporary directory, run as the postgres user (initdb refuses root). For
- * failover tests: freeze the primary's walsender (SIGSTOP) so the standby
- * misses what follows, crash the primary, promote the standby.
+ * (`pg_basebackup -R -X stream`), on free loopback ports in one temporary
+ * directory, run as the postgres user (initdb refuses root). For failover
+ * tests: freeze the primary's walsender (SIGSTOP) so the standby misses what
+ * follows, crash the primary, promote the standby. A small TCP forwarder
+ * (`vipUrl`, like a virtual IP or HAProxy in front of a Patroni cluster)
+ * always leads to the current primary; promotion moves it and drops the
+ * connections it carried.
  */
 import { execFile } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -25,37 +29,94 @@ export function standbyUnavailable(): string | null {
   return null;
 }
 
-function asPostgres(bin: string, args: string[]): { cmd: string; args: string[] } {
+async function pgRun(bin: string, args: string[]): Promise<void> {
   const path = pgBin(bin);
   if (!path) throw new Error(`${bin} not found (apt-get install -y postgresql)`);
-  return IS_ROOT
-    ? { cmd: "runuser", args: ["-u", "postgres", "--", path, ...args] }
-    : { cmd: path, args };
+  const [cmd, a] = IS_ROOT ? ["runuser", ["-u", "postgres", "--", path, ...args]] : [path, args];
+  await run(cmd, a, { timeout: 60_000 });
 }
 
-async function pgRun(bin: string, args: string[]): Promise<void> {
-  const c = asPostgres(bin, args);
-  await run(c.cmd, c.args, { timeout: 60_000 });
+/** Forwards every TCP connection to `target`; `moveTo` changes it and drops the old connections. */
+class Forwarder {
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+  constructor(private target: number) {}
+  async start(): Promise<void> {
+    const server = createServer((client) => {
+      const up = new Socket();
+      for (const s of [client, up]) {
+        this.sockets.add(s);
+        s.on("error", () => {});
+        s.on("close", () => {
+          this.sockets.delete(s);
+          client.destroy();
+          up.destroy();
+        });
+      }
+      up.connect(this.target, "127.0.0.1");
+      client.pipe(up);
+      up.pipe(client);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve());
+    });
+    const a = server.address();
+    this.port = a && typeof a === "object" ? a.port : 0;
+  }
+  moveTo(target: number): void {
+    this.target = target;
+    for (const s of this.sockets) s.destroy();
+  }
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
 }
 
-type Node = "primary" | "standby";
+interface PgNode {
+  readonly data: string;
+  readonly port: number;
+  running: boolean;
+}
+
+type Role = "primary" | "standby";
 
 export class PgStandbyPair {
   readonly dir: string;
-  readonly port: Record<Node, number> = { primary: 0, standby: 0 };
-  private readonly running = new Set<Node>();
+  private primary: PgNode | null = null;
+  private standby: PgNode | null = null;
+  private nodes = 0;
   private frozen: number | null = null;
+  private readonly vip = new Forwarder(0);
 
   private constructor() {
     this.dir = mkdtempSync(join(tmpdir(), "tenure-pg-standby-"));
     if (IS_ROOT) chmodSync(this.dir, 0o777);
   }
 
-  /** initdb, start the primary, pg_basebackup the standby, start it, wait until it streams. */
+  /** initdb and start the primary, then a streaming standby ({@link ensureStandby}). */
   static async start(): Promise<PgStandbyPair> {
     const p = new PgStandbyPair();
     try {
-      await p.init();
+      const data = p.nextData();
+      await pgRun("initdb", [
+        "-D",
+        data,
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--no-sync",
+        "-E",
+        "UTF8",
+      ]);
+      p.primary = await p.startNode(data);
+      p.vip.moveTo(p.primary.port);
+      await p.vip.start();
+      await p.ensureStandby();
     } catch (e) {
       await p.stop();
       throw e;
@@ -63,78 +124,50 @@ export class PgStandbyPair {
     return p;
   }
 
-  private data(n: Node): string {
-    return join(this.dir, n);
+  private nextData(): string {
+    return join(this.dir, `node${++this.nodes}`);
   }
 
-  private async init(): Promise<void> {
-    await pgRun("initdb", [
-      "-D",
-      this.data("primary"),
-      "-A",
-      "trust",
-      "-U",
-      "postgres",
-      "--no-sync",
-      "-E",
-      "UTF8",
-    ]);
-    this.port.primary = await freePort();
-    await this.ctlStart("primary");
-    await pgRun("pg_basebackup", [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(this.port.primary),
-      "-U",
-      "postgres",
-      "-D",
-      this.data("standby"),
-      "-R",
-      "-X",
-      "stream",
-      "-c",
-      "fast",
-      "--no-sync",
-    ]);
-    this.port.standby = await freePort();
-    await this.ctlStart("standby");
-    await this.walsenderPid(15_000);
-  }
-
-  private async ctlStart(n: Node): Promise<void> {
+  private async startNode(data: string): Promise<PgNode> {
+    const port = await freePort();
     // restart_after_crash=off: a crashed primary stays down (it must not come
     // back and ship the WAL its frozen walsender held back).
     const opts = [
-      `-p ${this.port[n]}`,
+      `-p ${port}`,
       "-c listen_addresses=127.0.0.1",
       `-c unix_socket_directories=${this.dir}`,
       "-c fsync=off",
       "-c restart_after_crash=off",
-      "-c max_connections=50",
+      "-c max_connections=100",
     ].join(" ");
-    await pgRun("pg_ctl", [
-      "-D",
-      this.data(n),
-      "-o",
-      opts,
-      "-l",
-      join(this.dir, `${n}.log`),
-      "-w",
-      "-t",
-      "30",
-      "start",
-    ]);
-    this.running.add(n);
+    await pgRun("pg_ctl", ["-D", data, "-o", opts, "-l", `${data}.log`, "-w", "-t", "30", "start"]);
+    return { data, port, running: true };
   }
 
-  url(n: Node): string {
-    return `postgres://postgres@127.0.0.1:${this.port[n]}/postgres`;
+  /** The current primary or standby. */
+  private node(role: Role): PgNode {
+    const n = role === "primary" ? this.primary : this.standby;
+    if (!n) throw new Error(`pg standby pair: no ${role} now`);
+    return n;
+  }
+
+  /** URL of the server in `role` now (after {@link promote}, the promoted one is the primary). */
+  url(role: Role): string {
+    return `postgres://postgres@127.0.0.1:${this.node(role).port}/postgres`;
+  }
+
+  /** URL through the forwarder that always leads to the current primary. */
+  get vipUrl(): string {
+    return `postgres://postgres@127.0.0.1:${this.vip.port}/postgres`;
   }
 
   /** One statement on a short-lived connection. */
-  async query(n: Node, text: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
-    const c = new pg.Client({ connectionString: this.url(n), application_name: "tenure-test" });
+  async query(
+    role: Role,
+    text: string,
+    params: unknown[] = [],
+  ): Promise<Record<string, unknown>[]> {
+    const c = new pg.Client({ connectionString: this.url(role), application_name: "tenure-test" });
     c.on("error", () => {});
     await c.connect();
     try {
@@ -142,6 +175,20 @@ export class PgStandbyPair {
     } finally {
       await c.end().catch(() => {});
     }
+  }
+
+  /** A standby streaming from the primary: kept if there is one, else `pg_basebackup -R` + start. */
+  async ensureStandby(): Promise<void> {
+    if (!this.standby) {
+      const data = this.nextData();
+      const from = this.node("primary").port;
+      await pgRun("pg_basebackup", [
+        ...["-h", "127.0.0.1", "-p", String(from), "-U", "postgres", "-D", data],
+        ...["-R", "-X", "stream", "-c", "fast", "--no-sync"],
+      ]);
+      this.standby = await this.startNode(data);
+    }
+    await this.walsenderPid(15_000);
   }
 
   /** Pid of the primary's walsender that streams to the standby (waits for it, bounded). */
@@ -154,7 +201,7 @@ export class PgStandbyPair {
       );
       if (rows.length === 1) return Number(rows[0]!.pid);
       if (Date.now() > deadline) {
-        throw new Error(`no streaming standby within ${timeoutMs} ms (log: ${this.dir})`);
+        throw new Error(`no streaming standby within ${timeoutMs} ms (logs: ${this.dir})`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -191,29 +238,30 @@ export class PgStandbyPair {
    * way, whichever it sees first.
    */
   async crashPrimary(): Promise<void> {
+    const p = this.node("primary");
     this.killFrozen();
     try {
-      await pgRun("pg_ctl", [
-        "-D",
-        this.data("primary"),
-        "-m",
-        "immediate",
-        "-w",
-        "-t",
-        "30",
-        "stop",
-      ]);
+      await pgRun("pg_ctl", ["-D", p.data, "-m", "immediate", "-w", "-t", "30", "stop"]);
     } catch (e) {
       // The postmaster may have finished going down on the walsender's death already.
-      if (existsSync(join(this.data("primary"), "postmaster.pid"))) throw e;
+      if (existsSync(join(p.data, "postmaster.pid"))) throw e;
     }
-    this.running.delete("primary");
+    p.running = false;
   }
 
-  /** pg_promote() on the standby; resolves once it accepts writes. */
+  /**
+   * pg_promote() on the standby; once it accepts writes it is the primary
+   * (`url("primary")`), the forwarder leads to it (its old connections are
+   * dropped) and there is no standby until {@link ensureStandby}.
+   */
   async promote(): Promise<void> {
     const [r] = await this.query("standby", "SELECT pg_promote(true, 30) AS ok");
     if (r?.ok !== true) throw new Error("pg_promote() did not finish within 30 s");
+    const old = this.primary;
+    this.primary = this.standby;
+    this.standby = null;
+    this.vip.moveTo(this.primary!.port);
+    if (old && !old.running) rmSync(old.data, { recursive: true, force: true });
   }
 
   private killFrozen(): void {
@@ -227,19 +275,13 @@ export class PgStandbyPair {
   /** Stops whatever still runs and removes the directory. Never throws. */
   async stop(): Promise<void> {
     this.killFrozen();
-    for (const n of [...this.running]) {
-      this.running.delete(n);
-      if (!existsSync(this.data(n))) continue;
-      await pgRun("pg_ctl", [
-        "-D",
-        this.data(n),
-        "-m",
-        "immediate",
-        "-w",
-        "-t",
-        "30",
-        "stop",
-      ]).catch(() => {});
+    await this.vip.stop().catch(() => {});
+    for (const n of [this.primary, this.standby]) {
+      if (!n?.running) continue;
+      n.running = false;
+      await pgRun("pg_ctl", ["-D", n.data, "-m", "immediate", "-w", "-t", "30", "stop"]).catch(
+        () => {},
+      );
     }
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -147,7 +147,8 @@ describe(
       const crashAt = performance.now();
       await pair.crashPrimary();
       await pair.promote();
-      const promoted = await open(pair.url("standby"));
+      const promotedUrl = pair.url("primary");
+      const promoted = await open(promotedUrl);
       const c = await promoted.acquire(n, "C", 60_000);
       assert.ok(c.acquired, "the promoted server does not know B's term");
       t.diagnostic(
@@ -157,7 +158,7 @@ describe(
         c.lease.token > b.lease.token,
         `token after failover ${c.lease.token} must exceed the lost term's ${b.lease.token}`,
       );
-      await onlyCurrentPasses(promoted, pair.url("standby"), b.lease, c.lease, "after failover");
+      await onlyCurrentPasses(promoted, promotedUrl, b.lease, c.lease, "after failover");
       const cFresh = await promoted.acquire("fresh", "C", 60_000);
       assert.ok(cFresh.acquired && cFresh.lease.token > fresh.lease.token, "fresh lease");
     });
