@@ -23,6 +23,7 @@ import {
   scratchDir,
 } from "../helpers/chaos-servers.js";
 import { FaultProxy } from "../helpers/fault-proxy.js";
+import { PgStandbyPair, standbyUnavailable } from "../helpers/pg-standby.js";
 import { ThrowawayRedis } from "../helpers/redis.js";
 import { SERVICES } from "../helpers/services.js";
 import {
@@ -34,7 +35,14 @@ import {
 } from "./checker.js";
 import type { WorkerConfig } from "./worker.js";
 
-export const BACKENDS = ["sqlite", "postgres", "pgbouncer", "redis", "etcd"] as const;
+export const BACKENDS = [
+  "sqlite",
+  "postgres",
+  "pgbouncer",
+  "redis",
+  "etcd",
+  "postgres-standby",
+] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 export const PROCESS_FAULTS = [
@@ -45,21 +53,32 @@ export const PROCESS_FAULTS = [
 ] as const;
 export const NET_FAULTS = ["latency", "blackhole", "reset", "half-open"] as const;
 export const SERVER_FAULTS = ["kill-conns", "restart-server"] as const;
+/**
+ * Faults of a replicated topology. `promote-standby` (backend
+ * `postgres-standby`): the standby stops receiving WAL (walsender SIGSTOP),
+ * the leader is SIGKILLed and another candidate starts a term on the primary
+ * that the standby never sees, the primary crashes, the standby is promoted
+ * and the clients' address moves to it.
+ */
+export const REPLICA_FAULTS = ["promote-standby"] as const;
 export type FaultKind =
   | (typeof PROCESS_FAULTS)[number]
   | (typeof NET_FAULTS)[number]
-  | (typeof SERVER_FAULTS)[number];
+  | (typeof SERVER_FAULTS)[number]
+  | (typeof REPLICA_FAULTS)[number];
 export const ALL_FAULTS: readonly FaultKind[] = [
   ...PROCESS_FAULTS,
   ...NET_FAULTS,
   ...SERVER_FAULTS,
+  ...REPLICA_FAULTS,
 ];
 
 /** Which faults apply to a backend: SQLite has no network; etcd has no server-side connection kill. */
 export function faultsFor(b: BackendName): FaultKind[] {
   if (b === "sqlite") return [...PROCESS_FAULTS];
   if (b === "etcd") return [...PROCESS_FAULTS, ...NET_FAULTS, "restart-server"];
-  return [...ALL_FAULTS];
+  if (b === "postgres-standby") return [...REPLICA_FAULTS];
+  return [...PROCESS_FAULTS, ...NET_FAULTS, ...SERVER_FAULTS];
 }
 
 /** Timing of every episode. */
@@ -108,6 +127,8 @@ interface Backend {
   killConns?: () => Promise<void>;
   /** Restarts the server; `r` picks which one where there is a choice. Returns what was restarted. */
   restart?: (r: number) => Promise<string>;
+  /** A primary with an async standby behind `url` (a forwarder to the current primary). */
+  standby?: PgStandbyPair;
 }
 
 /** Starts (lazily) and owns the throwaway servers and proxies of every backend. */
@@ -123,6 +144,7 @@ export class ChaosEnv {
     if (b === "postgres") return m.postgres;
     if (b === "pgbouncer") return m.postgres ?? m.pgbouncer;
     if (b === "redis") return m.redis;
+    if (b === "postgres-standby") return m.postgres ?? standbyUnavailable();
     return m.etcd;
   }
 
@@ -201,6 +223,13 @@ export class ChaosEnv {
           return "pg_ctl stop -m immediate + start of the PostgreSQL behind PgBouncer";
         },
       };
+    }
+    if (b === "postgres-standby") {
+      // Its own primary + standby: a failover consumes the primary, and the
+      // next episode re-seeds a standby from the promoted server.
+      const pair = await PgStandbyPair.start();
+      this.cleanups.push(() => pair.stop());
+      return { name: b, url: pair.vipUrl, proxies: [], fence: guard, standby: pair };
     }
     if (b === "redis") {
       // No persistence, like this machine's own Redis: a restart forgets every
@@ -520,6 +549,49 @@ export async function runEpisode(
         healAt = now();
         break;
       }
+      case "promote-standby": {
+        const pair = b.standby;
+        if (!pair) throw new Error(`${spec.backend} has no standby`);
+        await pair.ensureStandby();
+        await pair.waitReplayed();
+        faultAt = now();
+        await pair.freezeWalsender();
+        // A term the standby never sees: the leader dies, another candidate
+        // takes over on the primary and writes under its new token.
+        const killAt = now();
+        lead.proc.kill("SIGKILL");
+        deaths.push({ pid: lead.pid, t: killAt.toString() });
+        const lostOk = await until(
+          "a term on the primary after the freeze",
+          () => cands.some((c) => c !== lead && c.leading() && c.has("wrote", faultAt)),
+          3 * (ttlMs + retryMs) + 2000,
+        );
+        if (!lostOk) throw new Error("no new term on the primary after the leader was killed");
+        const lost = cands.find((c) => c !== lead && c.leading())!;
+        const lostToken = lost.lines.filter((l) => l.event === "lead-start").at(-1)?.token;
+        // Paused through the failover, so the promoted server's first term
+        // goes to another process (a repeated token then shows as one token
+        // of two processes); it wakes while it may still trust its term.
+        const pauseFrom = now();
+        lost.paused = true;
+        lost.proc.kill("SIGSTOP");
+        const t0 = Date.now();
+        await pair.crashPrimary();
+        await pair.promote();
+        healAt = now();
+        const promotedMs = Date.now() - t0;
+        const heal = healAt;
+        const nextOk = await until(
+          "a term on the promoted server",
+          () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
+          2 * (ttlMs + retryMs) + 2000,
+        );
+        lost.proc.kill("SIGCONT");
+        lost.paused = false;
+        pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
+        detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms${nextOk ? "" : "; no new term while the lost term's holder was paused"}`;
+        break;
+      }
     }
     // Recovery: leader work after the heal (bounded; the checker judges the time).
     const heal = healAt;
@@ -589,7 +661,13 @@ export async function runEpisode(
     ttlMs,
     retryMs,
     tickMs,
-    safetyBoundMs: timing.safetyBoundMs,
+    // A promoted async standby does not know the lost term: its holder may
+    // trust it while the next term runs, up to one ttl (the documented limit,
+    // docs/stores/postgres.md); fenced work must still stay ordered.
+    safetyBoundMs:
+      spec.fault === "promote-standby"
+        ? Math.max(timing.safetyBoundMs, ttlMs)
+        : timing.safetyBoundMs,
     // A tick interval, plus a server's own restart (it is "healed" when it accepts connections).
     // Restarting an etcd member can restart the raft leader: electing a new one
     // takes up to two election timeouts, and the new leader extends every etcd

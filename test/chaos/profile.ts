@@ -36,6 +36,7 @@ export function shortPlan(seed: number, backends: readonly BackendName[]): Episo
   for (const b of backends) {
     const faults = new Set<FaultKind>();
     if (b === "sqlite") for (const f of PROCESS_FAULTS) faults.add(f);
+    else if (b === "postgres-standby") for (const f of faultsFor(b)) faults.add(f);
     else {
       for (const f of faultsFor(b)) if (f === "kill-conns" || f === "restart-server") faults.add(f);
       faults.add(net[ni++ % net.length]!);
@@ -233,6 +234,7 @@ export function markdown(rep: ChaosReport, command: string): string {
     "- `test/helpers/fault-proxy.ts`: loopback TCP proxy between every candidate and its server: latency, black hole, half-open (one direction held), connection reset.",
     "- `test/helpers/chaos-servers.ts`: throwaway redis-server (no persistence), PostgreSQL (initdb/pg_ctl), PgBouncer (transaction mode) and a 3-member etcd cluster on free loopback ports; only these are restarted or have their connections killed.",
     "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick writes one row to a fenced resource: for PostgreSQL and PgBouncer inside a transaction after the store's `fence(tx, term)`; for the other backends to a table on the shared PostgreSQL that keeps the largest token seen and refuses lower ones.",
+    "- `test/helpers/pg-standby.ts` (backend `postgres-standby`, fault `promote-standby`): a throwaway PostgreSQL primary with a `pg_basebackup` asynchronous standby behind a forwarder that leads to the current primary. The fault freezes the walsender, SIGKILLs the leader so another candidate starts a term on the primary only, pauses that candidate, crashes the primary, promotes the standby and moves the forwarder; the fenced resource is the shared PostgreSQL's token-keeping table. Its trust-overlap bound is one ttl (an async standby can lose a term; its holder may trust it meanwhile), while fenced writes must stay ordered and no token may serve two processes.",
     "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone.",
     "- Replay one episode: `node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED`.",
     "",
