@@ -159,6 +159,14 @@ describe(
         `token after failover ${c.lease.token} must exceed the lost term's ${b.lease.token}`,
       );
       await onlyCurrentPasses(promoted, promotedUrl, b.lease, c.lease, "after failover");
+      // Had the promoted server's clock lagged by more than the failover took,
+      // C would hold B's token: the holder check must still refuse B.
+      await pair.query("primary", `UPDATE "${TABLE}" SET token = $2::bigint WHERE name = $1`, [
+        n,
+        b.lease.token.toString(),
+      ]);
+      const cSame: LeaseRef = { ...c.lease, token: b.lease.token };
+      await onlyCurrentPasses(promoted, promotedUrl, b.lease, cSame, "same token after failover");
       const cFresh = await promoted.acquire("fresh", "C", 60_000);
       assert.ok(cFresh.acquired && cFresh.lease.token > fresh.lease.token, "fresh lease");
     });

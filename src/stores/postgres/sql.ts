@@ -50,12 +50,12 @@ export const probe = (t: Tables) =>
 
 /**
  * Acquire: one upsert. The token is `max(previous + 1, server clock in µs)`
- * ({@link tokenFloor}), in the same statement. Under READ COMMITTED, a racing INSERT waits for the
- * other's speculative insertion, then takes the DO UPDATE path, which locks
- * the row and re-evaluates the WHERE against the newest committed version:
- * exactly one racer's condition holds. The loser's current holder comes from
- * the statement's snapshot (it may predate the winner's commit; the store then
- * reads once more).
+ * ({@link tokenFloor}), in the same statement. Under READ COMMITTED, a
+ * racing INSERT waits for the other's speculative insertion, then takes the
+ * DO UPDATE path, which locks the row and re-evaluates the WHERE against the
+ * newest committed version: exactly one racer's condition holds. The loser's
+ * current holder comes from the statement's snapshot (it may predate the
+ * winner's commit; the store then reads once more).
  */
 export const acquire = (t: Tables) =>
   `WITH up AS (
@@ -178,9 +178,9 @@ export const getFenced = (t: Tables) =>
  * The fence, run inside the caller's transaction: $1 name, $2 token,
  * $3 holder. The row must be the term in force: its holder and token are the
  * term's (the token alone is not enough, see {@link putFenced}) and it has
- * not expired. `FOR SHARE` holds the lease
- * row until that transaction ends, so no newer term can be acquired (its
- * UPDATE waits) before the caller's writes commit or roll back.
+ * not expired. `FOR SHARE` holds the lease row until that transaction ends,
+ * so no newer term can be acquired (its UPDATE waits) before the caller's
+ * writes commit or roll back.
  * `clock_timestamp()`, not `now()`: the transaction may have started long ago.
  *
  * It also lowers `idle_in_transaction_session_timeout` for this transaction
