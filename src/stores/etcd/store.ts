@@ -17,7 +17,14 @@ import type {
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 import { toEtcdStoreError } from "./classify.js";
 import { monotonicMs, SessionLease, staleAfterMs } from "./session.js";
 
@@ -560,7 +567,7 @@ export class EtcdStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
-    validateLeaseName(lease.name, "lease.name");
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     const since = monotonicMs();
     const key = enc(this.leaseKey(lease.name));
@@ -638,8 +645,7 @@ export class EtcdStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
-    validateLeaseName(lease.name, "lease.name");
-    if (lease.token <= 0n) return false;
+    validateLeaseRef(lease);
     const key = enc(this.leaseKey(lease.name));
     return this.run("release", async (o) => {
       // A failed call leaves the term to the sweeper: it ends one ttl after
@@ -762,10 +768,7 @@ export class EtcdStore implements LeaseStore {
     value: string,
     opts: { expect?: string | null } = {},
   ): Promise<FencedPutResult> {
-    validateLeaseName(lease.name, "lease.name");
-    validateKey(key);
-    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
-    if (lease.token <= 0n) return { ok: false, reason: "fenced" };
+    validateFencedPut(lease, key, value, opts);
     const lk = enc(this.leaseKey(lease.name));
     const dk = this.dataKey(lease.name, key);
     const fk = this.fenceKey(lease.name, key);
@@ -796,7 +799,7 @@ export class EtcdStore implements LeaseStore {
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
     validateLeaseName(name);
-    validateKey(key);
+    validateFencedKey(key);
     const dk = this.dataKey(name, key);
     const fk = this.fenceKey(name, key);
     return this.run("getFenced", async (o) => {
@@ -827,11 +830,5 @@ export class EtcdStore implements LeaseStore {
     await Promise.allSettled(ws.map((w) => w.cancel()));
     await Promise.allSettled([...this.background]);
     if (this.ownsClient) this.client.close();
-  }
-}
-
-function validateKey(key: unknown): void {
-  if (typeof key !== "string" || key.length === 0 || key.length > 1024) {
-    throw new ConfigError("key", "must be a non-empty string of at most 1024 characters");
   }
 }

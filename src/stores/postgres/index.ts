@@ -20,7 +20,14 @@ import type {
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 import {
   isPgPool,
   isPostgresJs,
@@ -340,6 +347,7 @@ export class PostgresStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateLeaseName(name);
+    validateHolder(holder, "holder");
     validateTtl(ttlMs);
     const rows = await this.exec("acquire", SQL.acquire(this.t), [name, holder, String(ttlMs)]);
     const r = rows[0];
@@ -359,6 +367,7 @@ export class PostgresStore implements LeaseStore {
    * so time spent queued only shortens it.
    */
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     return new Promise<RenewResult>((resolve, reject) => {
       this.renewQueue.push({ lease, ttlMs, resolve, reject });
@@ -437,6 +446,7 @@ export class PostgresStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseRef(lease);
     const rows = await this.exec("release", SQL.release(this.t), [
       lease.name,
       lease.holder,
@@ -447,6 +457,7 @@ export class PostgresStore implements LeaseStore {
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
     const rows = await this.exec("read", SQL.read(this.t), [name]);
     return rows[0] ? parseInfo(rows[0], name) : null;
   }
@@ -460,6 +471,7 @@ export class PostgresStore implements LeaseStore {
   }
 
   async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
     const rows = await this.exec("forceRelease", SQL.forceRelease(this.t), [name, this.t.channel]);
     return rows.length > 0;
   }
@@ -470,6 +482,7 @@ export class PostgresStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
+    validateFencedPut(lease, key, value, opts);
     const expect = opts?.expect;
     const mode = expect === undefined ? "any" : expect === null ? "absent" : "equals";
     const params = [lease.name, lease.token.toString(), key, value];
@@ -481,6 +494,8 @@ export class PostgresStore implements LeaseStore {
   }
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateLeaseName(name);
+    validateFencedKey(key);
     const rows = await this.exec("getFenced", SQL.getFenced(this.t), [name, key]);
     const r = rows[0];
     if (!r) return null;
@@ -495,6 +510,7 @@ export class PostgresStore implements LeaseStore {
    * notifications may have been missed.
    */
   async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+    validateLeaseName(name);
     if (this.closed) {
       throw new StoreError("tenure postgres: store is closed", {
         transient: false,

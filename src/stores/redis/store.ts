@@ -11,7 +11,14 @@ import type {
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 import { classifyRedisError, toRedisStoreError } from "./classify.js";
 import { SCRIPTS, type ScriptClient } from "./scripts.js";
 
@@ -298,7 +305,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
-    validateLeaseName(lease.name, "lease.name");
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     const k = this.keys(lease.name);
     const r = await this.run(
@@ -319,7 +326,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
-    validateLeaseName(lease.name, "lease.name");
+    validateLeaseRef(lease);
     const k = this.keys(lease.name);
     const r = await this.run(
       "release",
@@ -385,9 +392,7 @@ export class RedisStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
-    validateLeaseName(lease.name, "lease.name");
-    validateField("key", key);
-    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
+    validateFencedPut(lease, key, value, opts);
     const k = this.keys(lease.name);
     const mode =
       opts === undefined || opts.expect === undefined
@@ -408,7 +413,7 @@ export class RedisStore implements LeaseStore {
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
     validateLeaseName(name);
-    validateField("key", key);
+    validateFencedKey(key);
     const r = await this.run("getFenced", "getFenced", [this.keys(name).data], [key]);
     if (r === null || r === undefined) return null;
     if (!Array.isArray(r) || typeof r[1] !== "string") {

@@ -25,7 +25,14 @@ import type {
   LeaseStore,
   RenewResult,
 } from "../../store/types.js";
-import { validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 
 /** Minimal shape of a better-sqlite3 `Database` that this store uses. */
 type Database = import("better-sqlite3").Database;
@@ -295,6 +302,7 @@ export class SqliteStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateLeaseName(name);
+    validateHolder(holder, "holder");
     validateTtl(ttlMs);
     return this.write("acquire", () => {
       const now = this.now();
@@ -308,6 +316,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     return this.write("renew", () => {
       const now = this.now();
@@ -322,6 +331,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseRef(lease);
     return this.write("release", () => {
       const r = this.row(lease.name);
       if (!r || r.holder !== lease.holder || r.token !== lease.token) return false;
@@ -332,6 +342,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
     return this.readTx("read", () => {
       const r = this.row(name);
       return r ? this.info(name, r, this.now()) : null;
@@ -353,6 +364,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
     return this.write("forceRelease", () => {
       const r = this.row(name);
       if (!r || this.remaining(r, this.now()) <= 0n) return false;
@@ -367,6 +379,7 @@ export class SqliteStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
+    validateFencedPut(lease, key, value, opts);
     return this.write("putFenced", (): FencedPutResult => {
       const r = this.row(lease.name);
       if (!r || r.token !== lease.token) return { ok: false, reason: "fenced" };
@@ -389,6 +402,8 @@ export class SqliteStore implements LeaseStore {
   }
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateLeaseName(name);
+    validateFencedKey(key);
     return this.readTx("getFenced", () => this.fencedRow(name, key));
   }
 
