@@ -30,12 +30,15 @@ export function validateTtl(ttlMs: unknown, field = "ttlMs"): number {
   return ttlMs;
 }
 
-/** A fencing token: a positive bigint. */
+/**
+ * A fencing token: a bigint, never negative. Stores issue positive tokens; 0
+ * is accepted as a token no term ever had (it is simply never current).
+ */
 export function validateToken(token: unknown, field = "token"): bigint {
-  if (typeof token !== "bigint" || token < 1n) {
+  if (typeof token !== "bigint" || token < 0n) {
     throw new ConfigError(
       field,
-      `must be a positive bigint fencing token (got ${typeof token === "bigint" ? `${token}n` : String(token)})`,
+      `must be a fencing token: a bigint from a term, at least 0 (got ${typeof token === "bigint" ? `${token}n` : String(token)})`,
     );
   }
   return token;

@@ -56,7 +56,7 @@ export class ScriptedStore implements LeaseStore {
   renew: LeaseStore["renew"] = (l, t) => this.gate("renew", () => this.inner.renew(l, t));
   release: LeaseStore["release"] = (l) => this.gate("release", () => this.inner.release(l));
   read: LeaseStore["read"] = (n) => this.gate("read", () => this.inner.read(n));
-  list: LeaseStore["list"] = () => this.inner.list();
+  list: LeaseStore["list"] = (o) => this.inner.list(o);
   forceRelease: LeaseStore["forceRelease"] = (n) => this.inner.forceRelease(n);
   watch?: LeaseStore["watch"];
   putFenced: LeaseStore["putFenced"] = (l, k, v, o) => this.inner.putFenced(l, k, v, o);

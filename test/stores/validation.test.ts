@@ -57,7 +57,7 @@ const CALLS: Call[] = [
   ["acquire ttl 1.5", "ttlMs", (s) => s.acquire("ok-lease", "h", 1.5)],
   ["renew bad name", "lease.name", (s) => s.renew({ ...ok, name: "a b" }, 1000)],
   ["renew empty holder", "lease.holder", (s) => s.renew({ ...ok, holder: "" }, 1000)],
-  ["renew token 0", "lease.token", (s) => s.renew({ ...ok, token: 0n }, 1000)],
+  ["renew token -1", "lease.token", (s) => s.renew({ ...ok, token: -1n }, 1000)],
   ["renew token a number", "lease.token", (s) => s.renew({ ...ok, token: bad(1) }, 1000)],
   ["renew ttl -1", "ttlMs", (s) => s.renew(ok, -1)],
   ["renew no lease", "lease", (s) => s.renew(bad(null), 1000)],
@@ -69,7 +69,7 @@ const CALLS: Call[] = [
   ["forceRelease bad name", "name", (s) => s.forceRelease("-x")],
   ["watch bad name", "name", (s) => (s.watch ? s.watch("a b", () => {}) : skipped())],
   ["putFenced bad name", "lease.name", (s) => s.putFenced({ name: "a b", token: 1n }, "k", "v")],
-  ["putFenced token 0", "lease.token", (s) => s.putFenced({ name: "ok", token: 0n }, "k", "v")],
+  ["putFenced token -2", "lease.token", (s) => s.putFenced({ name: "ok", token: -2n }, "k", "v")],
   ["putFenced empty key", "key", (s) => s.putFenced({ name: "ok", token: 1n }, "", "v")],
   [
     "putFenced key too long",

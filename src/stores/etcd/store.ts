@@ -4,8 +4,9 @@
  * See docs/stores/etcd.md for the guarantees and the key layout.
  */
 import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse, Watcher } from "etcd3";
-import { ConfigError, StoreError } from "../../errors.js";
+import { ConfigError, isConfigError, StoreError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
+import { reportInvalid } from "../../store/invalid.js";
 import type {
   AcquireResult,
   FencedPutResult,
@@ -14,6 +15,7 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -646,6 +648,7 @@ export class EtcdStore implements LeaseStore {
 
   async release(lease: LeaseRef): Promise<boolean> {
     validateLeaseRef(lease);
+    if (lease.token === 0n) return false;
     const key = enc(this.leaseKey(lease.name));
     return this.run("release", async (o) => {
       // A failed call leaves the term to the sweeper: it ends one ttl after
@@ -674,18 +677,29 @@ export class EtcdStore implements LeaseStore {
     });
   }
 
-  async list(): Promise<LeaseInfo[]> {
+  async list(opts: ListOptions = {}): Promise<LeaseInfo[]> {
     const p = enc(`${this.prefix}lease/`);
     return this.run("list", async (o) => {
       const r = await this.client.kv.range({ key: p, range_end: prefixEnd(p) }, o);
       // Many keys share one session lease: ask for each lease's TTL once.
       const ttls = new Map<string, Promise<number | null>>();
       const infos = await Promise.all(
-        r.kvs.map((kv) =>
-          this.info("list", kv.key.subarray(p.length).toString("utf8"), kv, o, ttls),
-        ),
+        r.kvs.map(async (kv) => {
+          const name = kv.key.subarray(p.length).toString("utf8");
+          try {
+            validateLeaseName(name);
+            return await this.info("list", name, kv, o, ttls);
+          } catch (e) {
+            // One bad key is reported, not a reason to hide every other lease.
+            const garbage = isConfigError(e) || (e instanceof StoreError && e.kind === "schema");
+            if (!garbage) throw e;
+            reportInvalid(opts, this.logger, name, e);
+            return null;
+          }
+        }),
       );
-      return infos.filter((i) => {
+      return infos.filter((i): i is LeaseInfo => {
+        if (i === null) return false;
         // A term of this store's own past its ttl is being ended: not live.
         const h = this.held.get(i.name);
         return !(h && h.token === i.token && EtcdStore.overdue(h, monotonicMs()));
@@ -769,6 +783,7 @@ export class EtcdStore implements LeaseStore {
     opts: { expect?: string | null } = {},
   ): Promise<FencedPutResult> {
     validateFencedPut(lease, key, value, opts);
+    if (lease.token === 0n) return { ok: false, reason: "fenced" };
     const lk = enc(this.leaseKey(lease.name));
     const dk = this.dataKey(lease.name, key);
     const fk = this.fenceKey(lease.name, key);

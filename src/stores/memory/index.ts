@@ -8,6 +8,7 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -126,7 +127,7 @@ export class MemoryStore implements LeaseStore {
     return cur ? this.info(name, cur) : null;
   }
 
-  async list(): Promise<LeaseInfo[]> {
+  async list(_opts?: ListOptions): Promise<LeaseInfo[]> {
     this.check();
     const out: LeaseInfo[] = [];
     for (const name of [...this.rows.keys()].sort()) {

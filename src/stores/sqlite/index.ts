@@ -15,6 +15,7 @@ import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ConfigError, StoreError, type StoreErrorKind } from "../../errors.js";
 import { toStoreError } from "../../store/classify.js";
+import { reportInvalid } from "../../store/invalid.js";
 import type { OpenStoreOptions } from "../../store/open.js";
 import type {
   AcquireResult,
@@ -23,6 +24,7 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
 } from "../../store/types.js";
 import {
@@ -349,18 +351,26 @@ export class SqliteStore implements LeaseStore {
     });
   }
 
-  async list(): Promise<LeaseInfo[]> {
-    return this.readTx("list", () => {
+  async list(opts: ListOptions = {}): Promise<LeaseInfo[]> {
+    const bad: { name: string; e: unknown }[] = [];
+    const out = await this.readTx("list", () => {
       const now = this.now();
       const out: LeaseInfo[] = [];
       for (const raw of this.stmts.all.all() as Record<string, unknown>[]) {
-        const name = raw.name;
-        if (typeof name !== "string") throw schemaError(`lease name ${String(name)}`);
-        const i = this.info(name, parseRow(name, raw), now);
-        if (i) out.push(i);
+        const name = typeof raw.name === "string" ? raw.name : String(raw.name);
+        try {
+          validateLeaseName(name);
+          const i = this.info(name, parseRow(name, raw), now);
+          if (i) out.push(i);
+        } catch (e) {
+          // One bad row is reported, not a reason to hide every other lease.
+          bad.push({ name, e });
+        }
       }
       return out;
     });
+    for (const b of bad) reportInvalid(opts, undefined, b.name, b.e);
+    return out;
   }
 
   async forceRelease(name: string): Promise<boolean> {
