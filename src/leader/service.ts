@@ -57,7 +57,11 @@ export const SERVICE_DEFAULTS = Object.freeze({
   startGraceMs: 10_000,
 });
 
-/** Where a service stands in the current term. */
+/**
+ * Where a service stands in the current term. `starting`: the first attempt
+ * is running (healthy for `startGraceMs`); `retrying`: an attempt failed and
+ * the service waits for, or runs, the next one (unhealthy: it is not running).
+ */
 export type ServiceState = "idle" | "starting" | "retrying" | "running" | "failed" | "stopped";
 
 interface Svc {
