@@ -597,21 +597,32 @@ export class EtcdStore implements LeaseStore {
         if (!kv.lease || kv.lease === "0") {
           throw this.schemaError("renew", `key ${this.leaseKey(lease.name)} has no etcd lease`);
         }
-        const session = await this.session(ttlSeconds(ttlMs), o);
+        let session = await this.session(ttlSeconds(ttlMs), o);
         if (kv.lease !== session.id) {
           // Another TTL, an expired session, or a key from another store of
           // the same holder: move the key onto this session, guarded so only
           // this term's key moves (the create revision, the token, is kept).
-          const moved = await this.txn(
-            [
-              { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
-              { key, target: "Value", result: "Equal", value: enc(lease.holder) },
-              { key, target: "Lease", result: "Equal", lease: kv.lease },
-            ],
-            [{ request_put: { key, value: enc(lease.holder), lease: session.id } }],
-            [{ request_range: { key } }],
-            o,
-          );
+          const move = (id: string) =>
+            this.txn(
+              [
+                { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
+                { key, target: "Value", result: "Equal", value: enc(lease.holder) },
+                { key, target: "Lease", result: "Equal", lease: kv.lease },
+              ],
+              [{ request_put: { key, value: enc(lease.holder), lease: id } }],
+              [{ request_range: { key } }],
+              o,
+            );
+          let moved: ITxnResponse;
+          try {
+            moved = await move(session.id);
+          } catch (e) {
+            // A session of that TTL left idle past its TTL is gone in etcd: grant a new one, once.
+            if (toEtcdStoreError("renew", e).code !== "LEASE_NOT_FOUND") throw e;
+            session.lost = true;
+            session = await this.session(ttlSeconds(ttlMs), o);
+            moved = await move(session.id);
+          }
           if (!moved.succeeded) {
             const cur = moved.responses[0]?.response_range.kvs[0];
             const same =
