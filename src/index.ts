@@ -33,10 +33,12 @@ export type {
   AcquireResult,
   FencedPutResult,
   FencedValue,
+  InvalidLease,
   LeaseEvent,
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "./store/types.js";

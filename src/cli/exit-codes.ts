@@ -8,6 +8,8 @@ export const EXIT = Object.freeze({
   OK: 0,
   /** Usage or configuration error: unknown flag, bad duration, missing NAME, bad store URL (EX_USAGE). */
   USAGE: 64,
+  /** The store answered, but holds a record that is not a valid lease (EX_DATAERR); `status` still lists the good ones. */
+  DATAERR: 65,
   /** The store could not be reached or refused the connection at start-up (EX_UNAVAILABLE). */
   UNAVAILABLE: 69,
   /** A bug in Tenure: an unexpected internal error (EX_SOFTWARE). */

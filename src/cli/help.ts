@@ -80,7 +80,8 @@ ${exits}
       return `Usage: tenure release [options] NAME --force
 
 Break-glass: releases NAME whoever holds it (for a holder known to be dead).
-A live holder notices at its next renewal and stops its command.
+A live holder notices at once where the store notifies (Redis, etcd,
+PostgreSQL direct), else at its next renewal, and stops its command.
 
 Options:
   --force               required

@@ -1,8 +1,8 @@
-import { errorMessage } from "../errors.js";
+import { errorMessage, isStoreError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { RepeatLimiter } from "../logger.js";
 import { redactSecrets } from "../store/classify.js";
-import type { LeaseInfo, LeaseStore } from "../store/types.js";
+import type { InvalidLease, LeaseInfo, LeaseStore } from "../store/types.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 
@@ -14,6 +14,8 @@ export interface LeaseJson {
   holder: string | null;
   token: string | null;
   expiresInMs: number | null;
+  /** Only for a record that is not a valid lease: what is wrong with it. */
+  problem?: string;
 }
 
 function toJson(name: string, l: LeaseInfo | null): LeaseJson {
@@ -58,17 +60,27 @@ export async function statusCommand(
       );
     return EXIT.OK;
   }
-  const all = (await store.list()).sort((a, b) => a.name.localeCompare(b.name));
-  if (json) out.write(`${JSON.stringify(all.map((l) => toJson(l.name, l)))}\n`);
-  else if (all.length === 0) out.write("no leases are held\n");
-  else
-    out.write(
-      table(
-        ["NAME", "HOLDER", "TOKEN", "EXPIRES IN"],
-        all.map((l) => [l.name, l.holder, l.token.toString(), formatDuration(l.expiresInMs)]),
-      ),
-    );
-  return EXIT.OK;
+  // A bad record is named with what is wrong with it; it does not hide the good leases.
+  const invalid: InvalidLease[] = [];
+  const all = (await store.list({ onInvalid: (b) => invalid.push(b) })).sort((a, b) =>
+    a.name.localeCompare(b.name),
+  );
+  invalid.sort((a, b) => a.name.localeCompare(b.name));
+  if (json) {
+    const bad = invalid.map((b): LeaseJson => ({ ...toJson(b.name, null), problem: b.problem }));
+    out.write(`${JSON.stringify([...all.map((l) => toJson(l.name, l)), ...bad])}\n`);
+  } else {
+    if (all.length === 0) out.write("no leases are held\n");
+    else
+      out.write(
+        table(
+          ["NAME", "HOLDER", "TOKEN", "EXPIRES IN"],
+          all.map((l) => [l.name, l.holder, l.token.toString(), formatDuration(l.expiresInMs)]),
+        ),
+      );
+    for (const b of invalid) out.write(`${b.name}: not a valid lease: ${b.problem}\n`);
+  }
+  return invalid.length > 0 ? EXIT.DATAERR : EXIT.OK;
 }
 
 /** `tenure release NAME --force` (the caller has checked --force). */
@@ -162,7 +174,14 @@ export async function watchCommand(
   return EXIT.OK;
 }
 
-/** Wraps a store failure during status/watch/release as a runtime error. */
+/**
+ * Wraps a store failure during status/watch/release as a runtime error. A
+ * store that answered with a record that is not a valid lease is not
+ * "unavailable": that is {@link EXIT.DATAERR}, naming the record.
+ */
 export function storeFailure(e: unknown): CliExit {
+  if (isStoreError(e) && e.kind === "schema") {
+    return new CliExit(EXIT.DATAERR, `store holds bad data: ${redactSecrets(errorMessage(e))}`);
+  }
   return new CliExit(EXIT.UNAVAILABLE, `store failed: ${redactSecrets(errorMessage(e))}`);
 }

@@ -79,6 +79,11 @@ export async function openCliStore(
     } catch (e) {
       err = e;
     }
+    // The store answered, with data that is not a valid lease: reachable; the command says what is wrong.
+    if (isStoreError(err) && err.kind === "schema") {
+      quiet = false;
+      return store;
+    }
     const transient = !isStoreError(err) || err.transient;
     if (!transient || systemClock.now() + delay >= deadline) {
       await store.close().catch(() => {});

@@ -59,6 +59,9 @@ export class Elector {
   private unwatch: Unwatch | null = null;
   private cooldownUntil = 0;
   private termEnding: Promise<void> = Promise.resolve();
+  /** A read confirming a notified loss is in flight; `lossCheckAgain`: another notification came meanwhile. */
+  private lossCheck: Promise<unknown> | null = null;
+  private lossCheckAgain = false;
 
   // health bookkeeping
   private startedAt = 0;
@@ -90,6 +93,7 @@ export class Elector {
       isLeader: () => this.isLeader(),
       term: () => this.term(),
       resignTerm: (t) => this.resignTerm(t, "resigned"),
+      confirmTerm: (t) => this.confirmTerm(t),
       reportError: (e) => this.events.emit("error", e),
     };
     this.work = new LeaderWork(ctx);
@@ -173,7 +177,9 @@ export class Elector {
     if (store.notifies && store.watch) {
       try {
         this.unwatch = await store.watch(this.options.name, (e) => {
-          if (e.type === "released" && !this.current) this.wake();
+          // Loss is pushed, not polled: a leader told of any change confirms it still holds the lease.
+          if (this.current) this.checkLoss();
+          else if (e.type === "released") this.wake();
         });
       } catch (e) {
         this.options.logger.warn("cannot watch lease; falling back to polling", {
@@ -444,6 +450,56 @@ export class Elector {
       this.demote(st, "lost");
       break;
     }
+  }
+
+  /**
+   * Asks the store whether `term` still holds the lease and ends it with
+   * `lost` at once when not (another holder or nobody holds it). `held`: the
+   * store shows this term's holder and token; `ended`: the term is over (now or
+   * before); `unknown`: the store could not answer. Never extends the trust
+   * window: only a renewal does.
+   */
+  async confirmTerm(term: Term): Promise<"held" | "ended" | "unknown"> {
+    const o = this.options;
+    const st = this.current;
+    if (!st || st.term !== term || this.checkDeadline()) return "ended";
+    let cur: LeaseInfo | null;
+    try {
+      const r = await withTimeout(
+        o.clock,
+        o.store.read(o.name),
+        o.storeTimeoutMs,
+        st.controller.signal,
+      );
+      if (r === TIMED_OUT) return this.current === st ? "unknown" : "ended";
+      cur = r;
+    } catch (e) {
+      o.logger.debug("cannot confirm the lease after a notification", { lease: o.name, err: e });
+      return this.current === st ? "unknown" : "ended";
+    }
+    if (this.current !== st) return "ended";
+    if (cur && cur.holder === st.lease.holder && cur.token === st.lease.token) return "held";
+    // The store no longer shows this term: released, expired or taken by another.
+    this.setKnownLeader(cur);
+    this.demote(st, "lost");
+    return "ended";
+  }
+
+  /** A store notification while leading: confirm with one read (coalesced) whether the lease is still ours. */
+  private checkLoss(): void {
+    const st = this.current;
+    if (!st) return;
+    if (this.lossCheck) {
+      this.lossCheckAgain = true;
+      return;
+    }
+    this.lossCheck = this.confirmTerm(st.term).finally(() => {
+      this.lossCheck = null;
+      if (this.lossCheckAgain) {
+        this.lossCheckAgain = false;
+        this.checkLoss();
+      }
+    });
   }
 
   /** Demotes with `expired` if the trust window has passed. True if it did. */

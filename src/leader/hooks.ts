@@ -21,6 +21,12 @@ export interface LeaderContext {
   term(): Term | null;
   /** Resigns `term` only if it is still the current term. Resolves false otherwise. */
   resignTerm(term: Term): Promise<boolean>;
+  /**
+   * Confirms with the store that `term` still holds the lease; if the store
+   * shows another holder or none, the term ends at once (`lost`). `held`,
+   * `ended` (now or before) or `unknown` (the store did not answer).
+   */
+  confirmTerm(term: Term): Promise<"held" | "ended" | "unknown">;
   /** Reports an error through the elector's `error` event. */
   reportError(err: Error): void;
 }

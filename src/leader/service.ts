@@ -57,7 +57,11 @@ export const SERVICE_DEFAULTS = Object.freeze({
   startGraceMs: 10_000,
 });
 
-/** Where a service stands in the current term. */
+/**
+ * Where a service stands in the current term. `starting`: the first attempt
+ * is running (healthy for `startGraceMs`); `retrying`: an attempt failed and
+ * the service waits for, or runs, the next one (unhealthy: it is not running).
+ */
 export type ServiceState = "idle" | "starting" | "retrying" | "running" | "failed" | "stopped";
 
 interface Svc {
@@ -152,6 +156,8 @@ class TermServices {
   private pumping = false;
   private gaveUp = false;
   private readonly started: { svc: Svc; value: unknown }[] = [];
+  /** The start attempt in progress (until it has returned and, if its term ended, been stopped). */
+  private inflight: { svc: Svc; done: Promise<unknown> } | null = null;
   readonly status = new Map<Svc, SvcStatus>();
 
   constructor(
@@ -194,15 +200,24 @@ class TermServices {
     for (let n = 1; n <= svc.attempts; n++) {
       this.set(svc, n === 1 ? "starting" : "retrying", n);
       let value: unknown;
+      let settle!: () => void;
+      const settled = new Promise<void>((r) => {
+        settle = r;
+      });
+      this.inflight = { svc, done: settled };
       try {
         value = await attempt(() => svc.def.start(term));
       } catch (e) {
+        settle();
+        if (this.inflight?.done === settled) this.inflight = null;
         if (this.ended || svc.removed) return true;
         ctx.reportError(toError(e));
         if (n === svc.attempts) {
           ctx.logger.error("service failed to start", { ...fields, attempt: n, err: e });
           break;
         }
+        // Not running while it waits for the next attempt: health says so at once.
+        this.set(svc, "retrying", n);
         const delayMs = backoffDelay(
           n,
           { initialMs: svc.initialDelayMs, maxMs: svc.maxDelayMs, jitter: svc.jitter },
@@ -224,8 +239,11 @@ class TermServices {
           fields,
         );
         await stopOne(ctx, term, svc, value, svc.removed ? "stopped" : this.reason);
+        settle();
         return true;
       }
+      settle();
+      if (this.inflight?.done === settled) this.inflight = null;
       this.started.push({ svc, value });
       this.set(svc, "running", n);
       if (n > 1) ctx.logger.info("service started", { ...fields, attempt: n });
@@ -237,18 +255,42 @@ class TermServices {
     return false;
   }
 
-  /** Ends the runner: stops every started service exactly once, in reverse start order. */
+  /**
+   * Ends the runner: waits (bounded by the service's stopTimeoutMs) for a
+   * start still in progress to return and be stopped, so no newer term's
+   * instance runs beside it (ARCHITECTURE rule 4); then stops every started
+   * service exactly once, in reverse start order.
+   */
   async end(reason: DemotionReason): Promise<void> {
     if (!this.ended) {
       this.ended = true;
       this.reason = reason;
       this.ac.abort();
     }
+    const inflight = this.inflight;
+    this.inflight = null;
+    if (inflight) await this.awaitStale(inflight.svc, inflight.done);
     while (this.started.length > 0) {
       const { svc, value } = this.started.pop()!;
       this.set(svc, "stopped", 0);
       await stopOne(this.ctx, this.term, svc, value, reason);
     }
+  }
+
+  private async awaitStale(svc: Svc, done: Promise<unknown>): Promise<void> {
+    const { ctx, term } = this;
+    if ((await within(ctx.clock, done, svc.stopTimeoutMs)) !== TIMED_OUT) return;
+    ctx.logger.error("service start of an ended term still running; not waiting any longer", {
+      lease: ctx.name,
+      token: term.token,
+      service: svc.name,
+      delayMs: svc.stopTimeoutMs,
+    });
+    ctx.reportError(
+      new TimeoutError(
+        `tenure service "${svc.name}": a start of ended term ${term.token} did not return and stop within ${svc.stopTimeoutMs} ms`,
+      ),
+    );
   }
 
   /** Stops one service (unregistered while running). */

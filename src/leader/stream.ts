@@ -1,6 +1,6 @@
 import { backoffDelay } from "../backoff.js";
 import type { Term } from "../elector/types.js";
-import { ConfigError, type DemotionReason } from "../errors.js";
+import { ConfigError, type DemotionReason, isFencedError } from "../errors.js";
 import { type Checkpoint, fencedCheckpoint } from "./checkpoint.js";
 import type { LeaderContext } from "./hooks.js";
 import { type RecoveryInput, type RecoveryStrategy, resolveRecovery } from "./recovery.js";
@@ -66,6 +66,11 @@ interface Stream {
 }
 
 const NONE = Symbol("none");
+
+/** A FencedError for this very term: its own write was refused because the lease moved on. */
+function isOwnFence(e: unknown, term: Term): boolean {
+  return isFencedError(e) && e.lease === term.name && e.token === term.token;
+}
 
 /** Leader-held streams of one elector. */
 export class StreamSet {
@@ -181,6 +186,28 @@ export class StreamSet {
     });
   }
 
+  /**
+   * After a fenced rejection of the term's own write: asks the elector to
+   * confirm the loss (which ends the term at once) and, while the store cannot
+   * answer, waits for the term to end (at the latest when its trust window
+   * passes). True when the term (or the stream) ended; false when the store
+   * shows the term still holding the lease, so the error was not a loss.
+   */
+  private async awaitLoss(term: Term, signal: AbortSignal): Promise<boolean> {
+    for (let n = 1; !signal.aborted; n++) {
+      const r = await this.ctx.confirmTerm(term);
+      if (r === "held") return signal.aborted;
+      if (r === "ended") return true;
+      const delayMs = backoffDelay(
+        n,
+        { initialMs: 50, maxMs: 1_000, jitter: 0.2 },
+        this.ctx.random,
+      );
+      if (!(await pause(this.ctx.clock, delayMs, signal))) return true;
+    }
+    return true;
+  }
+
   private async runTerm(s: Stream, term: Term): Promise<void> {
     const { ctx } = this;
     const signal = anySignal(term.signal, s.ac.signal, this.closeAc.signal);
@@ -223,6 +250,16 @@ export class StreamSet {
       attemptAc.abort();
       // Losing the election is not an error: the clock check demotes on the spot if the window passed.
       ctx.isLeader();
+      if (!signal.aborted && error !== NONE && isOwnFence(error, term)) {
+        // The store refused this term's own write: the lease has moved on. That
+        // ends the term (or the elector ends it shortly); recovery never sees it.
+        ctx.logger.debug("stream write fenced: the lease was lost (not an error)", fields);
+        if (await this.awaitLoss(term, signal)) {
+          ctx.logger.debug("stream ended with its term (not an error)", fields);
+          s.state = "idle";
+          return;
+        }
+      }
       if (signal.aborted) {
         ctx.logger.debug("stream ended with its term (not an error)", fields);
         s.state = "idle";

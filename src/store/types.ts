@@ -60,6 +60,20 @@ export interface FencedValue {
   readonly token: bigint;
 }
 
+/** A record a store could not read as a lease (garbage written by something else). */
+export interface InvalidLease {
+  /** The lease name the record is stored under. */
+  readonly name: string;
+  /** What is wrong with it. */
+  readonly problem: string;
+}
+
+/** Options of {@link LeaseStore.list}. */
+export interface ListOptions {
+  /** Called once for each record that is not a valid lease; it is left out of the result. */
+  onInvalid?: (bad: InvalidLease) => void;
+}
+
 /** Unsubscribes a watch. */
 export type Unwatch = () => Promise<void>;
 
@@ -85,8 +99,12 @@ export interface LeaseStore {
   release(lease: LeaseRef): Promise<boolean>;
   /** The live lease, or null when nobody holds it (never held, released or expired). */
   read(name: string): Promise<LeaseInfo | null>;
-  /** Every live lease this store holds. */
-  list(): Promise<LeaseInfo[]>;
+  /**
+   * Every live lease this store holds. A record that is not a valid lease does
+   * not fail the call: it is left out and reported to `opts.onInvalid` (its
+   * name and what is wrong with it).
+   */
+  list(opts?: ListOptions): Promise<LeaseInfo[]>;
   /** Break-glass release of whoever holds `name`. True when something was released. */
   forceRelease(name: string): Promise<boolean>;
   /** Calls `onChange` when the lease changes hands or is released. Optional. */

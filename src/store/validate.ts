@@ -29,3 +29,60 @@ export function validateTtl(ttlMs: unknown, field = "ttlMs"): number {
   }
   return ttlMs;
 }
+
+/**
+ * A fencing token: a bigint, never negative. Stores issue positive tokens; 0
+ * is accepted as a token no term ever had (it is simply never current).
+ */
+export function validateToken(token: unknown, field = "token"): bigint {
+  if (typeof token !== "bigint" || token < 0n) {
+    throw new ConfigError(
+      field,
+      `must be a fencing token: a bigint from a term, at least 0 (got ${typeof token === "bigint" ? `${token}n` : String(token)})`,
+    );
+  }
+  return token;
+}
+
+/** A term's lease reference `{ name, holder, token }`, as renew and release take it. */
+export function validateLeaseRef(lease: unknown, field = "lease"): void {
+  if (!lease || typeof lease !== "object") {
+    throw new ConfigError(field, "must be a lease { name, holder, token } from acquire");
+  }
+  const l = lease as Record<string, unknown>;
+  validateLeaseName(l.name, `${field}.name`);
+  validateHolder(l.holder, `${field}.holder`);
+  validateToken(l.token, `${field}.token`);
+}
+
+/** Keys of fenced values: 1–1024 characters. */
+export function validateFencedKey(key: unknown, field = "key"): string {
+  if (typeof key !== "string" || key.length === 0 || key.length > 1024) {
+    throw new ConfigError(field, "must be a non-empty string of at most 1024 characters");
+  }
+  return key;
+}
+
+/** Arguments of `putFenced(lease, key, value, opts)`. */
+export function validateFencedPut(
+  lease: unknown,
+  key: unknown,
+  value: unknown,
+  opts: unknown,
+): void {
+  if (!lease || typeof lease !== "object") {
+    throw new ConfigError("lease", "must be a lease or term { name, token }");
+  }
+  const l = lease as Record<string, unknown>;
+  validateLeaseName(l.name, "lease.name");
+  validateToken(l.token, "lease.token");
+  validateFencedKey(key);
+  if (typeof value !== "string") throw new ConfigError("value", "must be a string");
+  if (opts !== undefined && (opts === null || typeof opts !== "object")) {
+    throw new ConfigError("opts", "must be an object { expect? } or left out");
+  }
+  const expect = (opts as { expect?: unknown } | undefined)?.expect;
+  if (expect !== undefined && expect !== null && typeof expect !== "string") {
+    throw new ConfigError("opts.expect", "must be a string, null (absent) or left out");
+  }
+}

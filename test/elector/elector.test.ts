@@ -16,10 +16,10 @@ import { recordingLogger, ScriptedStore } from "../helpers/stores.js";
 
 const TTL = 1000; // margin 100 ⇒ trust window 900; renew every 333; retry 200
 
-function setup(extra: Partial<ElectorOptions> = {}) {
+function setup(extra: Partial<ElectorOptions> = {}, storeOpts: { quiet?: boolean } = {}) {
   const clock = new FakeClock();
   const mem = new MemoryStore({ clock });
-  const store = new ScriptedStore(mem);
+  const store = new ScriptedStore(mem, storeOpts);
   const log = recordingLogger();
   const electors: Elector[] = [];
   const make = (holderId: string, o: Partial<ElectorOptions> = {}) => {
@@ -135,7 +135,8 @@ describe("elector", () => {
   });
 
   it("renew answered `lost`: demotes at once, makes no further renew calls, knows the new leader", async () => {
-    const { clock, mem, store, make, record, stopAll } = setup();
+    // A store without notifications: only the renewal can tell.
+    const { clock, mem, store, make, record, stopAll } = setup({}, { quiet: true });
     const a = make("a");
     const r = record(a);
     await a.start();
@@ -158,6 +159,85 @@ describe("elector", () => {
     assert.equal(store.calls.renew, renewsBefore + 1, "no renew after the loss");
     assert.ok(store.calls.acquire > 1, "keeps campaigning as a follower");
     await stopAll();
+  });
+
+  it("loss is pushed: a notification that the lease was taken demotes at once (`lost`), before the next renewal", async () => {
+    const { clock, mem, store, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term()!;
+    const t0 = clock.now();
+    await clock.advance(100);
+    const renewsBefore = store.calls.renew;
+    await mem.forceRelease("job");
+    assert.ok((await mem.acquire("job", "b", 60_000)).acquired);
+    await clock.advance(0);
+    assert.deepEqual(
+      r.demoted.map((d) => [d.reason, d.token, d.at - t0]),
+      [["lost", t1.token, 100]],
+      "demoted when notified, not at the renewal due at 333",
+    );
+    assert.equal(store.calls.renew, renewsBefore, "no renewal was needed to notice");
+    assert.equal(t1.signal.aborted, true);
+    assert.equal(a.leader()?.holder, "b");
+    await stopAll();
+  });
+
+  it("loss is pushed: a bare release (nobody holds the lease) demotes at once too", async () => {
+    const { clock, mem, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t0 = clock.now();
+    await clock.advance(50);
+    await mem.forceRelease("job");
+    await clock.advance(0);
+    assert.deepEqual(
+      r.demoted.map((d) => [d.reason, d.at - t0]),
+      [["lost", 50]],
+    );
+    await stopAll();
+  });
+
+  it("a spurious notification, or one the store cannot confirm, demotes nobody and leaves the trust window as it was", async () => {
+    const { clock, store, make, record, stopAll } = setup();
+    const emit: ((e: { name: string; type: "released" | "acquired" | "changed" }) => void)[] = [];
+    const innerWatch = store.watch!;
+    store.watch = async (name, fn) => {
+      emit.push(fn);
+      return innerWatch(name, fn);
+    };
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term()!;
+    await clock.advance(100);
+    const validBefore = a.health().validForMs;
+    const readsBefore = store.calls.read;
+    for (const type of ["released", "acquired", "changed"] as const)
+      emit[0]!({ name: "job", type });
+    await clock.advance(0);
+    assert.equal(r.demoted.length, 0, "the read shows the lease is still this term's");
+    assert.equal(a.term(), t1);
+    assert.equal(a.health().validForMs, validBefore, "a notification never extends the window");
+    assert.ok(store.calls.read - readsBefore <= 2, "notifications arriving together share a read");
+    assert.ok(store.calls.read - readsBefore >= 1);
+    store.fail("read", "transient", 1);
+    emit[0]!({ name: "job", type: "released" });
+    await clock.advance(0);
+    assert.equal(r.demoted.length, 0, "a failed confirmation is not a loss");
+    assert.equal(a.term(), t1);
+    await clock.advance(2000);
+    assert.equal(a.term(), t1, "renewals go on as before");
+    await stopAll();
+    assert.deepEqual(
+      r.demoted.map((d) => d.reason),
+      ["stopped"],
+    );
   });
 
   it("F3: transient renew failures that recover before the deadline keep the same term", async () => {

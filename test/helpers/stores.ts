@@ -15,10 +15,14 @@ export class ScriptedStore implements LeaseStore {
   /** Per operation: how to fail the next calls. */
   private failing = new Map<Op, { mode: "transient" | "fatal" | "hang"; remaining: number }>();
 
-  constructor(readonly inner: LeaseStore) {
+  /** `quiet`: hide the inner store's notifications (a polling-only store). */
+  constructor(
+    readonly inner: LeaseStore,
+    opts: { quiet?: boolean } = {},
+  ) {
     this.kind = inner.kind;
-    this.notifies = inner.notifies;
-    if (inner.watch) this.watch = inner.watch.bind(inner);
+    this.notifies = inner.notifies && !opts.quiet;
+    if (inner.watch && !opts.quiet) this.watch = inner.watch.bind(inner);
   }
 
   /** Makes the next `times` calls of `op` fail (Infinity: until cleared). */
@@ -52,7 +56,7 @@ export class ScriptedStore implements LeaseStore {
   renew: LeaseStore["renew"] = (l, t) => this.gate("renew", () => this.inner.renew(l, t));
   release: LeaseStore["release"] = (l) => this.gate("release", () => this.inner.release(l));
   read: LeaseStore["read"] = (n) => this.gate("read", () => this.inner.read(n));
-  list: LeaseStore["list"] = () => this.inner.list();
+  list: LeaseStore["list"] = (o) => this.inner.list(o);
   forceRelease: LeaseStore["forceRelease"] = (n) => this.inner.forceRelease(n);
   watch?: LeaseStore["watch"];
   putFenced: LeaseStore["putFenced"] = (l, k, v, o) => this.inner.putFenced(l, k, v, o);

@@ -33,13 +33,6 @@ describe("health and metrics over HTTP", () => {
     const a = make("a");
     const b = make("b");
     let failing = true;
-    a.service({
-      name: "api",
-      start: () => {
-        if (failing) throw new Error("port busy");
-      },
-      stop: () => {},
-    });
     a.every(100, () => {});
     const srv = await serveHealth([a, b], { port: 0 });
     try {
@@ -65,6 +58,14 @@ describe("health and metrics over HTTP", () => {
           ["b", false, null],
         ],
       );
+      // A service registered while leading starts at once; it fails and waits for its retry.
+      a.service({
+        name: "api",
+        start: () => {
+          if (failing) throw new Error("port busy");
+        },
+        stop: () => {},
+      });
       await clock.advance(1500); // the service failed twice: a leader whose service is down is unhealthy
       r = await get(srv.port, "/healthz");
       assert.equal(r.status, 503);

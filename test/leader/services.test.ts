@@ -55,7 +55,7 @@ describe("leader services", () => {
     });
     await a.start();
     await clock.advance(0);
-    assert.equal(a.health().healthy, true, "first attempt in progress is within the grace");
+    assert.equal(a.health().healthy, false, "attempt 1 failed: down while waiting for attempt 2");
     await clock.advance(3000);
     assert.equal(calls, 3);
     assert.deepEqual(
@@ -67,7 +67,95 @@ describe("leader services", () => {
     await stopAll();
   });
 
-  it("F4 stale term: a start that returns after its term ended is stopped and never touches the newer term's service", async () => {
+  it("F4 health: a service waiting for its next start attempt is reported down at once, not after the start grace", async () => {
+    const { clock, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    let calls = 0;
+    a.service({
+      name: "api",
+      start: () => {
+        calls += 1;
+        if (calls === 1) throw new Error("ECONNREFUSED");
+      },
+      stop: () => {},
+      startRetry: { initialDelayMs: 30_000, jitter: 0 },
+    });
+    await a.start();
+    await clock.advance(0);
+    assert.equal(r.elected.length, 1);
+    assert.equal(calls, 1);
+    await clock.advance(300);
+    const h = a.health();
+    assert.equal(h.healthy, false, "the service is down during its first backoff");
+    assert.match(h.reason ?? "", /service "api" is not running \(start attempt 1 of 5\)/);
+    assert.deepEqual(
+      a.leaderWork.stats().services.map((s) => s.state),
+      ["retrying"],
+    );
+    await clock.advance(29_700);
+    assert.equal(calls, 2);
+    assert.equal(a.health().healthy, true, "running after the second attempt");
+    await stopAll();
+  });
+
+  it("F4 stale term (rule 4): the next term waits for a slow start of the ended term to return and be stopped before it starts that service", async () => {
+    const { clock, make, mem, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    const firstStart = deferred<{ id: string; closed: boolean }>();
+    const log: string[] = [];
+    let open = 0;
+    let maxOpen = 0;
+    a.service<{ id: string; closed: boolean }>({
+      name: "server",
+      start: async (term) => {
+        log.push(`start:${term.token}`);
+        const v =
+          term.token === 1n
+            ? await firstStart.promise // hangs until the test lets it return
+            : { id: `t${term.token}`, closed: false };
+        open += 1;
+        maxOpen = Math.max(maxOpen, open);
+        return v;
+      },
+      stop: (reason, { term, value }) => {
+        value.closed = true;
+        open -= 1;
+        log.push(`stop:${value.id}:${term.token}:${reason}`);
+      },
+    });
+    await a.start();
+    await clock.advance(0);
+    const term1 = r.elected[0]!;
+    let resigned = false;
+    const resigning = a.resign().then((v) => {
+      resigned = v;
+    });
+    await clock.advance(0);
+    assert.equal(term1.signal.aborted, true, "the term ends at once");
+    await clock.advance(500);
+    assert.equal((await mem.read("job"))?.holder, "a", "the lease is not released before it stops");
+    await clock.advance(1000);
+    assert.equal(resigned, false, "resign waits for the slow start (bounded by stopTimeoutMs)");
+    // the old term's start finally returns, 1.5 s later
+    const stale = { id: "t1", closed: false };
+    firstStart.resolve(stale);
+    await clock.advance(0);
+    await resigning;
+    assert.equal(resigned, true);
+    assert.equal(stale.closed, true, "what the stale attempt started is stopped");
+    await clock.advance(1000); // cooldown, then a new term
+    assert.equal(r.elected.length, 2);
+    const term2 = r.elected[1]!;
+    assert.deepEqual(log, ["start:1", "stop:t1:1:resigned", `start:${term2.token}`]);
+    assert.equal(maxOpen, 1, "never two instances at once");
+    assert.equal(a.leaderWork.stats().services[0]?.state, "running");
+    await stopAll();
+    assert.equal(log.at(-1), `stop:t${term2.token}:${term2.token}:stopped`);
+  });
+
+  it("F4 stale term: a start that outlives stopTimeoutMs is reported; when it returns it is stopped and never touches the newer term's service", async () => {
     const { clock, make, record, stopAll } = setup();
     const a = make("a");
     const r = record(a);
@@ -85,14 +173,22 @@ describe("leader services", () => {
         value.closed = true;
         stops.push({ id: value.id, token: term.token, reason });
       },
+      stopTimeoutMs: 500,
     });
     await a.start();
     await clock.advance(0);
     const term1 = r.elected[0]!;
     const resigning = a.resign();
     await clock.advance(0);
-    assert.equal(await resigning, true);
     assert.equal(term1.signal.aborted, true);
+    await clock.advance(500);
+    assert.equal(await resigning, true);
+    assert.ok(
+      r.errors.some(
+        (e) => isTimeoutError(e) && /did not return and stop within 500 ms/.test(e.message),
+      ),
+      "the abandoned wait is reported",
+    );
     await clock.advance(1000); // cooldown, then a new term
     assert.equal(r.elected.length, 2);
     const term2 = r.elected[1]!;
@@ -110,7 +206,6 @@ describe("leader services", () => {
       "the newer term's service is untouched",
     );
     assert.equal(a.term(), term2);
-    assert.equal(a.health().healthy, true);
     await stopAll();
     assert.deepEqual(
       stops.map((s) => s.id),

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isConfigError, isFencedError } from "../../src/index.js";
 import { fencedCheckpoint, RECOVERY_DEFAULTS, strategyFromEnv } from "../../src/leader/index.js";
+import { ScriptedStore } from "../helpers/stores.js";
 import { deferred, setup } from "./setup.js";
 
 describe("leader-held streams", () => {
@@ -70,6 +71,45 @@ describe("leader-held streams", () => {
     assert.equal(runs, 1, "and no restart loop");
     await stopAll();
     assert.deepEqual(exits, []);
+  });
+
+  it("F2: the stream's own checkpoint write fenced off after a takeover ends the term (`lost`); recovery (exit) never sees it", async () => {
+    const { clock, mem, make, record, steal, stopAll } = setup();
+    // No notifications: only the fenced write can tell the elector before its renewal.
+    const a = make("a", { store: new ScriptedStore(mem, { quiet: true }) });
+    const r = record(a);
+    const exits: number[] = [];
+    const go = deferred();
+    a.stream({
+      name: "replication",
+      recovery: { strategy: "exit", exitDelayMs: 50, exitCode: 7 },
+      exit: (code) => exits.push(code),
+      run: async (_term, { checkpoint }) => {
+        await checkpoint.save("1");
+        await go.promise;
+        await checkpoint.save("2"); // fenced: the lease moved on
+      },
+    });
+    await a.start();
+    await clock.advance(0);
+    const t0 = clock.now();
+    await clock.advance(10);
+    await steal();
+    go.resolve();
+    await clock.advance(0);
+    assert.deepEqual(
+      r.demoted.map((d) => [d.reason, d.token]),
+      [["lost", 1n]],
+      "the fenced write ended the term at once",
+    );
+    assert.ok(clock.now() - t0 < 333, "before the renewal due at 333 ms");
+    await clock.advance(60);
+    assert.deepEqual(exits, [], "no exit on a lost election");
+    await clock.advance(20_000);
+    assert.deepEqual(exits, []);
+    assert.equal(a.leaderWork.stats().streams[0]!.failures, 0, "not counted as a failure");
+    assert.ok(!r.errors.some(isFencedError), "not reported as an error");
+    await stopAll();
   });
 
   it("F2: the exit strategy exits with its code after the flush delay when the stream fails while leading", async () => {

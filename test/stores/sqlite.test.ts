@@ -194,7 +194,7 @@ describe("sqlite store", () => {
     }
   });
 
-  it("garbage in a row is a fatal StoreError of kind schema", async () => {
+  it("garbage in a row is a fatal StoreError of kind schema; list() names it and lists the rest", async () => {
     const p = join(dir, "garbage.db");
     const s = await openSqliteStore(`sqlite:${p}`);
     try {
@@ -205,7 +205,7 @@ describe("sqlite store", () => {
         )
         .run("junk", "a", "not-a-number", 5, "b");
       raw.close();
-      for (const op of [() => s.read("junk"), () => s.acquire("junk", "b", 1000), () => s.list()]) {
+      for (const op of [() => s.read("junk"), () => s.acquire("junk", "b", 1000)]) {
         await assert.rejects(op(), (e: unknown) => {
           assert.ok(isStoreError(e), String(e));
           assert.equal(e.kind, "schema");
@@ -213,6 +213,17 @@ describe("sqlite store", () => {
           return true;
         });
       }
+      // One bad row does not break list(): the good leases are listed, the bad row named.
+      assert.ok((await s.acquire("fine", "a", 60_000)).acquired);
+      const invalid: { name: string; problem: string }[] = [];
+      const all = await s.list({ onInvalid: (b) => invalid.push(b) });
+      assert.deepEqual(
+        all.map((l) => l.name),
+        ["fine"],
+      );
+      assert.equal(invalid.length, 1);
+      assert.equal(invalid[0]?.name, "junk");
+      assert.match(invalid[0]?.problem ?? "", /row "junk" has holder=string token=string/);
     } finally {
       await s.close();
     }

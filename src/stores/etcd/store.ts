@@ -4,8 +4,9 @@
  * See docs/stores/etcd.md for the guarantees and the key layout.
  */
 import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse, Watcher } from "etcd3";
-import { ConfigError, StoreError } from "../../errors.js";
+import { ConfigError, isConfigError, StoreError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
+import { reportInvalid } from "../../store/invalid.js";
 import type {
   AcquireResult,
   FencedPutResult,
@@ -14,10 +15,18 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 import { toEtcdStoreError } from "./classify.js";
 import { monotonicMs, SessionLease, staleAfterMs } from "./session.js";
 
@@ -560,7 +569,7 @@ export class EtcdStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
-    validateLeaseName(lease.name, "lease.name");
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     const since = monotonicMs();
     const key = enc(this.leaseKey(lease.name));
@@ -588,21 +597,32 @@ export class EtcdStore implements LeaseStore {
         if (!kv.lease || kv.lease === "0") {
           throw this.schemaError("renew", `key ${this.leaseKey(lease.name)} has no etcd lease`);
         }
-        const session = await this.session(ttlSeconds(ttlMs), o);
+        let session = await this.session(ttlSeconds(ttlMs), o);
         if (kv.lease !== session.id) {
           // Another TTL, an expired session, or a key from another store of
           // the same holder: move the key onto this session, guarded so only
           // this term's key moves (the create revision, the token, is kept).
-          const moved = await this.txn(
-            [
-              { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
-              { key, target: "Value", result: "Equal", value: enc(lease.holder) },
-              { key, target: "Lease", result: "Equal", lease: kv.lease },
-            ],
-            [{ request_put: { key, value: enc(lease.holder), lease: session.id } }],
-            [{ request_range: { key } }],
-            o,
-          );
+          const move = (id: string) =>
+            this.txn(
+              [
+                { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
+                { key, target: "Value", result: "Equal", value: enc(lease.holder) },
+                { key, target: "Lease", result: "Equal", lease: kv.lease },
+              ],
+              [{ request_put: { key, value: enc(lease.holder), lease: id } }],
+              [{ request_range: { key } }],
+              o,
+            );
+          let moved: ITxnResponse;
+          try {
+            moved = await move(session.id);
+          } catch (e) {
+            // A session of that TTL left idle past its TTL is gone in etcd: grant a new one, once.
+            if (toEtcdStoreError("renew", e).code !== "LEASE_NOT_FOUND") throw e;
+            session.lost = true;
+            session = await this.session(ttlSeconds(ttlMs), o);
+            moved = await move(session.id);
+          }
           if (!moved.succeeded) {
             const cur = moved.responses[0]?.response_range.kvs[0];
             const same =
@@ -638,8 +658,8 @@ export class EtcdStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
-    validateLeaseName(lease.name, "lease.name");
-    if (lease.token <= 0n) return false;
+    validateLeaseRef(lease);
+    if (lease.token === 0n) return false;
     const key = enc(this.leaseKey(lease.name));
     return this.run("release", async (o) => {
       // A failed call leaves the term to the sweeper: it ends one ttl after
@@ -668,18 +688,29 @@ export class EtcdStore implements LeaseStore {
     });
   }
 
-  async list(): Promise<LeaseInfo[]> {
+  async list(opts: ListOptions = {}): Promise<LeaseInfo[]> {
     const p = enc(`${this.prefix}lease/`);
     return this.run("list", async (o) => {
       const r = await this.client.kv.range({ key: p, range_end: prefixEnd(p) }, o);
       // Many keys share one session lease: ask for each lease's TTL once.
       const ttls = new Map<string, Promise<number | null>>();
       const infos = await Promise.all(
-        r.kvs.map((kv) =>
-          this.info("list", kv.key.subarray(p.length).toString("utf8"), kv, o, ttls),
-        ),
+        r.kvs.map(async (kv) => {
+          const name = kv.key.subarray(p.length).toString("utf8");
+          try {
+            validateLeaseName(name);
+            return await this.info("list", name, kv, o, ttls);
+          } catch (e) {
+            // One bad key is reported, not a reason to hide every other lease.
+            const garbage = isConfigError(e) || (e instanceof StoreError && e.kind === "schema");
+            if (!garbage) throw e;
+            reportInvalid(opts, this.logger, name, e);
+            return null;
+          }
+        }),
       );
-      return infos.filter((i) => {
+      return infos.filter((i): i is LeaseInfo => {
+        if (i === null) return false;
         // A term of this store's own past its ttl is being ended: not live.
         const h = this.held.get(i.name);
         return !(h && h.token === i.token && EtcdStore.overdue(h, monotonicMs()));
@@ -762,10 +793,8 @@ export class EtcdStore implements LeaseStore {
     value: string,
     opts: { expect?: string | null } = {},
   ): Promise<FencedPutResult> {
-    validateLeaseName(lease.name, "lease.name");
-    validateKey(key);
-    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
-    if (lease.token <= 0n) return { ok: false, reason: "fenced" };
+    validateFencedPut(lease, key, value, opts);
+    if (lease.token === 0n) return { ok: false, reason: "fenced" };
     const lk = enc(this.leaseKey(lease.name));
     const dk = this.dataKey(lease.name, key);
     const fk = this.fenceKey(lease.name, key);
@@ -796,7 +825,7 @@ export class EtcdStore implements LeaseStore {
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
     validateLeaseName(name);
-    validateKey(key);
+    validateFencedKey(key);
     const dk = this.dataKey(name, key);
     const fk = this.fenceKey(name, key);
     return this.run("getFenced", async (o) => {
@@ -827,11 +856,5 @@ export class EtcdStore implements LeaseStore {
     await Promise.allSettled(ws.map((w) => w.cancel()));
     await Promise.allSettled([...this.background]);
     if (this.ownsClient) this.client.close();
-  }
-}
-
-function validateKey(key: unknown): void {
-  if (typeof key !== "string" || key.length === 0 || key.length > 1024) {
-    throw new ConfigError("key", "must be a non-empty string of at most 1024 characters");
   }
 }

@@ -8,10 +8,18 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 
 interface Row {
   holder: string | null;
@@ -76,9 +84,10 @@ export class MemoryStore implements LeaseStore {
   }
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
-    this.check();
     validateLeaseName(name);
+    validateHolder(holder, "holder");
     validateTtl(ttlMs);
+    this.check();
     const cur = this.live(name);
     if (cur && cur.holder !== holder) return { acquired: false, current: this.info(name, cur) };
     const token = (this.rows.get(name)?.token ?? 0n) + 1n;
@@ -88,8 +97,9 @@ export class MemoryStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
-    this.check();
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
+    this.check();
     const cur = this.live(lease.name);
     if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
       return { renewed: false, current: cur ? this.info(lease.name, cur) : null };
@@ -99,6 +109,7 @@ export class MemoryStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseRef(lease);
     this.check();
     const row = this.rows.get(lease.name);
     if (!row || row.holder !== lease.holder || row.token !== lease.token) return false;
@@ -110,12 +121,13 @@ export class MemoryStore implements LeaseStore {
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
     this.check();
     const cur = this.live(name);
     return cur ? this.info(name, cur) : null;
   }
 
-  async list(): Promise<LeaseInfo[]> {
+  async list(_opts?: ListOptions): Promise<LeaseInfo[]> {
     this.check();
     const out: LeaseInfo[] = [];
     for (const name of [...this.rows.keys()].sort()) {
@@ -126,6 +138,7 @@ export class MemoryStore implements LeaseStore {
   }
 
   async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
     this.check();
     const cur = this.live(name);
     if (!cur) return false;
@@ -137,6 +150,7 @@ export class MemoryStore implements LeaseStore {
   }
 
   async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+    validateLeaseName(name);
     this.check();
     let set = this.watchers.get(name);
     if (!set) {
@@ -155,6 +169,7 @@ export class MemoryStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
+    validateFencedPut(lease, key, value, opts);
     this.check();
     const row = this.rows.get(lease.name);
     if (!row || row.token !== lease.token) return { ok: false, reason: "fenced" };
@@ -168,6 +183,8 @@ export class MemoryStore implements LeaseStore {
   }
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateLeaseName(name);
+    validateFencedKey(key);
     this.check();
     return this.data.get(`${name}\u0000${key}`) ?? null;
   }

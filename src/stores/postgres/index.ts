@@ -8,6 +8,7 @@
 import { ConfigError, FencedError, StoreError } from "../../errors.js";
 import { type Logger, noopLogger } from "../../logger.js";
 import { errorCode, redactSecrets, redactUrl, toStoreError } from "../../store/classify.js";
+import { reportInvalid } from "../../store/invalid.js";
 import type { OpenStoreOptions } from "../../store/open.js";
 import type {
   AcquireResult,
@@ -17,10 +18,18 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 import {
   isPgPool,
   isPostgresJs,
@@ -156,24 +165,45 @@ function schemaError(what: string): StoreError {
   });
 }
 
+/** Largest PostgreSQL bigint: no token can follow it. */
+const PG_MAX_TOKEN = 9_223_372_036_854_775_807n;
+
 function parseToken(v: unknown, what: string): bigint {
-  if (typeof v !== "string" || !/^[1-9][0-9]{0,18}$/.test(v)) {
-    throw schemaError(`${what} token ${JSON.stringify(v)}`);
+  if (typeof v !== "string" || !/^[1-9][0-9]{0,18}$/.test(v) || BigInt(v) > PG_MAX_TOKEN) {
+    throw schemaError(`${what}: token ${JSON.stringify(v)} is not a positive bigint`);
   }
   return BigInt(v);
 }
 
-function parseInfo(r: PgRow, name: string): LeaseInfo {
+/** What is wrong with a lease row, or null when it is a valid live lease. */
+function rowProblem(r: PgRow): string | null {
   const ms = typeof r.ms === "string" ? Number(r.ms) : r.ms;
-  if (typeof r.holder !== "string" || typeof ms !== "number" || !Number.isFinite(ms)) {
-    throw schemaError(`row ${JSON.stringify(name)}`);
-  }
+  if (typeof r.holder !== "string") return `holder ${JSON.stringify(r.holder)} is not text`;
+  if (typeof ms !== "number" || Number.isNaN(ms)) return "expires_at is not a time";
+  if (!Number.isFinite(ms)) return "expires_at is infinity (a lease must expire)";
+  return null;
+}
+
+function parseInfo(r: PgRow, name: string): LeaseInfo {
+  const row = `row ${JSON.stringify(name)}`;
+  const problem = rowProblem(r);
+  if (problem) throw schemaError(`${row}: ${problem}`);
   return {
     name,
-    holder: r.holder,
-    token: parseToken(r.token, `row ${JSON.stringify(name)}`),
-    expiresInMs: Math.max(0, Math.floor(ms)),
+    holder: r.holder as string,
+    token: parseToken(r.token, row),
+    expiresInMs: Math.max(0, Math.floor(Number(r.ms))),
   };
+}
+
+/** PostgreSQL holds tokens as bigint: a larger one cannot be a term of this store. */
+function checkPgToken(token: bigint, field: string): void {
+  if (token > PG_MAX_TOKEN) {
+    throw new ConfigError(
+      field,
+      `must be at most ${PG_MAX_TOKEN} (PostgreSQL bigint), got ${token}`,
+    );
+  }
 }
 
 /** Renewals waiting for a batch. */
@@ -354,8 +384,17 @@ export class PostgresStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateLeaseName(name);
+    validateHolder(holder, "holder");
     validateTtl(ttlMs);
-    const rows = await this.exec("acquire", SQL.acquire(this.t), [name, holder, String(ttlMs)]);
+    let rows: PgRow[];
+    try {
+      rows = await this.exec("acquire", SQL.acquire(this.t), [name, holder, String(ttlMs)]);
+    } catch (e) {
+      // 22003 numeric_value_out_of_range: the row's token is the bigint maximum. The statement
+      // was refused as a whole, so nothing was written; no new term can be granted.
+      if (e instanceof StoreError && e.code === "22003") throw await this.tokenOverflow(name, e);
+      throw e;
+    }
     const r = rows[0];
     if (r?.won === true) {
       return { acquired: true, lease: { name, holder, token: parseToken(r.token, "acquired") } };
@@ -363,6 +402,15 @@ export class PostgresStore implements LeaseStore {
     if (r) return { acquired: false, current: parseInfo(r, name) };
     // Lost a race to a commit newer than this statement's snapshot: look once more.
     return { acquired: false, current: await this.read(name) };
+  }
+
+  private async tokenOverflow(name: string, cause: StoreError): Promise<StoreError> {
+    const raw = await this.exec("acquire", SQL.rawToken(this.t), [name]).catch(() => []);
+    const token = raw[0]?.token;
+    return new StoreError(
+      `tenure postgres: unexpected data in the lease table: row ${JSON.stringify(name)}: token ${typeof token === "string" ? token : "?"} leaves no larger bigint for a new term`,
+      { transient: false, kind: "schema", code: "22003", cause },
+    );
   }
 
   /**
@@ -373,6 +421,8 @@ export class PostgresStore implements LeaseStore {
    * so time spent queued only shortens it.
    */
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    validateLeaseRef(lease);
+    checkPgToken(lease.token, "lease.token");
     validateTtl(ttlMs);
     return new Promise<RenewResult>((resolve, reject) => {
       this.renewQueue.push({ lease, ttlMs, resolve, reject });
@@ -451,6 +501,8 @@ export class PostgresStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseRef(lease);
+    checkPgToken(lease.token, "lease.token");
     const rows = await this.exec("release", SQL.release(this.t), [
       lease.name,
       lease.holder,
@@ -461,19 +513,28 @@ export class PostgresStore implements LeaseStore {
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
     const rows = await this.exec("read", SQL.read(this.t), [name]);
     return rows[0] ? parseInfo(rows[0], name) : null;
   }
 
-  async list(): Promise<LeaseInfo[]> {
+  async list(opts: ListOptions = {}): Promise<LeaseInfo[]> {
     const rows = await this.exec("list", SQL.list(this.t), []);
-    return rows.map((r) => {
-      if (typeof r.name !== "string") throw schemaError(`lease name ${String(r.name)}`);
-      return parseInfo(r, r.name);
-    });
+    const out: LeaseInfo[] = [];
+    for (const r of rows) {
+      const name = typeof r.name === "string" ? r.name : String(r.name);
+      try {
+        validateLeaseName(name);
+        out.push(parseInfo(r, name));
+      } catch (e) {
+        reportInvalid(opts, this.logger, name, e);
+      }
+    }
+    return out;
   }
 
   async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
     const rows = await this.exec("forceRelease", SQL.forceRelease(this.t), [name, this.t.channel]);
     return rows.length > 0;
   }
@@ -485,6 +546,8 @@ export class PostgresStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
+    validateFencedPut(lease, key, value, opts);
+    checkPgToken(lease.token, "lease.token");
     const expect = opts?.expect;
     const mode = expect === undefined ? "any" : expect === null ? "absent" : "equals";
     const [name, token, holder] = termParams(lease, "lease");
@@ -497,6 +560,8 @@ export class PostgresStore implements LeaseStore {
   }
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateLeaseName(name);
+    validateFencedKey(key);
     const rows = await this.exec("getFenced", SQL.getFenced(this.t), [name, key]);
     const r = rows[0];
     if (!r) return null;
@@ -511,6 +576,7 @@ export class PostgresStore implements LeaseStore {
    * notifications may have been missed.
    */
   async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+    validateLeaseName(name);
     if (this.closed) {
       throw new StoreError("tenure postgres: store is closed", {
         transient: false,

@@ -11,7 +11,9 @@ export interface Tables {
   fenced: string;
 }
 
-const ms = (col: string) => `(extract(epoch FROM (${col} - now())) * 1000)::float8`;
+/** Milliseconds left; `Infinity` (never an error) for an infinite timestamp, which the store reports as garbage. */
+const ms = (col: string) =>
+  `((extract(epoch FROM ${col}) - extract(epoch FROM now())) * 1000)::float8`;
 const ttl = (p: string) => `now() + ${p}::bigint * interval '1 millisecond'`;
 /**
  * The floor of a new term's token: the server's clock in microseconds since
@@ -135,6 +137,10 @@ export const forceRelease = (t: Tables) =>
 export const read = (t: Tables) =>
   `SELECT name, holder, token::text AS token, ${ms("expires_at")} AS ms FROM ${t.leases}
    WHERE name = $1::text AND holder IS NOT NULL AND expires_at > now()`;
+
+/** The raw token of a row, for naming it in an error. */
+export const rawToken = (t: Tables) =>
+  `SELECT token::text AS token FROM ${t.leases} WHERE name = $1::text`;
 
 export const list = (t: Tables) =>
   `SELECT name, holder, token::text AS token, ${ms("expires_at")} AS ms FROM ${t.leases}

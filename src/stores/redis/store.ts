@@ -1,5 +1,6 @@
 import { ConfigError, FencedError, StoreError } from "../../errors.js";
 import { type Logger, noopLogger } from "../../logger.js";
+import { reportInvalid } from "../../store/invalid.js";
 import type {
   AcquireResult,
   FencedPutResult,
@@ -8,10 +9,19 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
-import { validateHolder, validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  LEASE_NAME_PATTERN,
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 import { classifyRedisError, toRedisStoreError } from "./classify.js";
 import { SCRIPTS, type ScriptClient } from "./scripts.js";
 
@@ -298,7 +308,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
-    validateLeaseName(lease.name, "lease.name");
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     const k = this.keys(lease.name);
     const r = await this.run(
@@ -319,7 +329,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
-    validateLeaseName(lease.name, "lease.name");
+    validateLeaseRef(lease);
     const k = this.keys(lease.name);
     const r = await this.run(
       "release",
@@ -346,7 +356,7 @@ export class RedisStore implements LeaseStore {
    * Every live lease under this store's prefix: SCAN for lease keys (on every
    * master in Cluster), then the read script for each. Not one atomic snapshot.
    */
-  async list(): Promise<LeaseInfo[]> {
+  async list(opts: ListOptions = {}): Promise<LeaseInfo[]> {
     this.check("list");
     const nodes =
       typeof this.client.nodes === "function" ? this.client.nodes("master") : [this.client];
@@ -362,14 +372,27 @@ export class RedisStore implements LeaseStore {
           for (const key of keys) {
             if (!key.startsWith(head) || !key.endsWith("}:lease")) continue;
             const name = key.slice(head.length, -"}:lease".length);
-            if (!name.includes("{") && !name.includes("}")) names.add(name);
+            if (name.includes("{") || name.includes("}")) continue;
+            if (LEASE_NAME_PATTERN.test(name)) names.add(name);
+            else reportInvalid(opts, this.logger, name, `key ${key}: not a valid lease name`);
           }
         } while (cursor !== "0");
       }
     } catch (e) {
       throw this.wrap("list", e);
     }
-    const infos = await Promise.all([...names].sort().map((n) => this.readWith(n, this.client)));
+    const infos = await Promise.all(
+      [...names].sort().map(async (n) => {
+        try {
+          return await this.readWith(n, this.client);
+        } catch (e) {
+          // One bad key is reported, not a reason to hide every other lease.
+          if (!(e instanceof StoreError) || e.kind !== "schema") throw e;
+          reportInvalid(opts, this.logger, n, e);
+          return null;
+        }
+      }),
+    );
     return infos.filter((i): i is LeaseInfo => i !== null);
   }
 
@@ -385,9 +408,7 @@ export class RedisStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
-    validateLeaseName(lease.name, "lease.name");
-    validateField("key", key);
-    if (typeof value !== "string") throw new ConfigError("value", "must be a string");
+    validateFencedPut(lease, key, value, opts);
     const k = this.keys(lease.name);
     const mode =
       opts === undefined || opts.expect === undefined
@@ -408,7 +429,7 @@ export class RedisStore implements LeaseStore {
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
     validateLeaseName(name);
-    validateField("key", key);
+    validateFencedKey(key);
     const r = await this.run("getFenced", "getFenced", [this.keys(name).data], [key]);
     if (r === null || r === undefined) return null;
     if (!Array.isArray(r) || typeof r[1] !== "string") {

@@ -15,6 +15,7 @@ import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ConfigError, StoreError, type StoreErrorKind } from "../../errors.js";
 import { toStoreError } from "../../store/classify.js";
+import { reportInvalid } from "../../store/invalid.js";
 import type { OpenStoreOptions } from "../../store/open.js";
 import type {
   AcquireResult,
@@ -23,9 +24,17 @@ import type {
   LeaseInfo,
   LeaseRef,
   LeaseStore,
+  ListOptions,
   RenewResult,
 } from "../../store/types.js";
-import { validateLeaseName, validateTtl } from "../../store/validate.js";
+import {
+  validateFencedKey,
+  validateFencedPut,
+  validateHolder,
+  validateLeaseName,
+  validateLeaseRef,
+  validateTtl,
+} from "../../store/validate.js";
 
 /** Minimal shape of a better-sqlite3 `Database` that this store uses. */
 type Database = import("better-sqlite3").Database;
@@ -295,6 +304,7 @@ export class SqliteStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateLeaseName(name);
+    validateHolder(holder, "holder");
     validateTtl(ttlMs);
     return this.write("acquire", () => {
       const now = this.now();
@@ -308,6 +318,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    validateLeaseRef(lease);
     validateTtl(ttlMs);
     return this.write("renew", () => {
       const now = this.now();
@@ -322,6 +333,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseRef(lease);
     return this.write("release", () => {
       const r = this.row(lease.name);
       if (!r || r.holder !== lease.holder || r.token !== lease.token) return false;
@@ -332,27 +344,37 @@ export class SqliteStore implements LeaseStore {
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
     return this.readTx("read", () => {
       const r = this.row(name);
       return r ? this.info(name, r, this.now()) : null;
     });
   }
 
-  async list(): Promise<LeaseInfo[]> {
-    return this.readTx("list", () => {
+  async list(opts: ListOptions = {}): Promise<LeaseInfo[]> {
+    const bad: { name: string; e: unknown }[] = [];
+    const out = await this.readTx("list", () => {
       const now = this.now();
       const out: LeaseInfo[] = [];
       for (const raw of this.stmts.all.all() as Record<string, unknown>[]) {
-        const name = raw.name;
-        if (typeof name !== "string") throw schemaError(`lease name ${String(name)}`);
-        const i = this.info(name, parseRow(name, raw), now);
-        if (i) out.push(i);
+        const name = typeof raw.name === "string" ? raw.name : String(raw.name);
+        try {
+          validateLeaseName(name);
+          const i = this.info(name, parseRow(name, raw), now);
+          if (i) out.push(i);
+        } catch (e) {
+          // One bad row is reported, not a reason to hide every other lease.
+          bad.push({ name, e });
+        }
       }
       return out;
     });
+    for (const b of bad) reportInvalid(opts, undefined, b.name, b.e);
+    return out;
   }
 
   async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
     return this.write("forceRelease", () => {
       const r = this.row(name);
       if (!r || this.remaining(r, this.now()) <= 0n) return false;
@@ -367,6 +389,7 @@ export class SqliteStore implements LeaseStore {
     value: string,
     opts?: { expect?: string | null },
   ): Promise<FencedPutResult> {
+    validateFencedPut(lease, key, value, opts);
     return this.write("putFenced", (): FencedPutResult => {
       const r = this.row(lease.name);
       if (!r || r.token !== lease.token) return { ok: false, reason: "fenced" };
@@ -389,6 +412,8 @@ export class SqliteStore implements LeaseStore {
   }
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateLeaseName(name);
+    validateFencedKey(key);
     return this.readTx("getFenced", () => this.fencedRow(name, key));
   }
 
