@@ -71,10 +71,11 @@ export function validateFencedPut(
   opts: unknown,
 ): void {
   if (!lease || typeof lease !== "object") {
-    throw new ConfigError("lease", "must be a lease or term { name, token }");
+    throw new ConfigError("lease", "must be a lease or term { name, holder, token }");
   }
   const l = lease as Record<string, unknown>;
   validateLeaseName(l.name, "lease.name");
+  validateHolder(l.holder, "lease.holder");
   validateToken(l.token, "lease.token");
   validateFencedKey(key);
   if (typeof value !== "string") throw new ConfigError("value", "must be a string");

@@ -68,13 +68,30 @@ const CALLS: Call[] = [
   ["read name not a string", "name", (s) => s.read(bad(undefined))],
   ["forceRelease bad name", "name", (s) => s.forceRelease("-x")],
   ["watch bad name", "name", (s) => (s.watch ? s.watch("a b", () => {}) : skipped())],
-  ["putFenced bad name", "lease.name", (s) => s.putFenced({ name: "a b", token: 1n }, "k", "v")],
-  ["putFenced token -2", "lease.token", (s) => s.putFenced({ name: "ok", token: -2n }, "k", "v")],
-  ["putFenced empty key", "key", (s) => s.putFenced({ name: "ok", token: 1n }, "", "v")],
+  [
+    "putFenced bad name",
+    "lease.name",
+    (s) => s.putFenced({ name: "a b", holder: "h", token: 1n }, "k", "v"),
+  ],
+  [
+    "putFenced token -2",
+    "lease.token",
+    (s) => s.putFenced({ name: "ok", holder: "h", token: -2n }, "k", "v"),
+  ],
+  [
+    "putFenced no holder",
+    "lease.holder",
+    (s) => s.putFenced(bad({ name: "ok", token: 1n }), "k", "v"),
+  ],
+  [
+    "putFenced empty key",
+    "key",
+    (s) => s.putFenced({ name: "ok", holder: "h", token: 1n }, "", "v"),
+  ],
   [
     "putFenced key too long",
     "key",
-    (s) => s.putFenced({ name: "ok", token: 1n }, "k".repeat(1025), "v"),
+    (s) => s.putFenced({ name: "ok", holder: "h", token: 1n }, "k".repeat(1025), "v"),
   ],
   ["putFenced value not a string", "value", (s) => s.putFenced(ok, "k", bad(5))],
   [
