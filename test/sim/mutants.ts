@@ -67,6 +67,14 @@ export const MUTANTS = {
       to: "const token = cur && cur.holder === holder ? cur.token : (this.rows.get(name)?.token ?? 0n) + 1n;",
     },
   ],
+  /** Extra (liveness): a follower told the lease is held waits 5 × ttl instead of at most retryMs. */
+  "slow-follower": [
+    {
+      file: "elector/elector.js",
+      from: "Math.min(o.retryMs, waitMs + jitter)",
+      to: "5 * o.ttlMs",
+    },
+  ],
   // The fixes of the bugs the simulator found, undone (each regression test must fail on its revert).
   /** Revert: a wake left from the term's end cuts the follower's first backoff to nothing. */
   "revert-stale-wake": [
@@ -81,6 +89,14 @@ export const MUTANTS = {
     {
       file: "leader/stream.js",
       from: "if (!ctx.isLeader() || ctx.term() !== term)\n                break;",
+      to: "",
+    },
+  ],
+  /** Revert: a service start retry runs without re-checking leadership against the clock. */
+  "revert-service-clock-check": [
+    {
+      file: "leader/service.js",
+      from: "if (this.ended || svc.removed || !ctx.isLeader() || ctx.term() !== term)\n                return true;",
       to: "",
     },
   ],

@@ -64,6 +64,13 @@ const REGRESSIONS: readonly {
     steps: 155,
     kind: "outside-window",
   },
+  {
+    bug: "a service start retry ran after its term's trust window closed (found by the 1 000 000-step run)",
+    revert: "revert-service-clock-check",
+    seed: 464_040_705,
+    steps: 3_906,
+    kind: "outside-window",
+  },
 ];
 
 describe(`deterministic simulation (seed ${SEED}, ${STEPS} steps)`, () => {
@@ -103,6 +110,11 @@ describe(`deterministic simulation (seed ${SEED}, ${STEPS} steps)`, () => {
       );
     });
   }
+
+  it("the liveness invariant bites: a follower that waits 5 × ttl when told the lease is held", async () => {
+    const s = await runMany(await loadMutant("slow-follower"), { seed: SEED, steps: STEPS });
+    assert.equal(s.failure?.violation?.kind, "liveness", s.failure?.violation?.message);
+  });
 
   it("a failure shrinks to a smaller schedule that fails the same way and replays from its tape", async () => {
     const t = await loadMutant("same-holder-same-token");
