@@ -114,7 +114,7 @@ mkdirSync(dir, { recursive: true });
 const file = join(dir, `seed-${f.spec.seed}${mutant ? `-${mutant}` : ""}.json`);
 writeFileSync(
   file,
-  `${JSON.stringify({ seed: f.spec.seed, steps: s.shrunk.stats.steps, faults: f.spec.faults, kind: f.violation!.kind, tape: s.shrunk.tape })}\n`,
+  `${JSON.stringify({ seed: f.spec.seed, steps: s.shrunk.stats.steps + 1, faults: f.spec.faults, kind: f.violation!.kind, tape: s.shrunk.tape })}\n`,
 );
 console.log(
   `shrunk in ${s.attempts} replays: ${s.shrunk.stats.steps} steps (from ${f.stats.steps}), ` +

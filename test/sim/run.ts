@@ -122,6 +122,10 @@ export interface ShrinkResult {
 }
 
 /**
+ * Step budgets below are the failing step + 1: a violation found while the
+ * clock advances (a service still running) is seen when the next event is
+ * fetched, after the last counted step.
+ *
  * Shrinks a failing world: keeps only the tape the failure consumed, then
  * (1) removes injected faults one at a time (their draws set to 0), (2) zeroes
  * ever smaller blocks of the other draws (shortest delays, first-ready order,
@@ -149,13 +153,20 @@ export async function shrink(
     return false;
   };
   let tape = [...best.tape];
-  // (1) one fault at a time, last first (later faults rarely cause earlier ones).
-  for (const at of [...best.faultDraws].reverse()) {
-    if (!budgetLeft()) break;
-    if (at >= tape.length || tape[at] === 0) continue;
-    const cand = [...tape];
-    cand[at] = 0;
-    if (await tryTape(cand, best.stats.steps)) tape = [...best.tape];
+  // (1) one fault at a time, last first (later faults rarely cause earlier ones), until no
+  // single fault can be removed.
+  for (let changed = true; changed && budgetLeft(); ) {
+    changed = false;
+    for (const at of [...best.faultDraws].reverse()) {
+      if (!budgetLeft()) break;
+      if (at >= tape.length || tape[at] === 0) continue;
+      const cand = [...tape];
+      cand[at] = 0;
+      if (await tryTape(cand, best.stats.steps + 1)) {
+        tape = [...best.tape];
+        changed = true;
+      }
+    }
   }
   // (2) zero blocks of the remaining draws.
   for (let size = Math.max(1, tape.length >> 1); size >= 1 && budgetLeft(); size >>= 1) {
@@ -163,7 +174,7 @@ export async function shrink(
       if (tape.slice(i, i + size).every((v) => v === 0)) continue;
       const cand = [...tape];
       cand.fill(0, i, i + size);
-      if (await tryTape(cand, best.stats.steps)) tape = [...best.tape];
+      if (await tryTape(cand, best.stats.steps + 1)) tape = [...best.tape];
     }
     if (size === 1) break;
   }
@@ -186,7 +197,7 @@ export function describeFailure(r: WorldResult, tapeFile?: string): string {
     if (tapeFile) lines.push(`  replay the shrunk schedule: npm run sim -- --replay ${tapeFile}`);
   } else {
     lines.push(
-      `  replay exactly: npm run sim -- --seed ${r.spec.seed} --steps ${r.stats.steps} --worlds 1` +
+      `  replay exactly: npm run sim -- --seed ${r.spec.seed} --steps ${r.stats.steps + 1} --worlds 1` +
         (r.spec.faults ? ` --faults ${r.spec.faults.join(",")}` : ""),
     );
   }

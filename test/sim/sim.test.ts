@@ -130,7 +130,7 @@ describe(`deterministic simulation (seed ${SEED}, ${STEPS} steps)`, () => {
     );
     const again = await runWorld(t, {
       seed: s.failure.spec.seed,
-      steps: r.shrunk.stats.steps,
+      steps: r.shrunk.stats.steps + 1,
       tape: r.shrunk.tape,
     });
     assert.equal(again.violation?.message, r.shrunk.violation?.message);
