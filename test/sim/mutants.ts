@@ -75,6 +75,22 @@ export const MUTANTS = {
       to: "5 * o.ttlMs",
     },
   ],
+  /** Extra (two holders): the store grants a live lease to a second holder. */
+  "store-double-grant": [
+    {
+      file: "stores/memory/index.js",
+      from: "if (cur && cur.holder !== holder)",
+      to: "if (cur && cur.holder !== holder && cur.token % 3n !== 0n)",
+    },
+  ],
+  /** Extra (fenced order): the memory store's fenced write ignores the token. */
+  "fence-unchecked": [
+    {
+      file: "stores/memory/index.js",
+      from: 'if (!row || row.token !== lease.token)\n            return { ok: false, reason: "fenced" };',
+      to: 'if (!row)\n            return { ok: false, reason: "fenced" };',
+    },
+  ],
   // The fixes of the bugs the simulator found, undone (each regression test must fail on its revert).
   /** Revert: a wake left from the term's end cuts the follower's first backoff to nothing. */
   "revert-stale-wake": [

@@ -111,10 +111,17 @@ describe(`deterministic simulation (seed ${SEED}, ${STEPS} steps)`, () => {
     });
   }
 
-  it("the liveness invariant bites: a follower that waits 5 × ttl when told the lease is held", async () => {
-    const s = await runMany(await loadMutant("slow-follower"), { seed: SEED, steps: STEPS });
-    assert.equal(s.failure?.violation?.kind, "liveness", s.failure?.violation?.message);
-  });
+  const EXTRA: readonly [MutantName, ViolationKind, string][] = [
+    ["slow-follower", "liveness", "a follower that waits 5 × ttl when told the lease is held"],
+    ["store-double-grant", "two-holders", "a store that grants a live lease to a second holder"],
+    ["fence-unchecked", "fenced-order", "a store whose fenced write ignores the token"],
+  ];
+  for (const [m, kind, what] of EXTRA) {
+    it(`the ${kind} invariant bites: ${what}`, async () => {
+      const s = await runMany(await loadMutant(m), { seed: SEED, steps: STEPS });
+      assert.equal(s.failure?.violation?.kind, kind, s.failure?.violation?.message);
+    });
+  }
 
   it("a failure shrinks to a smaller schedule that fails the same way and replays from its tape", async () => {
     const t = await loadMutant("same-holder-same-token");
