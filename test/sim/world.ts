@@ -140,6 +140,15 @@ class StoreRun {
     /** Restart guard (as the Redis store): no free lease is granted before this time. */
     readonly guardUntil: number,
   ) {}
+  /**
+   * The memory store's token for `token`. A token from before a restart
+   * without data maps to 0, which no term ever has (stores accept it and it
+   * never matches).
+   */
+  int(token: bigint): bigint {
+    const t = token - this.offset;
+    return t > 0n ? t : 0n;
+  }
   ext(info: LeaseInfo | null): LeaseInfo | null {
     return info ? { ...info, token: info.token + this.offset } : null;
   }
@@ -476,7 +485,7 @@ export class World {
           inc,
           "renew",
           async (run) => {
-            const r = await run.backing.renew({ ...lease, token: lease.token - run.offset }, ttlMs);
+            const r = await run.backing.renew({ ...lease, token: run.int(lease.token) }, ttlMs);
             return r.renewed ? r : { renewed: false, current: run.ext(r.current) };
           },
           (r, sentAt) => {
@@ -488,7 +497,7 @@ export class World {
         ck.onReleaseSent(inc.id, lease.token, w.now());
         ck.note(w.now(), `#${inc.id} sends release of token ${lease.token}`);
         return w.call(inc, "release", (run) =>
-          run.backing.release({ ...lease, token: lease.token - run.offset }),
+          run.backing.release({ ...lease, token: run.int(lease.token) }),
         );
       },
       read(name: string): Promise<LeaseInfo | null> {
@@ -511,7 +520,7 @@ export class World {
       putFenced(lease, key, value, opts): Promise<FencedPutResult> {
         return w.call(inc, "putFenced", async (run) => {
           const r = await run.backing.putFenced(
-            { name: lease.name, token: lease.token - run.offset },
+            { name: lease.name, token: run.int(lease.token) },
             key,
             value,
             opts,
