@@ -339,6 +339,9 @@ export class Elector {
   private async runFollower(): Promise<LeaderTerm | null> {
     const o = this.options;
     this.state = "follower";
+    // A wake left over from the term's end (demote wakes an idle leader loop) is answered by the
+    // acquire below; left set, it would cut the first failure backoff to nothing.
+    if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
     while (!this.stopping) {
       const now = o.clock.now();
       if (now < this.cooldownUntil) {

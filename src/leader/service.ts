@@ -198,6 +198,9 @@ class TermServices {
     const { ctx, term } = this;
     const fields = { lease: ctx.name, token: term.token, service: svc.name };
     for (let n = 1; n <= svc.attempts; n++) {
+      // Each attempt re-checks leadership against the clock: a retry timer can fire after the
+      // trust window closed, before anything demoted the term.
+      if (this.ended || svc.removed || !ctx.isLeader() || ctx.term() !== term) return true;
       this.set(svc, n === 1 ? "starting" : "retrying", n);
       let value: unknown;
       let settle!: () => void;

@@ -215,6 +215,9 @@ export class StreamSet {
     const fields = { lease: ctx.name, token: term.token, stream: s.name };
     let failures = 0;
     while (!signal.aborted) {
+      // Each run, reconnects included, re-checks leadership against the clock: a reconnect
+      // timer can fire after the trust window closed, before anything demoted the term.
+      if (!ctx.isLeader() || ctx.term() !== term) break;
       const attemptAc = new AbortController();
       let failedWith: unknown = NONE;
       let onFail: () => void = () => {};
