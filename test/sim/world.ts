@@ -520,7 +520,7 @@ export class World {
       putFenced(lease, key, value, opts): Promise<FencedPutResult> {
         return w.call(inc, "putFenced", async (run) => {
           const r = await run.backing.putFenced(
-            { name: lease.name, token: run.int(lease.token) },
+            { name: lease.name, holder: lease.holder, token: run.int(lease.token) },
             key,
             value,
             opts,
@@ -614,7 +614,7 @@ export class World {
     // Leader work: a tick doing a fenced write into the simulated resource,
     elector.every(SIM_TIMING.tickMs, async (term) => {
       this.observe(inc, term, "tick");
-      await store.putFenced({ name: LEASE, token: term.token }, "resource", String(this.now()));
+      await store.putFenced(term, "resource", String(this.now()));
     });
     // a service with slow and failing starts,
     elector.service<number>({

@@ -788,7 +788,7 @@ export class EtcdStore implements LeaseStore {
   }
 
   async putFenced(
-    lease: Pick<LeaseRef, "name" | "token">,
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
     key: string,
     value: string,
     opts: { expect?: string | null } = {},

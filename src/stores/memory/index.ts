@@ -164,7 +164,7 @@ export class MemoryStore implements LeaseStore {
   }
 
   async putFenced(
-    lease: Pick<LeaseRef, "name" | "token">,
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
     key: string,
     value: string,
     opts?: { expect?: string | null },

@@ -403,7 +403,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async putFenced(
-    lease: Pick<LeaseRef, "name" | "token">,
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
     key: string,
     value: string,
     opts?: { expect?: string | null },

@@ -384,7 +384,7 @@ export class SqliteStore implements LeaseStore {
   }
 
   async putFenced(
-    lease: Pick<LeaseRef, "name" | "token">,
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
     key: string,
     value: string,
     opts?: { expect?: string | null },
