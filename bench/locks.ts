@@ -36,14 +36,20 @@ export interface PhaseOutput {
 
 export interface LockOutput {
   server: string;
-  /** Id of the floor peer in `peers`, when measured. */
+  /** Id of the floor peer in `peers` (one round trip), when measured. */
   floorId?: string;
+  /** Ids of every floor probe in `peers` (the main one first). */
+  floorIds?: string[];
   uncontended: PhaseOutput;
   contended: PhaseOutput;
 }
 
 /** The floor as a "peer" whose cycle is one round trip. */
 export const floorId = (server: string) => `floor-${server}`;
+
+/** The floor probes of a server, main floor first, with their peer ids. */
+export const floorProbes = (server: string) =>
+  FLOORS.filter((f) => f.server === server).map((f) => ({ ...f, id: f.id ?? floorId(server) }));
 
 interface Contestant {
   id: string;
@@ -131,25 +137,27 @@ async function open(input: LockInput): Promise<Contestant[]> {
   const out: Contestant[] = [];
   const n = Math.max(1, input.clients);
   if (input.floor) {
-    const probe = FLOORS.find((f) => f.server === input.server);
-    if (!probe) throw new Error(`no floor for ${input.server}`);
-    const c: Contestant = { id: floorId(input.server), clients: [] };
-    try {
-      for (let i = 0; i < n; i++) {
-        const p = await probe.open(ctx);
-        c.clients.push({
-          tryAcquire: async () => {
-            await p.once();
-            return true;
-          },
-          release: async () => {},
-          close: () => p.close(),
-        });
+    const probes = floorProbes(input.server);
+    if (!probes.length) throw new Error(`no floor for ${input.server}`);
+    for (const probe of probes) {
+      const c: Contestant = { id: probe.id, clients: [] };
+      try {
+        for (let i = 0; i < n; i++) {
+          const p = await probe.open(ctx);
+          c.clients.push({
+            tryAcquire: async () => {
+              await p.once();
+              return true;
+            },
+            release: async () => {},
+            close: () => p.close(),
+          });
+        }
+      } catch (e) {
+        c.error = `${(e as Error).name}: ${(e as Error).message}`;
       }
-    } catch (e) {
-      c.error = `${(e as Error).name}: ${(e as Error).message}`;
+      out.push(c);
     }
-    out.push(c);
   }
   for (const id of input.peers) {
     const peer = LOCK_PEERS.find((p) => p.id === id);
@@ -179,7 +187,12 @@ async function main(input: LockInput): Promise<LockOutput> {
     }
     return {
       server: input.server,
-      ...(input.floor ? { floorId: floorId(input.server) } : {}),
+      ...(input.floor
+        ? {
+            floorId: floorId(input.server),
+            floorIds: floorProbes(input.server).map((f) => f.id),
+          }
+        : {}),
       uncontended,
       contended,
     };

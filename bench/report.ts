@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ROOT } from "./lib/common.js";
-import { type PhaseSummary, type Ratio, summarize } from "./lib/rounds.js";
+import { type PhaseSummary, type Ratio, ratioOver, summarize } from "./lib/rounds.js";
 import type { BenchResults } from "./run.js";
 
 const f = (x: number | undefined, d = 2) =>
@@ -30,7 +30,7 @@ export function phaseSummary(
 ): PhaseSummary | undefined {
   const run = res.locks.find((l) => l.server === server)?.out;
   if (!run) return undefined;
-  return summarize(run[mode].peers, run.floorId);
+  return summarize(run[mode].peers, run.floorId, run.floorIds ?? []);
 }
 
 /** Median per-round p50 of a server's floor, uncontended. */
@@ -61,10 +61,11 @@ const ORDER = ["redis", "postgres", "etcd", "sqlite"];
 export function renderSvg(res: BenchResults): string {
   const rows = ORDER.flatMap((server) => {
     const sum = phaseSummary(res, server, "uncontended");
-    const floor = res.locks.find((l) => l.server === server)?.out?.floorId;
+    const run = res.locks.find((l) => l.server === server)?.out;
+    const floors = [run?.floorId, ...(run?.floorIds ?? [])];
     if (!sum) return [];
     return sum.peers
-      .filter((p) => p.id !== floor && Number.isFinite(p.p50))
+      .filter((p) => !floors.includes(p.id) && Number.isFinite(p.p50))
       .map((p) => ({
         label: `${server} · ${p.id}`,
         tenure: p.id.startsWith("tenure-"),
@@ -120,7 +121,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
       "",
     );
   out.push(
-    "**How to read this.** Everything ran on one machine, servers on loopback, in one run. The VM is shared and noisy (CPU steal, other work), so absolute times move from run to run. The peers of one server therefore run **interleaved**: short rounds, one peer at a time, the order rotated every round (A B C D, B C D A, …), for the whole measurement, so a noisy second falls on all of them alike. Each figure is the median of a peer's per-round figures; each ratio is the median of its per-round ratio to the best peer, with the p10–p90 spread of that ratio; a spread that contains 1× is marked **no clear winner** (this run does not say which of the two is faster). p99 on a 2-core VM mostly measures the scheduler.",
+    "**How to read this.** Everything ran on one machine, servers on loopback, in one run. The VM is shared and noisy (CPU steal, other work), so absolute times move from run to run; other work (builds and tests of other developers) ran on the machine during this run (load average at the start in the table below). The peers of one server therefore run **interleaved**: short rounds, one peer at a time, the order rotated every round (A B C D, B C D A, …), for the whole measurement, so a noisy second falls on all of them alike. Each figure is the median of a peer's per-round figures; each ratio is the median of its per-round ratio to the best peer, with the p10–p90 spread of that ratio; a spread that contains 1× is marked **no clear winner** (this run does not say which of the two is faster). p99 on a 2-core VM mostly measures the scheduler.",
     "",
   );
   out.push("## Machine and versions", "");
@@ -144,7 +145,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
   // Floor
   out.push("## 4. Physical floor (one raw round trip)", "");
   out.push(
-    `The cheapest command of each server, one connection, measured as one more interleaved peer of the lock runs below (so it saw the same noise as they did). An acquire + release cycle is two round trips, so **2× floor** is what a lock cycle cannot beat on one connection.`,
+    `The cheapest command of each server, one connection, measured as one more interleaved peer of the lock runs below (so it saw the same noise as they did). An acquire + release cycle is two round trips, so **2× floor** is what a lock cycle cannot beat on one connection. PostgreSQL has a second floor for stores that write: a durable acquire or release is a commit that flushes WAL (\`synchronous_commit\` on), measured as an \`UPDATE\` of one row of a table of its own in autocommit (\`floor-postgres-commit\`); a PostgreSQL lease cycle (acquire, then release) cannot beat two of those.`,
     "",
   );
   out.push(
@@ -162,7 +163,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
       ],
       res.floor.map((fl) => {
         const run = res.locks.find((l) => l.server === fl.server);
-        const id = run?.out?.floorId;
+        const id = fl.id ?? run?.out?.floorId;
         const u = phaseSummary(res, fl.server, "uncontended")?.peers.find((p) => p.id === id);
         const c = phaseSummary(res, fl.server, "contended")?.peers.find((p) => p.id === id);
         if (!u)
@@ -214,12 +215,13 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
         rows.push([server, `error: ${(run.error ?? "").slice(0, 120)}`, ...Array(10).fill("")]);
         continue;
       }
-      const sum = summarize(run.out[mode].peers, run.out.floorId);
+      const floorIds = run.out.floorIds ?? [];
+      const sum = summarize(run.out[mode].peers, run.out.floorId, floorIds);
       for (const p of sum.peers) {
-        const isFloor = p.id === run.out.floorId;
+        const isFloor = p.id === run.out.floorId || floorIds.includes(p.id);
         const meta = res.peers.find((x) => x.peer === p.id);
         const lib = isFloor
-          ? (res.floor.find((x) => x.server === server)?.command ?? "floor")
+          ? (res.floor.find((x) => (x.id ?? `floor-${x.server}`) === p.id)?.command ?? "floor")
           : meta
             ? `${meta.lib}@${meta.version}`
             : "?";
@@ -244,7 +246,20 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
           f(p.p50, 3),
           isFloor ? "(floor)" : ratioCell(p.p50Ratio, p.id === sum.bestP50),
           f(p.p99, 2),
-          isFloor ? "1×" : ratio(p.floorRatio?.median),
+          p.id === run.out.floorId
+            ? "1×"
+            : isFloor
+              ? ""
+              : `${ratio(p.floorRatio?.median)}${floorIds
+                  .filter((id) => id !== run.out?.floorId)
+                  .map((id) => {
+                    const a = run.out?.[mode].peers.find((x) => x.id === p.id);
+                    const b = run.out?.[mode].peers.find((x) => x.id === id);
+                    return a && b
+                      ? ` (${ratio(ratioOver(a, b, (x) => x.p50).median)} ${id.replace(/^floor-[a-z]+-?/, "") || "floor"})`
+                      : "";
+                  })
+                  .join("")}`,
           f(p.cpuUsPerOp, 1),
           ...(mode === "contended" ? [isFloor ? "" : f(p.failedTriesPerCycle, 2)] : []),
         ]);

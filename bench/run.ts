@@ -33,7 +33,7 @@ export interface BenchResults {
   libraries: Record<string, string>;
   settings: Record<string, unknown>;
   /** The floor probe of each server (measured as one of its interleaved peers). */
-  floor: Array<{ server: string; command: string }>;
+  floor: Array<{ server: string; id?: string; command: string }>;
   /** Every lock peer, described. */
   peers: Array<{ peer: string; server: string; lib: string; version: string; how: string }>;
   /** One interleaved run per server: its peers and its floor, round by round. */
@@ -211,7 +211,11 @@ async function main(): Promise<void> {
       skipped,
     };
     const floors = FLOORS.filter((f) => args.only.includes(f.server));
-    res.floor = floors.map((f) => ({ server: f.server, command: f.command }));
+    res.floor = floors.map((f) => ({
+      server: f.server,
+      ...(f.id ? { id: f.id } : {}),
+      command: f.command,
+    }));
     const runLocks = args.parts.includes("locks");
     if (runLocks)
       res.peers = LOCK_PEERS.filter((p) => args.only.includes(p.server)).map((p) => ({
@@ -227,7 +231,8 @@ async function main(): Promise<void> {
         const peers = runLocks
           ? LOCK_PEERS.filter((p) => p.server === server).map((p) => p.id)
           : [];
-        const floor = floors.some((f) => f.server === server);
+        const floorCount = floors.filter((f) => f.server === server).length;
+        const floor = floorCount > 0;
         const input: LockInput = {
           server,
           peers,
@@ -241,7 +246,7 @@ async function main(): Promise<void> {
           retryMaxMs: settings.retryMaxMs,
           sqlitePath,
         };
-        const turns = (peers.length + (floor ? 1 : 0)) * (input.rounds + input.warmupRounds) * 2;
+        const turns = (peers.length + floorCount) * (input.rounds + input.warmupRounds) * 2;
         log(`locks ${server}: ${peers.concat(floor ? ["floor"] : []).join(", ")} interleaved`);
         const r = await runChild<LockOutput>("locks.js", input, 60_000 + turns * input.roundMs * 3);
         res.locks.push({

@@ -108,9 +108,15 @@ const figures = (s: PeerSeries) => s.rounds.filter((f): f is RoundFigure => f !=
 
 /**
  * Medians of each peer's per-round figures and its per-round ratios to the
- * best peer and to the floor (`floorId`, never itself the best).
+ * best peer and to the floor (`floorId`). Floors (`floorId` and `otherFloors`)
+ * are never the best and get no ratios.
  */
-export function summarize(series: readonly PeerSeries[], floorId?: string): PhaseSummary {
+export function summarize(
+  series: readonly PeerSeries[],
+  floorId?: string,
+  otherFloors: readonly string[] = [],
+): PhaseSummary {
+  const isFloor = (id: string) => id === floorId || otherFloors.includes(id);
   const live = series.filter((s) => figures(s).length > 0);
   const base = (s: PeerSeries): PeerSummary => {
     const fs = figures(s);
@@ -129,7 +135,7 @@ export function summarize(series: readonly PeerSeries[], floorId?: string): Phas
     };
   };
   const sums = new Map(series.map((s) => [s.id, base(s)]));
-  const contenders = live.filter((s) => s.id !== floorId);
+  const contenders = live.filter((s) => !isFloor(s.id));
   const by = (k: "p50" | "opsPerSec", better: (a: number, b: number) => boolean) => {
     let best: PeerSeries | undefined;
     for (const s of contenders) {
@@ -144,7 +150,7 @@ export function summarize(series: readonly PeerSeries[], floorId?: string): Phas
   const floor = live.find((s) => s.id === floorId);
   for (const s of live) {
     const sum = sums.get(s.id) as PeerSummary;
-    if (s.id === floorId) continue;
+    if (isFloor(s.id)) continue;
     if (bestOps) sum.opsRatio = ratioOver(s, bestOps, (f) => f.opsPerSec);
     if (bestP50) sum.p50Ratio = ratioOver(s, bestP50, (f) => f.p50);
     if (floor) sum.floorRatio = ratioOver(s, floor, (f) => f.p50);

@@ -88,5 +88,11 @@ describe("bench rounds", () => {
       ["floor-x", "slow", "fast", "broken"],
     );
     assert.equal(s.peers.find((p) => p.id === "broken")?.error, "boom");
+    // a second floor (faster than every peer) is never the best and gets no ratios
+    const commit = series("floor-x-commit", [0.15, 0.3, 0.15, 0.15]);
+    const s2 = summarize([floor, commit, slow, fast], "floor-x", ["floor-x-commit"]);
+    assert.equal(s2.bestP50, "fast");
+    assert.equal(s2.peers.find((p) => p.id === "floor-x-commit")?.p50Ratio, undefined);
+    assert.equal(s2.peers.find((p) => p.id === "fast")?.floorRatio?.median, 2);
   });
 });
