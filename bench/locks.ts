@@ -1,44 +1,60 @@
 /**
- * Child process of part 1 and part 4: measures one lock peer (uncontended and
- * with N contending clients) or one server's floor, prints one JSON line.
- *   node dist/bench/locks.js '{"peer":"redlock-v5",...}'
+ * Child process of the lock part: measures every lock peer of ONE server and
+ * that server's floor (its cheapest round trip) interleaved, in short rounds
+ * (A B C D, B C D A, …) for the whole duration, first with one client, then
+ * with N clients contending for one lock. Prints one JSON line.
+ *   node dist/bench/locks.js '{"server":"redis","peers":[...],...}'
  */
-import { childMain, msSince, nowNs, type Stats, sleep, stats, uniqueName } from "./lib/common.js";
+import { childMain, msSince, nowNs, sleep, uniqueName } from "./lib/common.js";
 import { FLOORS, LOCK_PEERS, type LockClient } from "./lib/peers.js";
+import { type PeerSeries, quantile, type RoundFigure, roundOrder } from "./lib/rounds.js";
 
 export interface LockInput {
-  peer?: string;
-  floor?: string;
+  server: string;
+  /** Lock peer ids of this server (see LOCK_PEERS); the floor is added when `floor` is set. */
+  peers: string[];
+  /** Measure the server's floor as one more interleaved peer. */
+  floor: boolean;
   ttlMs: number;
-  warmup: number;
-  uncontendedMs: number;
-  contendedMs: number;
+  /** Length of one peer's turn. */
+  roundMs: number;
+  /** Recorded rounds per peer and phase. */
+  rounds: number;
+  /** Unrecorded rounds per peer before each phase. */
+  warmupRounds: number;
   clients: number;
   retryMinMs: number;
   retryMaxMs: number;
   sqlitePath: string;
-  maxSamples: number;
 }
 
-export interface LockRun {
-  cycles: number;
-  opsPerSec: number;
-  latencyMs: Stats;
-  /** Failed tries per successful cycle (contended only). */
-  failedTriesPerCycle?: number;
-  /** Cycles of the slowest and fastest client (contended only). */
-  perClientMin?: number;
-  perClientMax?: number;
+export interface PhaseOutput {
+  /** Peer order of each round (round r is the peer list rotated by r). */
+  order: string[][];
+  peers: PeerSeries[];
 }
 
 export interface LockOutput {
-  uncontended: LockRun;
-  contended: LockRun;
+  server: string;
+  /** Id of the floor peer in `peers` (one round trip), when measured. */
+  floorId?: string;
+  /** Ids of every floor probe in `peers` (the main one first). */
+  floorIds?: string[];
+  uncontended: PhaseOutput;
+  contended: PhaseOutput;
 }
 
-export interface FloorOutput {
-  latencyMs: Stats;
-  opsPerSec: number;
+/** The floor as a "peer" whose cycle is one round trip. */
+export const floorId = (server: string) => `floor-${server}`;
+
+/** The floor probes of a server, main floor first, with their peer ids. */
+export const floorProbes = (server: string) =>
+  FLOORS.filter((f) => f.server === server).map((f) => ({ ...f, id: f.id ?? floorId(server) }));
+
+interface Contestant {
+  id: string;
+  clients: LockClient[];
+  error?: string;
 }
 
 async function cycle(c: LockClient, key: string, input: LockInput, tries: { failed: number }) {
@@ -53,90 +69,135 @@ async function cycle(c: LockClient, key: string, input: LockInput, tries: { fail
   }
 }
 
-async function uncontended(c: LockClient, input: LockInput): Promise<LockRun> {
-  const key = uniqueName("u");
-  const tries = { failed: 0 };
-  for (let i = 0; i < input.warmup; i++) await cycle(c, key, input, tries);
-  if (tries.failed > 0)
-    throw new Error(`uncontended lock was busy during warm-up (${tries.failed} failed tries)`);
-  const lat: number[] = [];
-  const start = nowNs();
-  while (msSince(start) < input.uncontendedMs && lat.length < input.maxSamples) {
-    const t = nowNs();
-    await cycle(c, key, input, tries);
-    lat.push(msSince(t));
-  }
-  const elapsed = msSince(start);
-  return { cycles: lat.length, opsPerSec: (lat.length * 1000) / elapsed, latencyMs: stats(lat) };
-}
-
-async function contended(clients: LockClient[], input: LockInput): Promise<LockRun> {
-  const key = uniqueName("c");
+/** One turn of one peer: `clients` loops on one key for `roundMs`. */
+async function turn(
+  p: Contestant,
+  n: number,
+  key: string,
+  input: LockInput,
+): Promise<RoundFigure | null> {
   const tries = { failed: 0 };
   const lat: number[] = [];
-  const perClient = clients.map(() => 0);
-  let stop = false;
+  const cpu0 = process.cpuUsage();
   const start = nowNs();
   await Promise.all(
-    clients.map(async (c, i) => {
-      while (!stop) {
+    p.clients.slice(0, n).map(async (c) => {
+      while (msSince(start) < input.roundMs) {
         const t = nowNs();
         await cycle(c, key, input, tries);
         lat.push(msSince(t));
-        perClient[i] = (perClient[i] ?? 0) + 1;
-        if (msSince(start) >= input.contendedMs || lat.length >= input.maxSamples) stop = true;
       }
     }),
   );
   const elapsed = msSince(start);
+  const cpu = process.cpuUsage(cpu0);
+  if (lat.length === 0) return null;
   return {
     cycles: lat.length,
     opsPerSec: (lat.length * 1000) / elapsed,
-    latencyMs: stats(lat),
-    failedTriesPerCycle: lat.length ? tries.failed / lat.length : 0,
-    perClientMin: Math.min(...perClient),
-    perClientMax: Math.max(...perClient),
+    p50: quantile(lat, 0.5),
+    p99: quantile(lat, 0.99),
+    cpuUsPerOp: (cpu.user + cpu.system) / lat.length,
+    ...(n > 1 ? { failedTriesPerCycle: tries.failed / lat.length } : {}),
   };
 }
 
-async function floor(input: LockInput): Promise<FloorOutput> {
-  const probe = FLOORS.find((f) => f.server === input.floor);
-  if (!probe) throw new Error(`unknown floor ${input.floor}`);
-  const p = await probe.open({ sqlitePath: input.sqlitePath });
-  try {
-    for (let i = 0; i < input.warmup; i++) await p.once();
-    const lat: number[] = [];
-    const start = nowNs();
-    while (msSince(start) < input.uncontendedMs && lat.length < input.maxSamples) {
-      const t = nowNs();
-      await p.once();
-      lat.push(msSince(t));
+async function phase(ps: Contestant[], n: number, input: LockInput): Promise<PhaseOutput> {
+  const keys = new Map(ps.map((p) => [p.id, uniqueName(n > 1 ? "c" : "u")]));
+  const series = new Map<string, PeerSeries>(ps.map((p) => [p.id, { id: p.id, rounds: [] }]));
+  const order: string[][] = [];
+  const total = input.warmupRounds + input.rounds;
+  for (let r = 0; r < total; r++) {
+    const ids: string[] = [];
+    for (const p of roundOrder(ps, r)) {
+      const s = series.get(p.id) as PeerSeries;
+      if (p.error) {
+        if (r >= input.warmupRounds) s.rounds.push(null);
+        continue;
+      }
+      let fig: RoundFigure | null = null;
+      try {
+        fig = await turn(p, n, keys.get(p.id) as string, input);
+      } catch (e) {
+        p.error = `${(e as Error).name}: ${(e as Error).message}`;
+        s.error = p.error;
+      }
+      if (r >= input.warmupRounds) {
+        s.rounds.push(fig);
+        ids.push(p.id);
+      }
     }
-    return { latencyMs: stats(lat), opsPerSec: (lat.length * 1000) / msSince(start) };
-  } finally {
-    await p.close();
+    if (r >= input.warmupRounds) order.push(ids);
   }
+  return { order, peers: ps.map((p) => series.get(p.id) as PeerSeries) };
 }
 
-async function main(input: LockInput): Promise<LockOutput | FloorOutput> {
-  if (input.floor) return floor(input);
-  const peer = LOCK_PEERS.find((p) => p.id === input.peer);
-  if (!peer) throw new Error(`unknown peer ${input.peer}`);
+async function open(input: LockInput): Promise<Contestant[]> {
   const ctx = { sqlitePath: input.sqlitePath };
-  const one = await peer.open(input.ttlMs, ctx);
-  let u: LockRun;
-  try {
-    u = await uncontended(one, input);
-  } finally {
-    await one.close();
+  const out: Contestant[] = [];
+  const n = Math.max(1, input.clients);
+  if (input.floor) {
+    const probes = floorProbes(input.server);
+    if (!probes.length) throw new Error(`no floor for ${input.server}`);
+    for (const probe of probes) {
+      const c: Contestant = { id: probe.id, clients: [] };
+      try {
+        for (let i = 0; i < n; i++) {
+          const p = await probe.open(ctx);
+          c.clients.push({
+            tryAcquire: async () => {
+              await p.once();
+              return true;
+            },
+            release: async () => {},
+            close: () => p.close(),
+          });
+        }
+      } catch (e) {
+        c.error = `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      out.push(c);
+    }
   }
-  const many: LockClient[] = [];
+  for (const id of input.peers) {
+    const peer = LOCK_PEERS.find((p) => p.id === id);
+    if (!peer) throw new Error(`unknown peer ${id}`);
+    const c: Contestant = { id, clients: [] };
+    try {
+      for (let i = 0; i < n; i++) c.clients.push(await peer.open(input.ttlMs, ctx));
+    } catch (e) {
+      c.error = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    out.push(c);
+  }
+  return out;
+}
+
+async function main(input: LockInput): Promise<LockOutput> {
+  const ps = await open(input);
   try {
-    for (let i = 0; i < input.clients; i++) many.push(await peer.open(input.ttlMs, ctx));
-    const c = await contended(many, input);
-    return { uncontended: u, contended: c };
+    const uncontended = await phase(ps, 1, input);
+    const contended = await phase(ps, input.clients, input);
+    for (const p of ps) {
+      if (!p.error) continue;
+      for (const s of [uncontended, contended]) {
+        const x = s.peers.find((y) => y.id === p.id);
+        if (x) x.error = p.error;
+      }
+    }
+    return {
+      server: input.server,
+      ...(input.floor
+        ? {
+            floorId: floorId(input.server),
+            floorIds: floorProbes(input.server).map((f) => f.id),
+          }
+        : {}),
+      uncontended,
+      contended,
+    };
   } finally {
-    await Promise.all(many.map((m) => m.close().catch(() => {})));
+    await Promise.allSettled(ps.flatMap((p) => p.clients.map((c) => c.close())));
   }
 }
 

@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ROOT } from "./lib/common.js";
+import { type PhaseSummary, type Ratio, ratioOver, summarize } from "./lib/rounds.js";
 import type { BenchResults } from "./run.js";
 
 const f = (x: number | undefined, d = 2) =>
@@ -21,13 +22,30 @@ const bytes = (x: number | undefined) =>
       ? `${(x / 1024).toFixed(0)} KiB`
       : `${Math.round(x)} B`;
 
-/** Lower p50 of the floor measured at the start and at the end of the run. */
+/** The summary of one server's interleaved run, one phase. */
+export function phaseSummary(
+  res: BenchResults,
+  server: string,
+  mode: "uncontended" | "contended",
+): PhaseSummary | undefined {
+  const run = res.locks.find((l) => l.server === server)?.out;
+  if (!run) return undefined;
+  return summarize(run[mode].peers, run.floorId, run.floorIds ?? []);
+}
+
+/** Median per-round p50 of a server's floor, uncontended. */
 export function floorP50(res: BenchResults, server: string): number | undefined {
-  const row = res.floor.find((x) => x.server === server);
-  const v = [row?.start?.latencyMs.p50, row?.end?.latencyMs.p50].filter(
-    (x): x is number => typeof x === "number" && Number.isFinite(x),
-  );
-  return v.length ? Math.min(...v) : undefined;
+  const run = res.locks.find((l) => l.server === server)?.out;
+  if (!run?.floorId) return undefined;
+  const p = phaseSummary(res, server, "uncontended")?.peers.find((x) => x.id === run.floorId);
+  return p && Number.isFinite(p.p50) ? p.p50 : undefined;
+}
+
+/** `1.35× (1.20–1.52)`, plus "no clear winner" when the p10–p90 spread contains 1. */
+export function ratioCell(r: Ratio | undefined, best: boolean): string {
+  if (best) return "1× (best)";
+  if (!r || !Number.isFinite(r.median)) return "–";
+  return `${ratio(r.median)} (${ratio(r.p10)}–${ratio(r.p90)})${r.noClearWinner ? " **no clear winner**" : ""}`;
 }
 
 function table(head: string[], rows: string[][]): string {
@@ -42,22 +60,26 @@ const ORDER = ["redis", "postgres", "etcd", "sqlite"];
 
 export function renderSvg(res: BenchResults): string {
   const rows = ORDER.flatMap((server) => {
-    const group = res.locks.filter((l) => l.server === server && l.out);
-    const best = Math.min(
-      ...group.map((l) => l.out?.uncontended.latencyMs.p50 ?? Number.POSITIVE_INFINITY),
-    );
-    return group.map((l) => ({
-      label: `${server} · ${l.peer}`,
-      tenure: l.lib === "tenure",
-      r: (l.out?.uncontended.latencyMs.p50 ?? 0) / best,
-    }));
+    const sum = phaseSummary(res, server, "uncontended");
+    const run = res.locks.find((l) => l.server === server)?.out;
+    const floors = [run?.floorId, ...(run?.floorIds ?? [])];
+    if (!sum) return [];
+    return sum.peers
+      .filter((p) => !floors.includes(p.id) && Number.isFinite(p.p50))
+      .map((p) => ({
+        label: `${server} · ${p.id}`,
+        tenure: p.id.startsWith("tenure-"),
+        r: p.id === sum.bestP50 ? 1 : (p.p50Ratio?.median ?? 1),
+        lo: p.id === sum.bestP50 ? 1 : (p.p50Ratio?.p10 ?? 1),
+        hi: p.id === sum.bestP50 ? 1 : (p.p50Ratio?.p90 ?? 1),
+      }));
   });
   const W = 760;
   const left = 250;
   const barH = 20;
   const gap = 8;
   const top = 44;
-  const maxR = Math.max(1, ...rows.map((r) => r.r));
+  const maxR = Math.max(1, ...rows.map((r) => r.hi));
   const scale = (W - left - 80) / maxR;
   const H = top + rows.length * (barH + gap) + 30;
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
@@ -68,15 +90,16 @@ export function renderSvg(res: BenchResults): string {
       return [
         `<text x="${left - 8}" y="${y + barH * 0.72}" text-anchor="end">${esc(r.label)}</text>`,
         `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${r.tenure ? "#2f6fdf" : "#9aa4b2"}"/>`,
-        `<text x="${(left + w + 6).toFixed(1)}" y="${y + barH * 0.72}">${r.r.toFixed(2)}×</text>`,
+        `<line x1="${(left + r.lo * scale).toFixed(1)}" y1="${y + barH / 2}" x2="${(left + r.hi * scale).toFixed(1)}" y2="${y + barH / 2}" stroke="#111"/>`,
+        `<text x="${(left + Math.max(w, r.hi * scale) + 6).toFixed(1)}" y="${y + barH * 0.72}">${r.r.toFixed(2)}×</text>`,
       ].join("");
     })
     .join("\n");
   const x1 = left + scale;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
-<text x="10" y="20" font-size="14" font-weight="bold">Uncontended acquire + release, p50 latency as a multiple of the fastest peer on the same server (lower is better)</text>
-<text x="10" y="36" fill="#555">Blue: Tenure. ${esc(res.date.slice(0, 10))}, ${res.machine.cpus} CPUs, Node ${esc(String(res.machine.node))}. Differences under 25 % are noise on this VM.</text>
+<text x="10" y="20" font-size="14" font-weight="bold">Uncontended acquire + release: median per-round p50 ratio to the fastest peer of the same server (lower is better)</text>
+<text x="10" y="36" fill="#555">Blue: Tenure. Whisker: p10–p90 of the per-round ratio. ${esc(res.date.slice(0, 10))}, ${res.machine.cpus} CPUs, Node ${esc(String(res.machine.node))}, peers interleaved in rounds.</text>
 <line x1="${x1.toFixed(1)}" y1="${top - 4}" x2="${x1.toFixed(1)}" y2="${H - 24}" stroke="#333" stroke-dasharray="3,3"/>
 ${bars}
 <text x="${x1.toFixed(1)}" y="${H - 10}" text-anchor="middle" fill="#333">1× (fastest)</text>
@@ -98,7 +121,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
       "",
     );
   out.push(
-    "**How to read this.** Everything ran on one machine, servers on loopback, in one run. The VM is shared and noisy (CPU steal), so absolute times move from run to run: compare only the ratios within this page, and treat **p50 differences under 25 % as noise**. p99 on a 2-core VM mostly measures the scheduler.",
+    "**How to read this.** Everything ran on one machine, servers on loopback, in one run. The VM is shared and noisy (CPU steal, other work), so absolute times move from run to run; other work (builds and tests of other developers) ran on the machine during this run (load average at the start in the table below). The peers of one server therefore run **interleaved**: short rounds, one peer at a time, the order rotated every round (A B C D, B C D A, …), for the whole measurement, so a noisy second falls on all of them alike. Each figure is the median of a peer's per-round figures; each ratio is the median of its per-round ratio to the best peer, with the p10–p90 spread of that ratio; a spread that contains 1× is marked **no clear winner** (this run does not say which of the two is faster). p99 on a 2-core VM mostly measures the scheduler.",
     "",
   );
   out.push("## Machine and versions", "");
@@ -118,10 +141,11 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
     "",
   );
 
+  const s = res.settings as Record<string, number>;
   // Floor
   out.push("## 4. Physical floor (one raw round trip)", "");
   out.push(
-    'The cheapest command of each server, sequential, one connection, measured at the start and the end of the run; the lower p50 of the two is the floor every other figure is divided by ("× floor").',
+    `The cheapest command of each server, one connection, measured as one more interleaved peer of the lock runs below (so it saw the same noise as they did). An acquire + release cycle is two round trips, so **2× floor** is what a lock cycle cannot beat on one connection. PostgreSQL has a second floor for stores that write: a durable acquire or release is a commit that flushes WAL (\`synchronous_commit\` on), measured as an \`UPDATE\` of one row of a table of its own in autocommit (\`floor-postgres-commit\`); a PostgreSQL lease cycle (acquire, then release) cannot beat two of those.`,
     "",
   );
   out.push(
@@ -129,32 +153,53 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
       [
         "server",
         "command",
-        "p50 start (ms)",
-        "p99 start (ms)",
-        "p50 end (ms)",
-        "p99 end (ms)",
-        "floor p50 (ms)",
+        "rounds",
+        "p50 (ms)",
+        "p99 (ms)",
+        "round trips/s",
+        "CPU µs / op",
+        "8 clients: round trips/s",
+        "8 clients: p50 (ms)",
       ],
-      res.floor.map((r) => [
-        r.server,
-        r.command,
-        f(r.start?.latencyMs.p50, 3),
-        f(r.start?.latencyMs.p99, 3),
-        f(r.end?.latencyMs.p50, 3),
-        f(r.end?.latencyMs.p99, 3),
-        r.error ? `error: ${r.error.slice(0, 80)}` : f(floorP50(res, r.server), 3),
-      ]),
+      res.floor.map((fl) => {
+        const run = res.locks.find((l) => l.server === fl.server);
+        const id = fl.id ?? run?.out?.floorId;
+        const u = phaseSummary(res, fl.server, "uncontended")?.peers.find((p) => p.id === id);
+        const c = phaseSummary(res, fl.server, "contended")?.peers.find((p) => p.id === id);
+        if (!u)
+          return [
+            fl.server,
+            fl.command,
+            `error: ${(run?.error ?? "not measured").slice(0, 80)}`,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+          ];
+        return [
+          fl.server,
+          fl.command,
+          String(u.rounds),
+          f(u.p50, 3),
+          f(u.p99, 3),
+          int(u.opsPerSec),
+          f(u.cpuUsPerOp, 1),
+          int(c?.opsPerSec),
+          f(c?.p50, 3),
+        ];
+      }),
     ),
     "",
   );
 
   // Locks
-  const s = res.settings as Record<string, number>;
   out.push("## 1. Lock: acquire + release cycle", "");
   out.push(
     `![uncontended p50 ratios](${relative(join(ROOT, "docs"), svgPath)})`,
     "",
-    `Each peer is reduced to one *try* (no built-in retry) and one release; the harness retries a busy lock after a random ${s.retryMinMs}–${s.retryMaxMs} ms for every peer alike. Lock ttl ${s.lockTtlMs} ms. A cycle's latency runs from the first try to the end of the release. **Uncontended**: one client, one lock, back to back for ${s.uncontendedMs} ms. **Contended**: ${s.clients} clients (each its own connection or store instance, one process) on one lock for ${s.contendedMs} ms. "ratio" is to the fastest peer on the same server (p50: lower is better; throughput: higher is better). Each peer runs in its own child process.`,
+    `Each peer is reduced to one *try* (no built-in retry) and one release; the harness retries a busy lock after a random ${s.retryMinMs}–${s.retryMaxMs} ms for every peer alike. Lock ttl ${s.lockTtlMs} ms. A cycle's latency runs from the first try to the end of the release. All peers of one server and its floor run in one process, **interleaved in rounds of ${s.roundMs} ms** (order rotated every round, ${s.warmupRounds} unrecorded warm-up round, then ${s.rounds} recorded rounds per peer and phase). **Uncontended**: one client, one lock. **Contended**: ${s.clients} clients (each its own connection or store instance) on one lock per peer. "best" is the peer with the lowest median p50 (for the p50 ratio) or the highest median throughput (for the throughput ratio); ratios are medians of per-round ratios with their p10–p90 spread. "× floor" is the median per-round ratio of the peer's p50 to the floor's p50 (2× is the floor of a two-round-trip cycle). CPU is this client process's user + system time per cycle (\`process.cpuUsage\`): a peer that wins by spending more CPU shows here.`,
     "",
   );
   for (const mode of ["uncontended", "contended"] as const) {
@@ -164,44 +209,59 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
     );
     const rows: string[][] = [];
     for (const server of ORDER) {
-      const group = res.locks.filter((l) => l.server === server);
-      if (!group.length) continue;
-      const ok = group.filter((l) => l.out);
-      const bestP50 = Math.min(
-        ...ok.map((l) => l.out?.[mode].latencyMs.p50 ?? Number.POSITIVE_INFINITY),
-      );
-      const bestOps = Math.max(...ok.map((l) => l.out?.[mode].opsPerSec ?? 0));
-      const fl = floorP50(res, server);
-      for (const l of group) {
-        const r = l.out?.[mode];
-        if (!r) {
+      const run = res.locks.find((l) => l.server === server);
+      if (!run) continue;
+      if (!run.out) {
+        rows.push([server, `error: ${(run.error ?? "").slice(0, 120)}`, ...Array(10).fill("")]);
+        continue;
+      }
+      const floorIds = run.out.floorIds ?? [];
+      const sum = summarize(run.out[mode].peers, run.out.floorId, floorIds);
+      for (const p of sum.peers) {
+        const isFloor = p.id === run.out.floorId || floorIds.includes(p.id);
+        const meta = res.peers.find((x) => x.peer === p.id);
+        const lib = isFloor
+          ? (res.floor.find((x) => (x.id ?? `floor-${x.server}`) === p.id)?.command ?? "floor")
+          : meta
+            ? `${meta.lib}@${meta.version}`
+            : "?";
+        const name = p.id.startsWith("tenure-") ? `**${p.id}**` : isFloor ? `*${p.id}*` : p.id;
+        if (!p.rounds) {
           rows.push([
             server,
-            `${l.peer}`,
-            l.lib,
-            `error: ${(l.error ?? "").slice(0, 100)}`,
-            "",
-            "",
-            "",
-            "",
-            "",
-            ...(mode === "contended" ? ["", ""] : []),
+            name,
+            lib,
+            `error: ${(p.error ?? "no cycles").slice(0, 100)}`,
+            ...Array(8).fill(""),
           ]);
           continue;
         }
         rows.push([
           server,
-          l.lib === "tenure" ? `**${l.peer}**` : l.peer,
-          `${l.lib}@${l.version}`,
-          int(r.opsPerSec),
-          ratio(r.opsPerSec / bestOps),
-          f(r.latencyMs.p50, 3),
-          ratio(r.latencyMs.p50 / bestP50),
-          f(r.latencyMs.p99, 2),
-          fl ? ratio(r.latencyMs.p50 / fl) : "–",
-          ...(mode === "contended"
-            ? [f(r.failedTriesPerCycle, 2), `${r.perClientMin}–${r.perClientMax}`]
-            : []),
+          name,
+          lib,
+          String(p.rounds),
+          int(p.opsPerSec),
+          isFloor ? "(floor)" : ratioCell(p.opsRatio, p.id === sum.bestOps),
+          f(p.p50, 3),
+          isFloor ? "(floor)" : ratioCell(p.p50Ratio, p.id === sum.bestP50),
+          f(p.p99, 2),
+          p.id === run.out.floorId
+            ? "1×"
+            : isFloor
+              ? ""
+              : `${ratio(p.floorRatio?.median)}${floorIds
+                  .filter((id) => id !== run.out?.floorId)
+                  .map((id) => {
+                    const a = run.out?.[mode].peers.find((x) => x.id === p.id);
+                    const b = run.out?.[mode].peers.find((x) => x.id === id);
+                    return a && b
+                      ? ` (${ratio(ratioOver(a, b, (x) => x.p50).median)} ${id.replace(/^floor-[a-z]+-?/, "") || "floor"})`
+                      : "";
+                  })
+                  .join("")}`,
+          f(p.cpuUsPerOp, 1),
+          ...(mode === "contended" ? [isFloor ? "" : f(p.failedTriesPerCycle, 2)] : []),
         ]);
       }
     }
@@ -211,13 +271,15 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
           "server",
           "peer",
           "library",
+          "rounds",
           "cycles/s",
-          "throughput ratio",
+          "throughput ratio (p10–p90)",
           "p50 (ms)",
-          "p50 ratio",
+          "p50 ratio (p10–p90)",
           "p99 (ms)",
           "p50 × floor",
-          ...(mode === "contended" ? ["failed tries / cycle", "cycles per client (min–max)"] : []),
+          "CPU µs / cycle",
+          ...(mode === "contended" ? ["failed tries / cycle"] : []),
         ],
         rows,
       ),
@@ -225,7 +287,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
     );
   }
   out.push("How each peer does one cycle:", "");
-  for (const l of res.locks) out.push(`- \`${l.peer}\` (${l.lib}): ${l.how}`);
+  for (const l of res.peers) out.push(`- \`${l.peer}\` (${l.lib}): ${l.how}`);
   out.push("");
 
   // Failover

@@ -1,6 +1,8 @@
 /**
  * Tenure benchmarks (issue 6): locks vs peer libraries, failover, scale and
- * each server's physical floor, all in one run on local servers.
+ * each server's physical floor, all in one run on local servers. The lock
+ * peers of one server and its floor run interleaved in short rounds in one
+ * child process (issue 13: noise falls on all of them alike).
  *
  *   node dist/bench/run.js [--smoke] [--only redis,postgres,etcd,sqlite]
  *                          [--parts floor,locks,failover,scale] [--out DIR] [--no-doc]
@@ -15,7 +17,7 @@ import { type FailoverConfig, type FailoverResult, runFailover } from "./failove
 import { bigintSafe, etcdHosts, pkgVersion, ROOT, runChild, serviceUrls } from "./lib/common.js";
 import { type OwnEtcd, startEtcd } from "./lib/etcd.js";
 import { FLOORS, LOCK_PEERS } from "./lib/peers.js";
-import type { FloorOutput, LockInput, LockOutput } from "./locks.js";
+import type { LockInput, LockOutput } from "./locks.js";
 import { writeReport } from "./report.js";
 import type { ScaleInput, ScaleOutput } from "./scale.js";
 
@@ -30,22 +32,12 @@ export interface BenchResults {
   servers: Record<string, string>;
   libraries: Record<string, string>;
   settings: Record<string, unknown>;
-  floor: Array<{
-    server: string;
-    command: string;
-    start?: FloorOutput;
-    end?: FloorOutput;
-    error?: string;
-  }>;
-  locks: Array<{
-    peer: string;
-    server: string;
-    lib: string;
-    version: string;
-    how: string;
-    out?: LockOutput;
-    error?: string;
-  }>;
+  /** The floor probe of each server (measured as one of its interleaved peers). */
+  floor: Array<{ server: string; id?: string; command: string }>;
+  /** Every lock peer, described. */
+  peers: Array<{ peer: string; server: string; lib: string; version: string; how: string }>;
+  /** One interleaved run per server: its peers and its floor, round by round. */
+  locks: Array<{ server: string; out?: LockOutput; error?: string }>;
   failover: Array<FailoverResult & { error?: string }>;
   scale: Array<{ backend: string; n: number; out?: ScaleOutput; error?: string }>;
   skipped: string[];
@@ -164,13 +156,12 @@ async function main(): Promise<void> {
     const S = args.smoke;
     const settings = {
       lockTtlMs: 10_000,
-      warmup: S ? 10 : 100,
-      uncontendedMs: S ? 300 : 2500,
-      contendedMs: S ? 400 : 3000,
+      roundMs: S ? 50 : 200,
+      rounds: S ? 3 : 30,
+      warmupRounds: 1,
       clients: 8,
       retryMinMs: 1,
       retryMaxMs: 3,
-      maxSamples: 200_000,
       failoverTtlMs: 2000,
       clientGoRetryMs: Math.round((2000 * 2) / 15),
       failoverReps: S ? 1 : 3,
@@ -213,49 +204,53 @@ async function main(): Promise<void> {
       libraries,
       settings,
       floor: [],
+      peers: [],
       locks: [],
       failover: [],
       scale: [],
       skipped,
     };
-    const lockInput = (extra: Partial<LockInput>): LockInput => ({
-      ttlMs: settings.lockTtlMs,
-      warmup: settings.warmup,
-      uncontendedMs: settings.uncontendedMs,
-      contendedMs: settings.contendedMs,
-      clients: settings.clients,
-      retryMinMs: settings.retryMinMs,
-      retryMaxMs: settings.retryMaxMs,
-      sqlitePath,
-      maxSamples: settings.maxSamples,
-      ...extra,
-    });
     const floors = FLOORS.filter((f) => args.only.includes(f.server));
-    const measureFloors = async (when: "start" | "end") => {
-      for (const f of floors) {
-        log(`floor ${f.server} (${when})`);
-        const r = await runChild<FloorOutput>("locks.js", lockInput({ floor: f.server }), 60_000);
-        let row = res.floor.find((x) => x.server === f.server);
-        if (!row) {
-          row = { server: f.server, command: f.command };
-          res.floor.push(row);
-        }
-        if (r.ok) row[when] = r.result;
-        else row.error = `${r.error}${r.stderr ? ` ${r.stderr.slice(-300)}` : ""}`;
-      }
-    };
-    if (args.parts.includes("floor") || args.parts.includes("locks")) await measureFloors("start");
-
-    if (args.parts.includes("locks")) {
-      for (const p of LOCK_PEERS.filter((x) => args.only.includes(x.server))) {
-        log(`locks ${p.id}`);
-        const r = await runChild<LockOutput>("locks.js", lockInput({ peer: p.id }), 120_000);
+    res.floor = floors.map((f) => ({
+      server: f.server,
+      ...(f.id ? { id: f.id } : {}),
+      command: f.command,
+    }));
+    const runLocks = args.parts.includes("locks");
+    if (runLocks)
+      res.peers = LOCK_PEERS.filter((p) => args.only.includes(p.server)).map((p) => ({
+        peer: p.id,
+        server: p.server,
+        lib: p.lib,
+        version: p.lib === "tenure" ? (libraries.tenure ?? "?") : pkgVersion(p.lib),
+        how: p.how,
+      }));
+    if (runLocks || args.parts.includes("floor")) {
+      for (const server of SERVERS) {
+        if (!args.only.includes(server)) continue;
+        const peers = runLocks
+          ? LOCK_PEERS.filter((p) => p.server === server).map((p) => p.id)
+          : [];
+        const floorCount = floors.filter((f) => f.server === server).length;
+        const floor = floorCount > 0;
+        const input: LockInput = {
+          server,
+          peers,
+          floor,
+          ttlMs: settings.lockTtlMs,
+          roundMs: settings.roundMs,
+          rounds: settings.rounds,
+          warmupRounds: settings.warmupRounds,
+          clients: settings.clients,
+          retryMinMs: settings.retryMinMs,
+          retryMaxMs: settings.retryMaxMs,
+          sqlitePath,
+        };
+        const turns = (peers.length + floorCount) * (input.rounds + input.warmupRounds) * 2;
+        log(`locks ${server}: ${peers.concat(floor ? ["floor"] : []).join(", ")} interleaved`);
+        const r = await runChild<LockOutput>("locks.js", input, 60_000 + turns * input.roundMs * 3);
         res.locks.push({
-          peer: p.id,
-          server: p.server,
-          lib: p.lib,
-          version: p.lib === "tenure" ? (libraries.tenure ?? "?") : pkgVersion(p.lib),
-          how: p.how,
+          server,
           ...(r.ok
             ? { out: r.result }
             : { error: `${r.error}${r.stderr ? ` ${r.stderr.slice(-300)}` : ""}` }),
@@ -351,7 +346,6 @@ async function main(): Promise<void> {
       }
     }
 
-    if (args.parts.includes("floor") || args.parts.includes("locks")) await measureFloors("end");
     res.durationS = Math.round((Date.now() - t0) / 1000);
 
     mkdirSync(args.out, { recursive: true });
@@ -364,8 +358,12 @@ async function main(): Promise<void> {
       log(`report: ${doc}`);
     }
     const failed = [
-      ...res.floor.filter((f) => f.error).map((f) => `floor ${f.server}: ${f.error}`),
-      ...res.locks.filter((l) => l.error).map((l) => `locks ${l.peer}: ${l.error}`),
+      ...res.locks.filter((l) => l.error).map((l) => `locks ${l.server}: ${l.error}`),
+      ...res.locks.flatMap((l) =>
+        (l.out?.uncontended.peers ?? [])
+          .filter((p) => p.error)
+          .map((p) => `locks ${p.id}: ${p.error}`),
+      ),
       ...res.failover.flatMap((f) => f.errors.map((e) => `failover ${f.id}: ${e}`)),
       ...res.scale.filter((s) => s.error).map((s) => `scale ${s.backend} N=${s.n}: ${s.error}`),
     ];

@@ -229,9 +229,15 @@ export const LOCK_PEERS: LockPeer[] = [
 /** The cheapest command of each server: one raw round trip (part 4). */
 export interface FloorProbe {
   server: LockPeer["server"];
+  /** Peer id; the server's main floor (one round trip) has none and is `floor-<server>`. */
+  id?: string;
   command: string;
   open(ctx: { sqlitePath: string }): Promise<{ once(): Promise<unknown>; close(): Promise<void> }>;
 }
+
+/** This process's own table for the PostgreSQL commit floor (dropped on close). */
+const COMMIT_FLOOR_TABLE = `tenure_bench_commit_floor_${process.pid}`;
+let commitFloorRows = 0;
 
 export const FLOORS: FloorProbe[] = [
   {
@@ -250,6 +256,31 @@ export const FLOORS: FloorProbe[] = [
       const c = new pg.Client({ connectionString: serviceUrls().postgres });
       await c.connect();
       return { once: () => c.query("SELECT 1"), close: () => c.end() };
+    },
+  },
+  {
+    server: "postgres",
+    id: "floor-postgres-commit",
+    command:
+      "UPDATE of one row of a bench table in autocommit (pg.Client; each client its own row): one commit that flushes WAL",
+    async open() {
+      const pg = (await import("pg")).default;
+      const c = new pg.Client({ connectionString: serviceUrls().postgres });
+      await c.connect();
+      const row = ++commitFloorRows;
+      await c.query(
+        `CREATE TABLE IF NOT EXISTS ${COMMIT_FLOOR_TABLE} (k int PRIMARY KEY, v bigint NOT NULL)`,
+      );
+      await c.query(`INSERT INTO ${COMMIT_FLOOR_TABLE} VALUES ($1, 0) ON CONFLICT DO NOTHING`, [
+        row,
+      ]);
+      return {
+        once: () => c.query(`UPDATE ${COMMIT_FLOOR_TABLE} SET v = v + 1 WHERE k = $1`, [row]),
+        async close() {
+          await c.query(`DROP TABLE IF EXISTS ${COMMIT_FLOOR_TABLE}`).catch(() => {});
+          await c.end();
+        },
+      };
     },
   },
   {

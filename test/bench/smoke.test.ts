@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
+import type { PhaseOutput } from "../../bench/locks.js";
 import { renderMarkdown, renderSvg } from "../../bench/report.js";
 import type { BenchResults } from "../../bench/run.js";
 import { REPO_ROOT } from "../helpers/services.js";
@@ -35,11 +36,22 @@ describe("bench smoke (sqlite)", () => {
       const files = readdirSync(out).filter((f) => f.endsWith("-smoke.json"));
       assert.equal(files.length, 1);
       const res = JSON.parse(readFileSync(join(out, files[0] as string), "utf8")) as BenchResults;
-      const lock = res.locks.find((l) => l.peer === "tenure-sqlite");
-      assert.ok(lock?.out, `tenure-sqlite lock run failed: ${lock?.error}`);
-      assert.ok(lock.out.uncontended.cycles > 0);
-      assert.ok(lock.out.contended.cycles > 0);
-      assert.ok(lock.out.uncontended.latencyMs.p50 > 0);
+      const lockRun = res.locks.find((l) => l.server === "sqlite");
+      assert.ok(lockRun?.out, `sqlite lock run failed: ${lockRun?.error}`);
+      assert.equal(lockRun.out.floorId, "floor-sqlite");
+      for (const mode of ["uncontended", "contended"] as const) {
+        const phase: PhaseOutput = lockRun.out[mode];
+        // Interleaved: every recorded round has both peers, the order rotated.
+        assert.equal(phase.order.length, res.settings.rounds);
+        assert.deepEqual(phase.order[0], ["tenure-sqlite", "floor-sqlite"]);
+        assert.deepEqual(phase.order[1], ["floor-sqlite", "tenure-sqlite"]);
+        const tenure = phase.peers.find((p) => p.id === "tenure-sqlite");
+        assert.equal(tenure?.error, undefined);
+        assert.equal(tenure?.rounds.length, res.settings.rounds);
+        for (const f of tenure?.rounds ?? []) {
+          assert.ok(f && f.cycles > 0 && f.p50 > 0 && f.cpuUsPerOp > 0, JSON.stringify(f));
+        }
+      }
       const scale = res.scale.filter((s) => s.out);
       assert.deepEqual(
         scale.map((s) => [s.n, s.out?.heldAtEnd]),
@@ -51,8 +63,14 @@ describe("bench smoke (sqlite)", () => {
         "bench/results/x.json",
         join(REPO_ROOT, "docs", "benchmarks", "locks-p50.svg"),
       );
-      assert.match(md, /\*\*tenure-sqlite\*\*/);
-      assert.match(md, /under 25 % as noise/);
+      assert.match(
+        md,
+        new RegExp(
+          `\\| sqlite \\| \\*\\*tenure-sqlite\\*\\* \\| tenure@[^|]+\\| ${res.settings.rounds} \\| [\\d,]+ \\| 1× \\(best\\) \\|`,
+        ),
+      );
+      assert.match(md, /\| sqlite \| \*floor-sqlite\* \|/);
+      assert.match(md, /interleaved/);
       assert.match(renderSvg(res), /^<svg [^>]+>[\s\S]*tenure-sqlite[\s\S]*<\/svg>\n$/);
     } finally {
       rmSync(out, { recursive: true, force: true });

@@ -257,6 +257,165 @@ describe("etcd store", { ...single }, () => {
     }
   });
 
+  it("acquire + release is one transaction each on the session lease; keep-alives share one stream", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    const calls = { txn: 0, range: 0, streams: 0, keepAlives: 0, grant: 0, ttl: 0 };
+    const realKa = client.leaseClient.leaseKeepAlive.bind(client.leaseClient);
+    client.leaseClient.leaseKeepAlive = (async (...a: Parameters<typeof realKa>) => {
+      calls.streams++;
+      const st = await realKa(...a);
+      const write = st.write.bind(st);
+      st.write = ((...w: Parameters<typeof write>) => {
+        calls.keepAlives++;
+        return write(...w);
+      }) as typeof st.write;
+      return st;
+    }) as typeof realKa;
+    const count =
+      <A extends unknown[], R>(k: keyof typeof calls, f: (...a: A) => R) =>
+      (...a: A): R => {
+        calls[k]++;
+        return f(...a);
+      };
+    client.kv.txn = count("txn", client.kv.txn.bind(client.kv));
+    client.kv.range = count("range", client.kv.range.bind(client.kv));
+    client.leaseClient.leaseGrant = count(
+      "grant",
+      client.leaseClient.leaseGrant.bind(client.leaseClient),
+    );
+    client.leaseClient.leaseTimeToLive = count(
+      "ttl",
+      client.leaseClient.leaseTimeToLive.bind(client.leaseClient),
+    );
+    const s = new EtcdStore(client, { prefix: "hot/" });
+    const other = await openEtcdStore(SERVICES.etcd!, { prefix: "hot/" });
+    try {
+      const n = uniqueName("hot");
+      for (let i = 0; i < 20; i++) {
+        const a = await s.acquire(n, "a", 5000);
+        assert.ok(a.acquired);
+        assert.equal(await s.release(a.lease), true);
+      }
+      assert.deepEqual(
+        calls,
+        // the first acquire's grant was sent after it began: it needs no keep-alive
+        { txn: 40, range: 0, streams: 1, keepAlives: 19, grant: 1, ttl: 0 },
+        "per cycle: 2 transactions + 1 keep-alive message on one stream",
+      );
+      // A held lock: failed tries cost one transaction each; the holder's
+      // remaining time is asked once and then aged (never overstated).
+      const held = await other.acquire(n, "b", 5000);
+      assert.ok(held.acquired);
+      const before = { ...calls };
+      const seen: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const r = await s.acquire(n, "a", 5000);
+        assert.ok(!r.acquired && r.current?.holder === "b");
+        seen.push(r.current.expiresInMs);
+      }
+      assert.equal(calls.txn - before.txn, 10);
+      assert.equal(
+        calls.ttl - before.ttl,
+        1,
+        "one TTL request for 10 failed tries within a second",
+      );
+      assert.ok(seen[0]! > 3000 && seen[0]! <= 5000, `${seen[0]}`);
+      for (let i = 1; i < seen.length; i++) {
+        assert.ok(seen[i]! <= seen[i - 1]! && seen[i]! < seen[0]!, `aged: ${seen.join(",")}`);
+      }
+      const truth = await other.read(n);
+      assert.ok(
+        seen[seen.length - 1]! <= truth!.expiresInMs + 1000,
+        "a lower bound (whole seconds)",
+      );
+      await other.release(held.lease);
+    } finally {
+      await s.close();
+      await other.close();
+      client.close();
+    }
+  });
+
+  it("an idle session past its TTL is replaced by a new grant, not used (no LEASE_NOT_FOUND round trip)", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    const calls = { txn: 0, grant: 0 };
+    const realTxn = client.kv.txn.bind(client.kv);
+    client.kv.txn = ((...a: Parameters<typeof realTxn>) => {
+      calls.txn++;
+      return realTxn(...a);
+    }) as typeof realTxn;
+    const realGrant = client.leaseClient.leaseGrant.bind(client.leaseClient);
+    client.leaseClient.leaseGrant = ((...a: Parameters<typeof realGrant>) => {
+      calls.grant++;
+      return realGrant(...a);
+    }) as typeof realGrant;
+    const s = new EtcdStore(client, { prefix: "idle/" });
+    try {
+      const n = uniqueName("idle");
+      const a = await s.acquire(`${n}-a`, "a", 1000);
+      assert.ok(a.acquired);
+      const idleFrom = performance.now();
+      await waitFor(
+        "the 1 s session to go idle for its TTL",
+        () => performance.now() - idleFrom >= 1100,
+        {
+          timeoutMs: 3000,
+        },
+      );
+      const before = { ...calls };
+      const b = await s.acquire(`${n}-b`, "a", 1000);
+      assert.ok(b.acquired);
+      assert.deepEqual(
+        { txn: calls.txn - before.txn, grant: calls.grant - before.grant },
+        { txn: 1, grant: 1 },
+      );
+      await s.release(b.lease);
+    } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
+  it("a keep-alive stream that stops answering is left after a quarter ttl: the next keep-alive opens a new one", async () => {
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    const realKa = client.leaseClient.leaseKeepAlive.bind(client.leaseClient);
+    let streams = 0;
+    client.leaseClient.leaseKeepAlive = (async (...a: Parameters<typeof realKa>) => {
+      const st = await realKa(...a);
+      // the first stream swallows what is written, as on a member that went away
+      if (++streams === 1) st.write = (() => true) as typeof st.write;
+      return st;
+    }) as typeof realKa;
+    const s = new EtcdStore(client, { prefix: "stuck-ka/", callTimeoutMs: 2000 });
+    try {
+      const n = uniqueName("stuckka");
+      // the session's grant serves the first acquire; the next needs a keep-alive
+      const zero = await s.acquire(`${n}-0`, "a", 1000);
+      assert.ok(zero.acquired);
+      const startedAt = performance.now();
+      let firstDone = false;
+      const first = expectStoreError(s.acquire(n, "a", 1000)).finally(() => {
+        firstDone = true;
+      });
+      // the keep-alive on the mute stream is stale a quarter ttl (250 ms) after it was sent
+      await waitFor("a quarter ttl to pass", () => performance.now() - startedAt >= 300, {
+        timeoutMs: 2000,
+      });
+      const second = await s.acquire(`${n}-2`, "a", 1000);
+      assert.ok(second.acquired, "the next acquire's keep-alive went out on a new stream");
+      assert.equal(firstDone, false, "without waiting for the stuck one");
+      const e = await first;
+      assert.equal(e.transient, true, e.message);
+      assert.ok(performance.now() - startedAt < 2500, "the stuck one is bounded by its deadline");
+      assert.equal(streams, 2);
+      await s.release(second.lease);
+      await s.release(zero.lease);
+    } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
   it("a term nobody renews or releases ends one ttl after its last renewal, while its session lives on for the others", async () => {
     const s = await openEtcdStore(SERVICES.etcd!);
     const observer = await openEtcdStore(SERVICES.etcd!);
@@ -740,6 +899,21 @@ describe("etcd session lease keep-alives", () => {
     });
     return { sent, lease };
   }
+
+  it("a session nothing kept alive for its whole TTL counts as expired; one with a keep-alive in flight does not", async () => {
+    const idle = new SessionLease("8", 1, 1000, 1, () => Promise.resolve(1));
+    assert.equal(idle.idleExpired(1999), false);
+    assert.equal(idle.idleExpired(2000), true);
+    const { sent, lease } = scripted();
+    const now = monotonicMs();
+    assert.equal(lease.idleExpired(now), false);
+    const p = lease.refresh(now + 1);
+    assert.equal(lease.idleExpired(now + 5000), false, "a keep-alive is in flight");
+    sent[0]!.answer(1);
+    await p;
+    assert.equal(lease.idleExpired(monotonicMs() + 999), false);
+    assert.equal(lease.idleExpired(monotonicMs() + 1000), true);
+  });
 
   it("callers join one keep-alive sent after they asked, and queue at most one more", async () => {
     const { sent, lease } = scripted();

@@ -138,6 +138,23 @@ describe("redis store", { ...shared }, () => {
     assert.equal(store.taggedKey(n, "cursor"), `tenure:{${n}}:user:cursor`);
   });
 
+  it("a token counter ahead of the server's clock (the clock stepped back) still gives a larger token", async () => {
+    const n = uniqueName("ahead");
+    const [sec] = (await raw.time()) as unknown as [string, string];
+    const ahead = BigInt(sec) * 1_000_000n + 3_600_000_000n; // an hour ahead
+    await raw.set(`tenure:{${n}}:token`, ahead.toString());
+    const a = await store.acquire(n, "a", 5000);
+    assert.ok(a.acquired);
+    assert.equal(a.lease.token, ahead + 1n);
+    assert.equal(await raw.get(`tenure:{${n}}:token`), String(ahead + 1n));
+    assert.equal(await raw.get(`tenure:{${n}}:lease`), `t1:${ahead + 1n}:a`);
+    await store.release(a.lease);
+    const b = await store.acquire(n, "b", 5000);
+    assert.ok(b.acquired && b.lease.token === ahead + 2n);
+    await store.release(b.lease);
+    await raw.del(`tenure:{${n}}:token`);
+  });
+
   it("a custom key prefix (option or ?prefix=) is used for every key", async () => {
     const s = await openRedisStore(`${SERVICES.redis}?prefix=myapp:`);
     try {
@@ -173,6 +190,8 @@ describe("redis store", { ...shared }, () => {
     const n3 = uniqueName("badtoken");
     await raw.set(`tenure:{${n3}}:token`, "banana");
     assert.equal((await expectStoreError(store.acquire(n3, "a", 1000))).kind, "schema");
+    assert.equal(await raw.get(`tenure:{${n3}}:token`), "banana", "the bad value is left as found");
+    assert.equal(await raw.exists(`tenure:{${n3}}:lease`), 0, "and no lease was written");
     const n4 = uniqueName("noexpiry");
     await raw.set(`tenure:{${n4}}:lease`, "t1:5:a");
     assert.equal((await expectStoreError(store.read(n4))).kind, "schema");
@@ -507,6 +526,119 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
       assert.equal(e.field, "restartGuard");
       return true;
     });
+  });
+
+  it("hot path: an acquire + release cycle on a server older than the ttl runs 11 O(1) commands and no INFO (MONITOR); after a SAVE the guard still grants", async () => {
+    const TTL = 400;
+    const srv = await start();
+    const s = track(await openNamed(srv.url, { restartGuard: true }));
+    const n = uniqueName("hot");
+    // Wait until the server is older than the ttl and LASTSAVE (its start) is over a ttl + 1 s ago.
+    await waitFor(
+      "a server old enough for the LASTSAVE fast path",
+      async () => {
+        const admin = srv.admin();
+        try {
+          const [sec] = (await admin.time()) as unknown as [string, string];
+          return Number(sec) - (await admin.lastsave()) >= 3 ? true : null;
+        } finally {
+          admin.disconnect();
+        }
+      },
+      { timeoutMs: 8000, intervalMs: 100 },
+    );
+    const cycle = async () => {
+      const a = await s.acquire(n, "a", TTL);
+      assert.ok(a.acquired, a.acquired ? "" : `not acquired (retry in ${a.retryInMs} ms)`);
+      assert.equal(await s.release(a.lease), true);
+    };
+    await cycle(); // loads the scripts (NOSCRIPT + EVAL) outside the watch
+    const watch = async (fn: () => Promise<void>) => {
+      const conn = srv.admin();
+      const mon = await conn.monitor();
+      const seen: string[] = [];
+      mon.on("monitor", (_t: string, args: string[]) => {
+        const cmd = String(args[0]).toLowerCase();
+        if (!["ping", "client", "select"].includes(cmd)) seen.push(cmd);
+      });
+      try {
+        await fn();
+        // MONITOR lines arrive asynchronously: wait for the cycle's last command.
+        await waitFor("the cycle's last PUBLISH in MONITOR", async () =>
+          seen.filter((c) => c === "publish").length >= 2 ? true : null,
+        );
+      } finally {
+        mon.disconnect();
+        conn.disconnect();
+      }
+      return seen;
+    };
+    assert.deepEqual(await watch(cycle), [
+      "evalsha",
+      "get",
+      "time",
+      "lastsave",
+      "getset",
+      "set",
+      "publish",
+      "evalsha",
+      "get",
+      "del",
+      "publish",
+    ]);
+    // A SAVE moves LASTSAVE to now: the fast path cannot tell, INFO (uptime) can.
+    const admin = srv.admin();
+    try {
+      await admin.save();
+    } finally {
+      admin.disconnect();
+    }
+    const afterSave = await watch(cycle);
+    assert.ok(afterSave.includes("info"), afterSave.join(","));
+  });
+
+  it("restart guard with persistence (AOF): the old run's keys come back, yet a restarted server grants no free lease for one ttl", async () => {
+    const TTL = 1000;
+    const srv = await start(["--appendonly", "yes", "--appendfsync", "always"]);
+    const s = track(await openNamed(srv.url, { restartGuard: true }));
+    const n = uniqueName("aof");
+    const a = await waitFor(
+      "acquire once the server is one ttl old",
+      async () => {
+        const r = await s.acquire(n, "a", TTL);
+        return r.acquired ? r : null;
+      },
+      { timeoutMs: 3 * TTL + 3000, intervalMs: 50 },
+    );
+    assert.equal(await s.release(a.lease), true); // the lease is gone before the crash
+    await srv.restart(); // SIGKILL; the AOF brings every key back
+    const restartedAt = performance.now();
+    const admin = srv.admin();
+    try {
+      assert.equal(await admin.get(`tenure:{${n}}:token`), String(a.lease.token), "AOF replayed");
+    } finally {
+      admin.disconnect();
+    }
+    const b = await waitFor(
+      "acquire after the restart guard",
+      async () => {
+        try {
+          const r = await s.acquire(n, "b", TTL);
+          if (!r.acquired) {
+            assert.equal(r.current, null);
+            assert.ok(r.retryInMs !== undefined && r.retryInMs > 0, JSON.stringify(r));
+            return null;
+          }
+          return r;
+        } catch {
+          return null; // transient while the client reconnects
+        }
+      },
+      { timeoutMs: 3 * TTL + 3000, intervalMs: 25 },
+    );
+    const grantedAt = performance.now();
+    assert.ok(grantedAt - restartedAt >= TTL - 50, `${(grantedAt - restartedAt).toFixed(0)} ms`);
+    assert.ok(b.lease.token > a.lease.token);
   });
 
   it("SCRIPT FLUSH: scripts are re-sent after NOSCRIPT", async () => {

@@ -40,6 +40,17 @@ export class SessionLease {
   }
 
   /**
+   * True once the lease has certainly expired by itself: nothing kept it
+   * alive for its whole TTL since the last keep-alive that succeeded was sent
+   * (an idle session; etcd may have dropped it a little earlier, never later
+   * than this plus the round trip). The store then grants a new session
+   * instead of attaching keys to a lease etcd no longer knows.
+   */
+  idleExpired(now = monotonicMs()): boolean {
+    return !this.inflight && !this.queued && now - this.lastOk.sentAt >= this.lastOk.ttl * 1000;
+  }
+
+  /**
    * The lease's TTL (seconds) after a keep-alive sent at or after `since`
    * (monotonic ms); ≤ 0 when the lease is gone. Joins a keep-alive already
    * sent late enough, else queues one behind the one in flight, so at most

@@ -28,6 +28,7 @@ import {
   validateTtl,
 } from "../../store/validate.js";
 import { toEtcdStoreError } from "./classify.js";
+import { KeepAliveChannel, type KeepAliveStream } from "./keepalive.js";
 import { monotonicMs, SessionLease, staleAfterMs } from "./session.js";
 
 /** gRPC call options the store sets: an absolute deadline (ms since the epoch). */
@@ -69,13 +70,6 @@ export interface EtcdStoreOptions {
   secrets?: readonly string[];
 }
 
-interface KeepAliveStream {
-  on(event: "data", fn: (res: { TTL: string }) => void): unknown;
-  on(event: "error", fn: (e: unknown) => void): unknown;
-  write(req: { ID: string }): unknown;
-  end(): unknown;
-}
-
 const enc = (s: string) => Buffer.from(s, "utf8");
 
 /** The key just after every key starting with `prefix` (etcd `range_end` of a prefix range). */
@@ -102,6 +96,10 @@ export function ttlSeconds(ttlMs: number): number {
  */
 /** Most range operations in one batched read transaction (etcd's default `--max-txn-ops` is 128). */
 const READ_BATCH = 100;
+/** How long an etcd lease's remaining TTL, once fetched, may be reused (aged) on acquire's failure path. */
+const TTL_REUSE_MS = 1000;
+/** Most remembered TTL answers (cleared when full; one entry per holder session seen). */
+const TTL_SEEN_MAX = 1000;
 /** How often the store looks for terms of its own that ended without a release. */
 const SWEEP_INTERVAL_MS = 100;
 
@@ -157,6 +155,12 @@ export class EtcdStore implements LeaseStore {
   private readonly newestAcquire = new Map<string, number>();
   private acquireSeq = 0;
   private readonly watchers = new Set<Watcher>();
+  /** Recent TTL answers by etcd lease ID: monotonic send time and remaining ms (null: gone). */
+  private readonly ttlSeen = new Map<string, { sentAt: number; ms: number | null }>();
+  /** The one keep-alive stream of every session lease (opened on first use, without a deadline). */
+  private readonly keepAlives = new KeepAliveChannel(
+    async () => (await this.client.leaseClient.leaseKeepAlive()) as unknown as KeepAliveStream,
+  );
   private closed = false;
 
   constructor(client: EtcdClientLike, opts: EtcdStoreOptions = {}) {
@@ -283,12 +287,35 @@ export class EtcdStore implements LeaseStore {
     return ttl < 0 ? null : ttl * 1000;
   }
 
+  /**
+   * Like {@link remainingMs}, but an answer fetched less than a second (and
+   * less than a quarter of its value) ago is reused, aged by the time since
+   * its request was sent. That is a lower bound of what etcd would say now
+   * (the holder may have renewed meanwhile; never an overstatement), so a
+   * follower that tries again at the reported expiry is early, never late.
+   * Used where a term was just found held (acquire), so that a busy lock's
+   * failed tries cost one transaction, not two round trips each.
+   */
+  private async remainingMsRecent(leaseId: string, o: CallOptions): Promise<number | null> {
+    const now = monotonicMs();
+    const seen = this.ttlSeen.get(leaseId);
+    if (seen && seen.ms !== null) {
+      const age = now - seen.sentAt;
+      if (age >= 0 && age < Math.min(TTL_REUSE_MS, seen.ms / 4)) return Math.floor(seen.ms - age);
+    }
+    const ms = await this.remainingMs(leaseId, o);
+    if (this.ttlSeen.size >= TTL_SEEN_MAX) this.ttlSeen.clear();
+    this.ttlSeen.set(leaseId, { sentAt: now, ms });
+    return ms;
+  }
+
   private async info(
     op: string,
     name: string,
     kv: IKeyValue,
     o: CallOptions,
     ttlCache?: Map<string, Promise<number | null>>,
+    recent = false,
   ): Promise<LeaseInfo> {
     if (!kv.lease || kv.lease === "0") {
       throw this.schemaError(
@@ -302,7 +329,7 @@ export class EtcdStore implements LeaseStore {
     // no time left, so a follower knows the leader and looks again soon.
     let remaining = ttlCache?.get(kv.lease);
     if (!remaining) {
-      remaining = this.remainingMs(kv.lease, o);
+      remaining = recent ? this.remainingMsRecent(kv.lease, o) : this.remainingMs(kv.lease, o);
       ttlCache?.set(kv.lease, remaining);
     }
     let ms = (await remaining) ?? 0;
@@ -325,7 +352,10 @@ export class EtcdStore implements LeaseStore {
    */
   private async session(ttlSec: number, o: CallOptions): Promise<SessionLease> {
     const s = this.sessions.get(ttlSec);
-    if (s && !s.lost) return s;
+    if (s && !s.lost) {
+      if (!s.idleExpired()) return s;
+      s.lost = true;
+    }
     const inflight = this.granting.get(ttlSec);
     if (inflight && monotonicMs() - inflight.sentAt < staleAfterMs(ttlSec)) return inflight.p;
     const sentAt = monotonicMs();
@@ -339,7 +369,7 @@ export class EtcdStore implements LeaseStore {
           return live;
         }
         const fresh = new SessionLease(r.ID, ttlSec, sentAt, Number(r.TTL), (id) =>
-          this.keepAliveOnce(id, this.deadline()),
+          this.keepAliveOnce(id, ttlSec, this.deadline()),
         );
         this.sessions.set(ttlSec, fresh);
         return fresh;
@@ -353,20 +383,12 @@ export class EtcdStore implements LeaseStore {
     return entry.p;
   }
 
-  /** One keep-alive on a lease; returns its TTL in seconds afterwards (0 = expired or revoked). */
-  private async keepAliveOnce(leaseId: string, o: CallOptions): Promise<number> {
-    const stream = (await this.client.leaseClient.leaseKeepAlive(o)) as unknown as KeepAliveStream;
-    try {
-      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-        stream.on("data", resolve);
-        stream.on("error", reject);
-        stream.write({ ID: leaseId });
-      });
-      return Number(res.TTL);
-    } finally {
-      stream.on("error", () => {});
-      stream.end();
-    }
+  /**
+   * One keep-alive on a lease, on the store's shared keep-alive stream;
+   * returns its TTL in seconds afterwards (0 = expired or revoked).
+   */
+  private keepAliveOnce(leaseId: string, ttlSec: number, o: CallOptions): Promise<number> {
+    return this.keepAlives.send(leaseId, o.deadline, staleAfterMs(ttlSec));
   }
 
   // ── terms this store holds ────────────────────────────────────────────────
@@ -510,7 +532,7 @@ export class EtcdStore implements LeaseStore {
           const cur = r.responses[0]?.response_range.kvs[0];
           return {
             acquired: false as const,
-            current: cur ? await this.info("acquire", name, cur, o) : null,
+            current: cur ? await this.info("acquire", name, cur, o, undefined, true) : null,
           };
         }
         // The header revision of a write transaction is the revision of its
@@ -851,6 +873,7 @@ export class EtcdStore implements LeaseStore {
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    this.keepAlives.close();
     const ws = [...this.watchers];
     this.watchers.clear();
     await Promise.allSettled(ws.map((w) => w.cancel()));

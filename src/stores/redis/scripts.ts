@@ -19,21 +19,27 @@
  */
 import { createHash } from "node:crypto";
 
-/** Shared helpers, prepended to every script. */
-const PRELUDE = `
+/**
+ * Helpers a script can ask for (each script carries only the ones it uses:
+ * Redis runs a script's whole source on every call, helper definitions
+ * included). HEAD comes first in every script.
+ */
+const HEAD = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local MAX_TOKEN = 9007199254740991
 local function schema(msg)
   error({err = 'TENURE_SCHEMA ' .. msg})
 end
+`;
+
+const HELPERS = {
+  fmt: `
 local function fmt(n)
   return string.format('%.0f', n)
 end
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
--- returns nil, or token string, holder, token number
+`,
+  /** returns nil, or token string, holder, token number */
+  lease: `
 local function lease(key)
   local v = redis.call('GET', key)
   if not v then return nil end
@@ -44,27 +50,52 @@ local function lease(key)
   end
   return tok, holder, n
 end
+`,
+  pttl: `
 local function pttl(key)
   local t = redis.call('PTTL', key)
   if t == -1 then schema('lease key ' .. key .. ' has no expiry') end
   if t < 0 then t = 0 end
   return t
 end
--- Restart guard (see ACQUIRE): ms until this server may grant a free lease,
--- 0 when it may now. Two lower bounds of the server's uptime, either enough:
--- uptime_in_seconds less one second (it is the difference of two
--- whole-second clocks), and the time since a script first saw this run_id
--- (kept in bootKey, which a restart without persistence forgets and a
--- restart with it leaves under the old run_id).
-local function restart_wait(bootKey, guard)
+`,
+  /** the server's clock: microseconds (number) and the same as a decimal string */
+  now: `
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2]), t[1] .. string.sub('00000' .. t[2], -6)
+end
+`,
+  /**
+   * Restart guard (see ACQUIRE): ms until this server may grant a free lease,
+   * 0 when it may now. nowMs is the server's TIME in ms.
+   *
+   * Fast path, O(1): LASTSAVE. Redis counts its start as a save and only ever
+   * moves LASTSAVE to the current time, so LASTSAVE is never before the
+   * server's start, and now − (LASTSAVE + 1 s) (LASTSAVE is whole seconds) is
+   * a lower bound of its uptime. When that bound is at least the guard, the
+   * server is old enough.
+   *
+   * Slow path (within one guard of the start or of the last save, or when
+   * LASTSAVE is refused): INFO server, two lower bounds of the uptime, either
+   * enough: uptime_in_seconds less one second (the difference of two
+   * whole-second clocks), and the time since a script first saw this run_id
+   * (kept in bootKey, which a restart without persistence forgets and a
+   * restart with it leaves under the old run_id).
+   */
+  restartWait: `
+local function restart_wait(bootKey, guard, now)
   if guard <= 0 then return 0 end
+  local ok, saved = pcall(redis.call, 'LASTSAVE')
+  if ok and type(saved) == 'number' and saved > 0 and now - (saved + 1) * 1000 >= guard then
+    return 0
+  end
   local info = redis.call('INFO', 'server')
   local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
   local run = string.match(info, 'run_id:(%x+)')
   if not up or not run then return 0 end
   local coarse = guard - (up - 1) * 1000
   if coarse <= 0 then return 0 end
-  local now = math.floor(now_us() / 1000)
   local first = nil
   local seen = redis.call('GET', bootKey)
   if seen then
@@ -73,14 +104,16 @@ local function restart_wait(bootKey, guard)
   end
   if not first then
     first = now
-    redis.call('SET', bootKey, run .. ':' .. fmt(first), 'PX', fmt(guard + 5000))
+    redis.call('SET', bootKey, run .. ':' .. string.format('%.0f', first), 'PX', string.format('%.0f', guard + 5000))
   end
   local fine = guard - (now - first)
   if fine <= 0 then return 0 end
   if fine < coarse then return fine end
   return coarse
 end
--- last issued token as number (0 when absent)
+`,
+  /** last issued token as number (0 when absent) */
+  counter: `
 local function counter(key)
   local v = redis.call('GET', key)
   if not v then return 0, nil end
@@ -90,7 +123,10 @@ local function counter(key)
   end
   return n, v
 end
-`;
+`,
+} as const;
+
+type Helper = keyof typeof HELPERS;
 
 /**
  * KEYS: lease, counter, boot. ARGV: holder, ttlMs, channel, guardMs.
@@ -102,23 +138,46 @@ end
  * forgotten a lease whose holder still trusts it for up to one ttl after its
  * last acknowledged renewal; that renewal happened before the crash, so one
  * ttl after the restart every such window has closed.
+ *
+ * The counter is swapped with GETSET (one command instead of GET + SET): the
+ * new token is written first and the old counter checked after; if the old
+ * counter is not a token the old value is put back before the schema error,
+ * and if it is ahead of the clock (the clock stepped back) the token becomes
+ * counter + 1 with a second SET. Commands on the usual path (free lease,
+ * server older than the ttl): GET, TIME, LASTSAVE, GETSET, SET, PUBLISH.
  */
 const ACQUIRE = `
 local tok, holder, n = lease(KEYS[1])
 if tok and holder ~= ARGV[1] then
   return {0, tok, holder, pttl(KEYS[1])}
 end
+local t, s = now_us()
 if not tok then
-  local wait = restart_wait(KEYS[3], tonumber(ARGV[4]) or 0)
+  local wait = restart_wait(KEYS[3], tonumber(ARGV[4]) or 0, math.floor(t / 1000))
   if wait > 0 then return {2, wait} end
 end
-local c = counter(KEYS[2])
-local t = now_us()
-if c + 1 > t then t = c + 1 end
-if n and n + 1 > t then t = n + 1 end
+if n and n + 1 > t then
+  t = n + 1
+  s = fmt(t)
+end
 if t > MAX_TOKEN then schema('token of ' .. KEYS[2] .. ' would exceed 2^53') end
-local s = fmt(t)
-redis.call('SET', KEYS[2], s)
+local old = redis.call('GETSET', KEYS[2], s)
+if old then
+  local c = tonumber(old)
+  if not c or not string.match(old, '^%d+$') or c > MAX_TOKEN then
+    redis.call('SET', KEYS[2], old)
+    schema('token key ' .. KEYS[2] .. ' does not hold a Tenure token')
+  end
+  if c + 1 > t then
+    t = c + 1
+    if t > MAX_TOKEN then
+      redis.call('SET', KEYS[2], old)
+      schema('token of ' .. KEYS[2] .. ' would exceed 2^53')
+    end
+    s = fmt(t)
+    redis.call('SET', KEYS[2], s)
+  end
+end
 redis.call('SET', KEYS[1], 't1:' .. s .. ':' .. ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], 'acquired')
 return {1, s}
@@ -127,30 +186,35 @@ return {1, s}
 /**
  * KEYS: lease, boot. ARGV: holder, token, ttlMs, guardMs.
  * → {1} | {0, token, holder, pttl} | {0}
- * A renewal that finds its lease gone starts the restart guard's clock (the
- * holder is often the first to reach a restarted server).
+ * The lease value is compared whole (`t1:<token>:<holder>`, the token all
+ * digits, so equal strings mean the same token and holder). A renewal that
+ * finds its lease gone starts the restart guard's clock (the holder is often
+ * the first to reach a restarted server).
  */
 const RENEW = `
-local tok, holder = lease(KEYS[1])
-if not tok then
-  restart_wait(KEYS[2], tonumber(ARGV[4]) or 0)
-  return {0}
-end
-if tok == ARGV[2] and holder == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v and v == 't1:' .. ARGV[2] .. ':' .. ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {1}
+end
+local tok, holder = lease(KEYS[1])
+if not tok then
+  local t = redis.call('TIME')
+  restart_wait(KEYS[2], tonumber(ARGV[4]) or 0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  return {0}
 end
 return {0, tok, holder, pttl(KEYS[1])}
 `;
 
-/** KEYS: lease. ARGV: holder, token, channel. → 1 | 0 */
+/** KEYS: lease. ARGV: holder, token, channel. → 1 | 0 (the lease value compared whole, as in RENEW) */
 const RELEASE = `
-local tok, holder = lease(KEYS[1])
-if tok and tok == ARGV[2] and holder == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v and v == 't1:' .. ARGV[2] .. ':' .. ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[3], 'released')
   return 1
 end
+if v then lease(KEYS[1]) end
 return 0
 `;
 
@@ -237,8 +301,10 @@ export class LuaScript {
   constructor(
     readonly name: string,
     body: string,
+    helpers: readonly Helper[] = [],
   ) {
-    this.source = `${PRELUDE}\n${body}`;
+    const used = (Object.keys(HELPERS) as Helper[]).filter((h) => helpers.includes(h));
+    this.source = [HEAD, ...used.map((h) => HELPERS[h]), body].join("\n");
     this.sha = createHash("sha1").update(this.source).digest("hex");
   }
 
@@ -261,12 +327,12 @@ export class LuaScript {
 
 /** Every script of the store, by operation. */
 export const SCRIPTS = Object.freeze({
-  acquire: new LuaScript("acquire", ACQUIRE),
-  renew: new LuaScript("renew", RENEW),
-  release: new LuaScript("release", RELEASE),
-  read: new LuaScript("read", READ),
-  forceRelease: new LuaScript("forceRelease", FORCE_RELEASE),
-  putFenced: new LuaScript("putFenced", PUT_FENCED),
+  acquire: new LuaScript("acquire", ACQUIRE, ["fmt", "lease", "pttl", "now", "restartWait"]),
+  renew: new LuaScript("renew", RENEW, ["lease", "pttl", "restartWait"]),
+  release: new LuaScript("release", RELEASE, ["lease"]),
+  read: new LuaScript("read", READ, ["lease", "pttl"]),
+  forceRelease: new LuaScript("forceRelease", FORCE_RELEASE, ["lease"]),
+  putFenced: new LuaScript("putFenced", PUT_FENCED, ["counter"]),
   getFenced: new LuaScript("getFenced", GET_FENCED),
-  fencedWrite: new LuaScript("fencedWrite", FENCED_WRITE),
+  fencedWrite: new LuaScript("fencedWrite", FENCED_WRITE, ["lease"]),
 });
