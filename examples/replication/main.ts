@@ -205,6 +205,7 @@ function metricsServer(replicator: Replicator, port: number) {
       (e) => res.writeHead(500).end(errorMessage(e)),
     );
   });
+  server.on("error", (e) => logger.warn("metrics server failed", { port, err: e }));
   server.listen(port, "127.0.0.1");
   return server;
 }

@@ -1,7 +1,8 @@
 /**
  * The long profile of the replication example (npm run replication:long):
  * the faults of the end-to-end test, cycled for a while, with figures.
- *   npm run replication:long -- [--minutes 5] [--tx-per-second 100] [--json]
+ *   npm run replication:long -- [--minutes 5] [--tx-per-second 100] [--cli] [--json]
+ * (`--cli`: each process is `tenure run … -- node main.js`.)
  */
 import { parseArgs } from "node:util";
 import { type FaultRecord, runScenario } from "./scenario.js";
@@ -13,6 +14,7 @@ const { values } = parseArgs({
     "ttl-ms": { type: "string", default: "3000" },
     "settle-ms": { type: "string", default: "5000" },
     json: { type: "boolean", default: false },
+    cli: { type: "boolean", default: false },
   },
 });
 const minutes = Number(values.minutes);
@@ -27,6 +29,7 @@ for (const [k, v] of Object.entries({ minutes, tps, ttlMs, settleMs })) {
 }
 
 const r = await runScenario({
+  mode: values.cli ? "cli" : "elector",
   faults: ["kill", "stall", "cut", "restart"],
   durationMs: minutes * 60_000,
   txPerSecond: tps,

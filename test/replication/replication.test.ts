@@ -46,3 +46,31 @@ test("replication example: exactly once into the sink across SIGKILL, SIGSTOP, c
   assert.ok(r.maxLogLines < 300, summary);
   assert.ok(r.maxRepeats.count < 60, summary);
 });
+
+test("replication example under tenure run: the CLI campaigns, the command fences with TENURE_TOKEN", {
+  skip: missing ?? false,
+  timeout: 110_000,
+}, async () => {
+  const r = await runScenario({
+    mode: "cli",
+    faults: ["kill", "stall"],
+    txPerSecond: 40,
+    ttlMs: 2_000,
+    settleMs: 500,
+    say: (s) => process.env.TENURE_TEST_VERBOSE && console.log(`# ${s}`),
+  });
+  const summary = JSON.stringify(r, null, 1);
+  assert.ok(r.writer.committed > 50, summary);
+  assert.ok(r.terms >= 3, summary);
+  assert.equal(r.mismatchedRows, 0, summary);
+  assert.equal(r.wrongApplyCounts, 0, summary);
+  assert.equal(r.lsnRegressions, 0, summary);
+  assert.equal(r.tokenRegressions, 0, summary);
+  // The stopped `tenure run`'s command kept streaming with its stale token: the fence refused it.
+  assert.ok(r.fencedBatches >= 1, summary);
+  assert.equal(r.slotCaughtUp, true, summary);
+  assert.deepEqual(r.unexpectedExits, [], summary);
+  assert.deepEqual(r.finalExitCodes, [0, 0, 0], summary);
+  assert.deepEqual(r.strayLines, [], summary);
+  assert.ok(r.maxLogLines < 300, summary);
+});

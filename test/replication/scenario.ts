@@ -17,6 +17,7 @@ import { PostgresServer, scratchDir } from "../helpers/chaos-servers.js";
 import { freePort } from "../helpers/ports.js";
 
 const MAIN = fileURLToPath(new URL("../../examples/replication/main.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
 const SLOT = "repl_e2e";
 const PUBLICATION = "repl_e2e";
@@ -27,6 +28,12 @@ const LEASE = "replication-e2e";
 export type FaultKind = "kill" | "stall" | "cut" | "restart";
 
 export interface ScenarioOptions {
+  /**
+   * `elector`: each process runs main.js, which campaigns itself (elector.stream).
+   * `cli`: each process is `tenure run … -- node main.js` (the CLI campaigns;
+   * the child gets TENURE_TOKEN). Default `elector`.
+   */
+  mode?: "elector" | "cli";
   /** Faults in order; the long profile repeats the list until `durationMs` passes. */
   faults: FaultKind[];
   /** Keep cycling the faults until this much time has passed (0: one pass). */
@@ -150,7 +157,29 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       const holder = `r${slotIndex}-g${gen}`;
       const app = `repl-${holder}`;
       const metricsPort = await freePort();
-      const proc = spawn(process.execPath, ["--enable-source-maps", MAIN], {
+      const args =
+        o.mode === "cli"
+          ? [
+              CLI,
+              "run",
+              "--store",
+              url,
+              "--name",
+              LEASE,
+              "--ttl",
+              `${o.ttlMs}ms`,
+              "--grace",
+              "1s",
+              "--holder",
+              holder,
+              "--log-format",
+              "json",
+              "--",
+              process.execPath,
+              MAIN,
+            ]
+          : [MAIN];
+      const proc = spawn(process.execPath, ["--enable-source-maps", ...args], {
         stdio: ["ignore", "pipe", "pipe"],
         env: {
           ...process.env,
@@ -168,7 +197,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           REPLICATION_RECONNECT_INITIAL_DELAY_MS: "100",
           REPLICATION_RECONNECT_MAX_DELAY_MS: "1000",
           REPLICATION_TEST_HOLD_FILE: holdFile,
-          TENURE_STORE: "",
+          TENURE_STORE: o.mode === "cli" ? url : "",
         },
       });
       const lines: string[] = [];
@@ -248,6 +277,18 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           replicas.splice(replicas.indexOf(rep), 1, await spawnReplica(rep.slotIndex));
           const resumed = await appliedAfter(at, token + 1n);
           faults.push({ kind, resumeMs: resumed.getTime() - at.getTime() });
+        } else if (kind === "stall" && o.mode === "cli") {
+          // Only `tenure run` stops; its command keeps streaming with a token that goes stale.
+          const refusedBefore = countMsg(rep, "stale batch refused by the fence");
+          rep.proc.kill("SIGSTOP");
+          const resumed = await appliedAfter(at, token + 1n);
+          faults.push({ kind, resumeMs: resumed.getTime() - at.getTime() });
+          rep.proc.kill("SIGCONT");
+          await poll(
+            "a stale batch of the stopped leader's command to be refused",
+            15_000,
+            async () => countMsg(rep, "stale batch refused by the fence") > refusedBefore,
+          );
         } else if (kind === "stall") {
           writeFileSync(holdFile, String(rep.proc.pid));
           await poll("a batch parked before its transaction", 10_000, async () =>
