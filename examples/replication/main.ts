@@ -88,8 +88,6 @@ async function withElector(log: Logger): Promise<void> {
     logger: log,
     ...(env.REPLICATION_HOLDER ? { holderId: env.REPLICATION_HOLDER } : {}),
   });
-  elector.on("elected", (t) => log.info("elected", { token: t.token }));
-  elector.on("demoted", (d) => log.info("demoted", { token: d.token, reason: d.reason }));
   elector.stream({
     name: "replication",
     recovery,

@@ -102,7 +102,6 @@ export class Replicator {
   };
   private readonly t: S.Tables;
   private metricsPool: pg.Pool | null = null;
-  private held = false;
 
   constructor(
     readonly cfg: ReplicationConfig,
@@ -177,7 +176,7 @@ export class Replicator {
   /** Test hook (see {@link ReplicationConfig.holdFile}): a stall before the batch's transaction. */
   async holdIfAsked(): Promise<void> {
     const f = this.cfg.holdFile;
-    if (!f || this.held || !existsSync(f)) return;
+    if (!f || !existsSync(f)) return;
     let who = "";
     try {
       who = readFileSync(f, "utf8").trim();
@@ -185,7 +184,6 @@ export class Replicator {
       return;
     }
     if (who !== String(process.pid)) return;
-    this.held = true;
     writeFileSync(`${f}.held`, String(process.pid));
     this.log.warn("test hook: batch held before its transaction", { holdFile: f });
     const deadline = Date.now() + 60_000;
