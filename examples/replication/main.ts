@@ -66,9 +66,16 @@ const cfg: ReplicationConfig = {
   appName,
   ...(env.REPLICATION_TEST_HOLD_FILE ? { holdFile: env.REPLICATION_TEST_HOLD_FILE } : {}),
 };
+const level = env.REPLICATION_LOG_LEVEL || "info";
+if (!["debug", "info", "warn", "error"].includes(level)) {
+  console.error(
+    `REPLICATION_LOG_LEVEL must be debug, info, warn or error, got ${JSON.stringify(level)}`,
+  );
+  process.exit(64);
+}
 const logger = createStreamLogger({
   format: env.REPLICATION_LOG_FORMAT === "json" ? "json" : "human",
-  level: (env.REPLICATION_LOG_LEVEL as LogLevel | undefined) ?? "info",
+  level: level as LogLevel,
   base: { app: appName },
 });
 const recovery = strategyFromEnv("REPLICATION");
