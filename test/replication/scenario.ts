@@ -6,9 +6,10 @@
  * termination of the leader's walsender and backends, `pg_ctl restart -m
  * immediate`. Then the writer stops, the stream drains, and the result is
  * checked. Used by replication.test.ts (one round) and long.ts (many).
+ * TENURE_TEST_REPLICATION_LOGS=DIR keeps each process's log lines there.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
@@ -434,6 +435,12 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       strayLines,
     };
   } finally {
+    const logDir = process.env.TENURE_TEST_REPLICATION_LOGS;
+    if (logDir) {
+      mkdirSync(logDir, { recursive: true });
+      for (const r of allReplicas)
+        writeFileSync(join(logDir, `${r.holder}.log`), `${r.lines.join("\n")}\n`);
+    }
     await writer?.stop().catch(() => {});
     for (const r of allReplicas) {
       if (r.proc.exitCode === null && r.proc.signalCode === null) {
