@@ -36,6 +36,8 @@ test("replication example: exactly once into the sink across SIGKILL, SIGSTOP, c
   assert.ok(r.appliedChanges <= r.writer.changes + 3 * r.writer.errors, summary);
   // The demoted leader's parked batch tried to commit and the fence refused it.
   assert.ok(r.fencedBatches >= 1, summary);
+  // The stopped leader's walsender kept the slot busy: the new leader took it over and retried.
+  assert.ok(r.takeovers >= 1, summary);
   // The slot caught up with the end of the WAL; its lag is exported.
   assert.equal(r.slotCaughtUp, true, summary);
   assert.ok(r.lagMetric >= 0 && r.lagMetric < 65_536, summary);
