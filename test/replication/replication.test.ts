@@ -57,7 +57,7 @@ test("replication example under tenure run: the CLI campaigns, the command fence
     mode: "cli",
     faults: ["kill", "stall"],
     txPerSecond: 40,
-    ttlMs: 2_000,
+    ttlMs: 3_000, // --grace is 2/3 of it: room for the command to stop cleanly on a loaded machine
     settleMs: 500,
     say: (s) => process.env.TENURE_TEST_VERBOSE && console.log(`# ${s}`),
   });

@@ -170,7 +170,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
               "--ttl",
               `${o.ttlMs}ms`,
               "--grace",
-              "1s",
+              `${Math.floor((o.ttlMs * 2) / 3)}ms`,
               "--holder",
               holder,
               "--log-format",
