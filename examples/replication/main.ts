@@ -6,6 +6,8 @@
  * Run several copies; one leads and streams, the others wait:
  *   REPLICATION_SOURCE_URL=postgres://localhost/app node dist/examples/replication/main.js
  *
+ * In your own code the imports below are `tenure` and `tenure/postgres`.
+ *
  * Or let the CLI do the election (same code; the child gets TENURE_TOKEN):
  *   TENURE_STORE=postgres://localhost/app tenure run --name replication -- \
  *     node dist/examples/replication/main.js
