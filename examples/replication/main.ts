@@ -149,7 +149,13 @@ async function underCli(log: Logger): Promise<void> {
     console.error(`TENURE_TOKEN must be a positive integer, got ${JSON.stringify(token)}`);
     process.exit(64);
   }
-  const term = { name: env.TENURE_NAME ?? "replication", token: BigInt(token) };
+  const holder = env.TENURE_HOLDER ?? "";
+  if (holder === "") {
+    console.error("TENURE_HOLDER must be set (tenure run sets it with TENURE_TOKEN)");
+    process.exit(64);
+  }
+  // The whole term: fence checks the lease's holder and token.
+  const term = { name: env.TENURE_NAME ?? "replication", holder, token: BigInt(token) };
   const { options } = parsePostgresUrl(storeUrl);
   const replicator = new Replicator(cfg, (tx, t) => fence(tx, t, options), log);
   const ac = new AbortController();

@@ -43,9 +43,10 @@ export interface ReplicationConfig {
   readonly holdFile?: string;
 }
 
-/** The fencing identity of a term: the lease and its token. */
+/** The fencing identity of a term: the lease, its holder and its token (the whole term is fenced). */
 export interface FenceTerm {
   readonly name: string;
+  readonly holder: string;
   readonly token: bigint;
 }
 
