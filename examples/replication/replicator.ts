@@ -59,7 +59,7 @@ export interface RunContext {
   healthy(): void;
 }
 
-interface Change {
+export interface Change {
   readonly op: "upsert" | "delete" | "truncate";
   readonly id?: string;
   readonly val?: string;
@@ -478,12 +478,18 @@ class Session {
       const done = ck.rows[0] ? parseLsn(ck.rows[0].lsn) : 0n;
       // The slot may send a transaction again (an acknowledgement lost in a crash): skip it.
       applied = batch.filter((tx) => tx.endLsn > done);
-      for (const tx of applied) {
-        for (const c of tx.changes) {
-          if (c.op === "upsert") await sink.query(S.upsertRow(t), [c.id, c.val, c.version]);
-          else if (c.op === "delete") await sink.query(S.deleteRow(t), [c.id]);
-          else await sink.query(`DELETE FROM ${t.sink}`);
-        }
+      // Set-based: three statements whatever the batch size, so the transaction (which
+      // holds the lease row) stays short and the leader's own renewals are not held up.
+      const net = netEffect(applied);
+      if (net.truncate) await sink.query(`DELETE FROM ${t.sink}`);
+      if (net.deletes.length > 0) await sink.query(S.deleteRows(t), [net.deletes]);
+      if (net.upserts.length > 0) {
+        await sink.query(S.upsertRows(t), [
+          net.upserts.map((u) => u.id),
+          net.upserts.map((u) => u.val),
+          net.upserts.map((u) => u.version),
+          net.upserts.map((u) => u.count),
+        ]);
       }
       if (applied.length > 0) {
         await sink.query(S.logApplied(t), [
@@ -563,6 +569,51 @@ class Session {
       this.log.debug("slot takeover failed", { slot: r.cfg.slot, err: e });
     }
   }
+}
+
+interface NetUpsert {
+  id: string;
+  val: string;
+  version: string;
+  /** Changes to apply to the row (upserts since its last delete in the batch). */
+  count: number;
+}
+
+/**
+ * What a batch does to the sink, in order: a truncate (everything before the
+ * last one is moot), then deletes, then upserts. Per id the last upsert wins;
+ * an id deleted in the batch is deleted first, and upserts after its last
+ * delete re-create it with `applied` counting only those.
+ */
+export function netEffect(txs: readonly { changes: readonly Change[] }[]): {
+  truncate: boolean;
+  deletes: string[];
+  upserts: NetUpsert[];
+} {
+  let truncate = false;
+  const deleted = new Set<string>();
+  const upserts = new Map<string, NetUpsert>();
+  for (const tx of txs) {
+    for (const c of tx.changes) {
+      if (c.op === "truncate") {
+        truncate = true;
+        deleted.clear();
+        upserts.clear();
+      } else if (c.op === "delete") {
+        deleted.add(c.id!);
+        upserts.delete(c.id!);
+      } else {
+        const u = upserts.get(c.id!);
+        upserts.set(c.id!, {
+          id: c.id!,
+          val: c.val!,
+          version: c.version!,
+          count: (u?.count ?? 0) + 1,
+        });
+      }
+    }
+  }
+  return { truncate, deletes: [...deleted], upserts: [...upserts.values()] };
 }
 
 async function withClient<T>(

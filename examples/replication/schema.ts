@@ -80,12 +80,16 @@ export async function createTables(c: pg.ClientBase, stmts: string[]): Promise<v
   }
 }
 
-/** Applying one change keeps `applied` counting: a change applied twice shows as applied ≠ version. */
-export const upsertRow = (t: Tables) =>
-  `INSERT INTO ${t.sink} AS s (id, val, version, applied) VALUES ($1::bigint, $2::text, $3::bigint, 1)
-   ON CONFLICT (id) DO UPDATE SET val = excluded.val, version = excluded.version, applied = s.applied + 1`;
+/**
+ * The net upserts of a batch; `applied` counts the changes applied to the row,
+ * so a change applied twice (or lost) shows as applied ≠ the source's version.
+ */
+export const upsertRows = (t: Tables) =>
+  `INSERT INTO ${t.sink} AS s (id, val, version, applied)
+   SELECT id, val, version, n FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[]) AS u(id, val, version, n)
+   ON CONFLICT (id) DO UPDATE SET val = excluded.val, version = excluded.version, applied = s.applied + excluded.applied`;
 
-export const deleteRow = (t: Tables) => `DELETE FROM ${t.sink} WHERE id = $1::bigint`;
+export const deleteRows = (t: Tables) => `DELETE FROM ${t.sink} WHERE id = ANY($1::bigint[])`;
 
 export const readCheckpoint = (t: Tables) =>
   `SELECT lsn::text AS lsn FROM ${t.checkpoint} WHERE slot = $1::text`;

@@ -39,8 +39,10 @@ export interface ScenarioOptions {
   faults: FaultKind[];
   /** Keep cycling the faults until this much time has passed (0: one pass). */
   durationMs?: number;
-  /** Writer transactions per second. */
+  /** Writer transactions per second (each writer). */
   txPerSecond: number;
+  /** Writers, each on its own connection. Default 1. */
+  writers?: number;
   ttlMs: number;
   /** Quiet time between faults (the stream runs undisturbed). */
   settleMs: number;
@@ -115,7 +117,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const holdFile = join(dir, "hold");
   const replicas: Replica[] = [];
   const allReplicas: Replica[] = [];
-  let writer: Writer | null = null;
+  let writers: Writer[] = [];
   let gen = 0;
   try {
     await server.start();
@@ -257,8 +259,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         ? true
         : null,
     );
-    writer = new Writer({ url, table: SOURCE, txPerSecond: o.txPerSecond, appName: "repl-writer" });
-    writer.start();
+    writers = Array.from(
+      { length: o.writers ?? 1 },
+      () => new Writer({ url, table: SOURCE, txPerSecond: o.txPerSecond, appName: "repl-writer" }),
+    );
+    for (const w of writers) w.start();
     await appliedAfter(new Date(0));
     say("streaming");
 
@@ -266,6 +271,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const settle = () => new Promise((r) => setTimeout(r, o.settleMs));
     const deadline = Date.now() + (o.durationMs ?? 0);
     do {
+      if (o.faults.length === 0) await new Promise((r) => setTimeout(r, deadline - Date.now()));
       for (const kind of o.faults) {
         await settle();
         const { rep, token } = await leader();
@@ -329,7 +335,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     } while (Date.now() < deadline);
 
     say("stopping the writer; draining");
-    await writer.stop();
+    await Promise.all(writers.map((w) => w.stop()));
+    const sum = (f: (w: Writer) => number) => writers.reduce((n, w) => n + f(w), 0);
     const drainFrom = Date.now();
     const [{ lsn: endLsn }] = await q("SELECT pg_current_wal_lsn()::text AS lsn");
     const diff = `SELECT count(*)::int AS n FROM (
@@ -413,7 +420,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     );
     return {
       elapsedMs: Date.now() - started,
-      writer: { committed: writer.committed, changes: writer.changes, errors: writer.errors },
+      writer: {
+        committed: sum((w) => w.committed),
+        changes: sum((w) => w.changes),
+        errors: sum((w) => w.errors),
+      },
       appliedTransactions: counts.txs,
       appliedChanges: counts.changes,
       faults,
@@ -441,7 +452,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       for (const r of allReplicas)
         writeFileSync(join(logDir, `${r.holder}.log`), `${r.lines.join("\n")}\n`);
     }
-    await writer?.stop().catch(() => {});
+    await Promise.all(writers.map((w) => w.stop().catch(() => {})));
     for (const r of allReplicas) {
       if (r.proc.exitCode === null && r.proc.signalCode === null) {
         r.proc.kill("SIGCONT");
