@@ -98,6 +98,8 @@ export class PostgresServer {
   readonly dir = tmp("pg");
   port = 0;
   private running = false;
+  /** `settings`: extra server settings (`-c name=value`), e.g. `{ wal_level: "logical" }`. */
+  constructor(private readonly settings: Record<string, string> = {}) {}
   async start(): Promise<void> {
     const data = join(this.dir, "data");
     if (!existsSync(data)) {
@@ -124,7 +126,8 @@ export class PostgresServer {
     const pgctl = pgBin("pg_ctl");
     if (!pgctl) throw new Error("pg_ctl not found");
     const data = join(this.dir, "data");
-    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${this.dir} -c fsync=off -c max_connections=200`;
+    const extra = Object.entries(this.settings).map(([k, v]) => ` -c ${k}=${v}`);
+    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${this.dir} -c fsync=off -c max_connections=200${extra.join("")}`;
     const args =
       action === "start"
         ? ["-D", data, "-o", opts, "-l", join(this.dir, "log"), "-w", "-t", "30", "start"]
