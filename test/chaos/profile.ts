@@ -199,23 +199,24 @@ export function markdown(rep: ChaosReport, command: string): string {
     "## Headline",
     "",
     `- Episodes: **${total}**, failed: **${failed}**.`,
-    `- Fenced writes accepted out of token order: **${sum((s) => s.fencedOutOfOrder)}**; tokens shared by two processes: **${sum((s) => s.tokenReuse)}**.`,
+    `- Terms elected with a token not larger than an earlier term's: **${sum((s) => s.tokenRegressions)}**; tokens shared by two processes: **${sum((s) => s.tokenReuse)}**.`,
+    `- Fenced writes the store accepted out of token order: **${sum((s) => s.fencedOutOfOrder)}**; refused while their writer trusted its term: **${sum((s) => s.refusedWhileTrusted)}** (refused in all, stale leaders included: ${sum((s) => s.refused)}).`,
     `- Longest time two processes both trusted their leadership (trust window, bound ${t.safetyBoundMs} ms): **${max((s) => s.maxOverlapMs).toFixed(3)} ms**.`,
     `- Leader work run by a demoted process: **${sum((s) => s.demotedWork)}**; stuck processes: **${sum((s) => s.stuck)}**.`,
     `- Largest count of identical warn/error lines of one process in one minute: **${max((s) => s.maxIdenticalLogLines)}**.`,
     "",
     "## Per backend and fault",
     "",
-    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first tick or election, at or after the heal, of the term that leads at the final probe (work by a term that ended before the probe does not count: after a Redis restart that lost every lease, the old leader works on until its next renewal, then nobody leads until the restart guard lets a new term in); bound ttl + retry + tick + 250 ms. " +
+    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first tick, at or after the heal, of the term that leads at the final probe (an election alone is not work; work by a term that ended before the probe does not count: after a Redis restart that lost every lease, the old leader works on until its next renewal, then nobody leads until the restart guard lets a new term in); bound ttl + retry + tick + 250 ms. " +
       "Event overlap: time two processes were between their `elected` and `demoted` events at once — it includes a frozen (SIGSTOPped) leader that cannot act and whose trust window has expired, so it is informational.",
     "",
-    "| backend | fault | episodes | failed | out-of-order fenced | token reuse | trust overlap ms | event overlap ms | demoted work | stuck | max identical log lines/min | heal→leader p50 / p90 / p99 / max ms |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| backend | fault | episodes | failed | token regressions | token reuse | out-of-order fenced | refused while trusted | trust overlap ms | event overlap ms | demoted work | stuck | max identical log lines/min | heal→leader p50 / p90 / p99 / max ms |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const s of rep.summary) {
     const h = s.healToLeaderMs;
     lines.push(
-      `| ${s.backend} | ${s.fault} | ${s.episodes} | ${s.failed} | ${s.fencedOutOfOrder} | ${s.tokenReuse} | ${s.maxOverlapMs.toFixed(3)} | ${s.maxEventOverlapMs.toFixed(0)} | ${s.demotedWork} | ${s.stuck} | ${s.maxIdenticalLogLines} | ${f1(h.p50)} / ${f1(h.p90)} / ${f1(h.p99)} / ${f1(h.max)} |`,
+      `| ${s.backend} | ${s.fault} | ${s.episodes} | ${s.failed} | ${s.tokenRegressions} | ${s.tokenReuse} | ${s.fencedOutOfOrder} | ${s.refusedWhileTrusted} | ${s.maxOverlapMs.toFixed(3)} | ${s.maxEventOverlapMs.toFixed(0)} | ${s.demotedWork} | ${s.stuck} | ${s.maxIdenticalLogLines} | ${f1(h.p50)} / ${f1(h.p90)} / ${f1(h.p99)} / ${f1(h.max)} |`,
     );
   }
   lines.push("", "## Failures", "");
@@ -232,7 +233,7 @@ export function markdown(rep: ChaosReport, command: string): string {
     "",
     "- `test/helpers/fault-proxy.ts`: loopback TCP proxy between every candidate and its server: latency, black hole, half-open (one direction held), connection reset.",
     "- `test/helpers/chaos-servers.ts`: throwaway redis-server (no persistence), PostgreSQL (initdb/pg_ctl), PgBouncer (transaction mode) and a 3-member etcd cluster on free loopback ports; only these are restarted or have their connections killed.",
-    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick writes one row to a fenced resource: for PostgreSQL and PgBouncer inside a transaction after the store's `fence(tx, term)`; for the other backends to a table on the shared PostgreSQL that keeps the largest token seen and refuses lower ones.",
+    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick makes one fenced write through the store's own fencing: for PostgreSQL and PgBouncer a row inserted inside a transaction after the store's `fence(tx, term)`; for SQLite, Redis and etcd a compare-and-set chain on one key with `putFenced` (each value names its sequence number, token and writer, so the accepted writes are known in commit order). Refused writes are logged with the time the answer came back.",
     "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone.",
     "- Replay one episode: `node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED`.",
     "",
