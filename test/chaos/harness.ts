@@ -667,13 +667,18 @@ export async function runEpisode(
       await reader.end().catch(() => {});
     }
   } else {
-    const store = await openStore(b.url);
+    let last: string | null = null;
     try {
-      const last = await store.getFenced(name, CHAIN_KEY);
-      writes = chainWrites(lines, last?.value ?? null);
-    } finally {
-      await store.close();
+      const store = await openStore(b.url);
+      try {
+        last = (await store.getFenced(name, CHAIN_KEY))?.value ?? null;
+      } finally {
+        await store.close();
+      }
+    } catch (e) {
+      episodeError ??= `could not read the last fenced write: ${(e as Error).message}`;
     }
+    writes = chainWrites(lines, last);
   }
 
   if (process.env.CHAOS_DEBUG)
