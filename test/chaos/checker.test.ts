@@ -64,7 +64,7 @@ describe("chaos checker", () => {
     assert.equal(r.metrics.maxOverlapMs, 0);
     assert.equal(r.metrics.demotedWork, 0);
     assert.equal(r.metrics.stuck, 0);
-    assert.equal(r.metrics.healToLeaderMs, 1100);
+    assert.equal(r.metrics.healToLeaderMs, 1110);
     assert.equal(r.metrics.maxIdenticalLogLines, 2);
     assert.equal(r.metrics.writes, 3);
     assert.equal(r.metrics.terms, 2);
@@ -133,21 +133,40 @@ describe("chaos checker", () => {
   it("flags a slow or missing recovery", () => {
     const h = clean();
     // pid 1 works at 500 but is killed at 1000: the term in force at the
-    // probe is pid 2's, whose first work is at 2100.
+    // probe is pid 2's, whose first tick is at 2110.
     const early = checkEpisode({ ...h, healAt: T(500), faultAt: T(500) });
-    assert.equal(early.metrics.healToLeaderMs, 1600);
-    // Without the kill, pid 1's term is still in force at the probe: 0 ms.
-    const lines = h.lines.filter((l) => l.pid !== 2);
-    const kept = checkEpisode({ ...h, lines, deaths: [], healAt: T(500), faultAt: T(500) });
+    assert.equal(early.metrics.healToLeaderMs, 1610);
+    // Without the kill, pid 1's term is still in force at the probe: its tick at 500.
+    const lines = [
+      ...h.lines.filter((l) => l.pid !== 2 && l.event !== "state"),
+      line(1, "renewed", 1000, { token: "1", until: T(1900) }),
+      line(1, "state", 1500, { state: "leader", leader: "h1", token: "1" }),
+      line(3, "state", 1501, { state: "follower", leader: "h1" }),
+    ];
+    const kept = checkEpisode({
+      ...h,
+      lines,
+      deaths: [],
+      healAt: T(500),
+      faultAt: T(500),
+      probeAt: T(1450),
+      probed: [1, 3],
+    });
+    assert.deepEqual(kept.violations, []);
     assert.equal(kept.metrics.healToLeaderMs, 0);
     const late = checkEpisode({ ...h, recoverySlackMs: 0, healAt: T(800) });
     assert.match(
       late.violations.join("\n"),
-      /took 1300 ms after heal \(bound ttl \+ retry \+ slack = 1200 ms\)/,
+      /took 1310 ms after heal \(bound ttl \+ retry \+ slack = 1200 ms\)/,
     );
     const none = checkEpisode({ ...h, healAt: T(5000), probeAt: T(5000) });
     assert.equal(none.metrics.healToLeaderMs, null);
     assert.match(none.violations.join("\n"), /no leader worked after the fault healed/);
+    // An election is not work: pid 2 elected after the heal, but never ticked.
+    const idle = h.lines.filter((l) => !(l.pid === 2 && l.event === "tick"));
+    const elected = checkEpisode({ ...h, lines: idle });
+    assert.equal(elected.metrics.healToLeaderMs, null);
+    assert.match(elected.violations.join("\n"), /no leader worked after the fault healed/);
   });
 
   it("flags a log loop: too many identical lines in a minute", () => {
@@ -185,6 +204,12 @@ describe("chaos checker", () => {
       l.pid === 3 && l.event === "state" ? { ...l, leader: "h1" } : l,
     );
     assert.equal(checkEpisode({ ...h, lines: wrong }).metrics.stuck, 1);
+    // A leader answer that does not match its live term (it already demoted).
+    const stale = [...h.lines, line(2, "lead-end", 2500, { token: "2" })];
+    assert.match(
+      checkEpisode({ ...h, lines: stale }).violations.join("\n"),
+      /pid 2 answered the probe as leader without a live term/,
+    );
     const two = h.lines.map((l) =>
       l.pid === 3 && l.event === "state" ? { ...l, state: "leader" } : l,
     );
@@ -192,6 +217,120 @@ describe("chaos checker", () => {
       checkEpisode({ ...h, lines: two }).violations.join("\n"),
       /2 processes answered the probe as leader/,
     );
+  });
+
+  // Histories the checker before issue 17 accepted (each came back without a
+  // violation); they must fail now.
+
+  it("a store restart that gives the new term token 5 after 900, every write of it refused, fails", () => {
+    const lines: WorkerLine[] = [
+      line(1, "lead-start", 0, { token: "900", until: T(900) }),
+      line(1, "tick", 10, { token: "900" }),
+      line(1, "wrote", 12, { token: "900" }),
+      line(1, "renewed", 300, { token: "900", until: T(1200) }),
+      line(1, "tick", 1100, { token: "900" }),
+      line(1, "wrote", 1102, { token: "900" }),
+      line(1, "lead-end", 1250, { token: "900" }),
+      line(1, "state", 2600, { state: "follower", leader: "h2" }),
+      line(2, "lead-start", 2100, { token: "5", until: T(3000) }),
+      line(2, "tick", 2110, { token: "5" }),
+      line(2, "write-rejected", 2112, { token: "5" }),
+      line(2, "tick", 2210, { token: "5" }),
+      line(2, "write-rejected", 2212, { token: "5" }),
+      line(2, "state", 2600, { state: "leader", leader: "h2", token: "5" }),
+    ];
+    const h: EpisodeHistory = {
+      ...clean(),
+      backend: "redis",
+      fault: "restart-server",
+      lines,
+      writes: [
+        { seq: 1, token: "900", pid: 1, t: T(10) },
+        { seq: 2, token: "900", pid: 1, t: T(1100) },
+      ],
+      faultAt: T(1000),
+      healAt: T(1050),
+      probeAt: T(2550),
+      deaths: [],
+      probed: [1, 2],
+      dataLostAt: T(1000),
+    };
+    const r = checkEpisode(h);
+    assert.equal(r.metrics.tokenRegressions, 1);
+    assert.equal(r.metrics.refusedWhileTrusted, 2);
+    const v = r.violations.join("\n");
+    assert.match(v, /pid 2 was elected at \d+ with token 5, not larger than token 900/);
+    assert.match(
+      v,
+      /the store refused a fenced write of pid 2 \(token 5\) at \d+, while it trusted its term/,
+    );
+    // With a token above 900 and writes accepted, the same restart passes; a refusal of the old
+    // term, elected before the store lost its data, is excused (§2: only durable stores keep leases).
+    const fixed = lines.map((l) =>
+      l.pid === 2 && l.token === "5"
+        ? { ...l, token: "901", event: l.event === "write-rejected" ? "wrote" : l.event }
+        : l,
+    );
+    const ok = checkEpisode({
+      ...h,
+      lines: [...fixed, line(1, "write-rejected", 1150, { token: "900" })],
+      writes: [...h.writes, { seq: 3, token: "901", pid: 2, t: T(2110) }],
+    });
+    assert.deepEqual(ok.violations, []);
+    assert.equal(ok.metrics.refused, 1);
+    // Without the data loss, that refusal inside pid 1's trust window is a violation.
+    const lost = checkEpisode({
+      ...h,
+      dataLostAt: undefined,
+      lines: [...fixed, line(1, "write-rejected", 1150, { token: "900" })],
+      writes: [...h.writes, { seq: 3, token: "901", pid: 2, t: T(2110) }],
+    });
+    assert.equal(lost.metrics.refusedWhileTrusted, 1);
+  });
+
+  it("a stale leader's refused write (outside its trust window) is fencing at work, not a violation", () => {
+    const h = clean();
+    const r = checkEpisode({
+      ...h,
+      deaths: [],
+      lines: [...h.lines, line(1, "write-rejected", 2200, { token: "1" })],
+    });
+    assert.equal(r.metrics.refused, 1);
+    assert.equal(r.metrics.refusedWhileTrusted, 0);
+    assert.deepEqual(r.violations, []);
+  });
+
+  it("a dead leader named by both followers while the newly elected one demoted fails", () => {
+    const h = clean();
+    const lines: WorkerLine[] = [
+      ...h.lines.filter((l) => l.event !== "state"),
+      line(2, "lead-end", 2400, { token: "2" }),
+      line(2, "state", 2600, { state: "follower", leader: "h1" }),
+      line(3, "state", 2601, { state: "follower", leader: "h1" }),
+    ];
+    const r = checkEpisode({ ...h, lines });
+    assert.equal(r.metrics.stuck, 2);
+    assert.equal(r.metrics.healToLeaderMs, null);
+    const v = r.violations.join("\n");
+    assert.match(v, /no probed process answered as leader/);
+    assert.match(v, /pid 2 is stuck: state follower, believes leader is h1/);
+    assert.match(v, /pid 3 is stuck: state follower, believes leader is h1/);
+  });
+
+  it("a lone election after the heal, with no ticks, no writes and nobody probed, fails", () => {
+    const h: EpisodeHistory = {
+      ...clean(),
+      lines: [line(2, "lead-start", 2100, { token: "2", until: T(3000) })],
+      writes: [],
+      deaths: [],
+      probed: [],
+    };
+    const r = checkEpisode(h);
+    const v = r.violations.join("\n");
+    assert.match(v, /no process was probed/);
+    assert.match(v, /no probed process answered as leader/);
+    assert.match(v, /no leader worked after the fault healed/);
+    assert.match(v, /the fenced resource accepted no write after the heal/);
   });
 
   it("summarizes per backend and fault, with percentiles and failing seeds", () => {
@@ -202,7 +341,7 @@ describe("chaos checker", () => {
     assert.equal(s[0]!.episodes, 2);
     assert.equal(s[0]!.failed, 1);
     assert.deepEqual(s[0]!.failedSeeds, [7]);
-    assert.equal(s[0]!.healToLeaderMs.p50, 1100);
+    assert.equal(s[0]!.healToLeaderMs.p50, 1110);
     assert.equal(percentile([5, 1, 3, 2, 4], 50), 3);
     assert.equal(percentile([], 50), null);
   });

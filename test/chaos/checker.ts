@@ -12,8 +12,10 @@ export interface WorkerLine {
   /**
    * `lead-start` (elected; `until` = end of the trust window), `renewed`
    * (`until` moved), `lead-end` (demoted), `tick` (leader work ran with
-   * `token`), `state` (answer to a probe: `state`, `leader`), `log` (a line the
-   * elector logged: `level`, `msg`, `key`), `started`, `stopped`.
+   * `token`), `wrote` / `write-rejected` (the store accepted / refused a fenced
+   * write of term `token`; `t` is when the answer came back), `state` (answer
+   * to a probe: `state`, `leader`, `token`), `log` (a line the elector logged:
+   * `level`, `msg`, `key`), `started`, `stopped`.
    */
   readonly event: string;
   /** Monotonic ns. */
@@ -65,6 +67,14 @@ export interface EpisodeHistory {
   readonly pauses: readonly { readonly pid: number; readonly from: string; readonly to: string }[];
   /** Pids that must answer the final probe (alive, not paused, not stopping). */
   readonly probed: readonly number[];
+  /**
+   * Monotonic ns when the store lost its data (a restart of a store that does
+   * not persist, like a Redis without AOF/RDB), if the fault did that. A term
+   * elected before it may see its fenced writes refused while it still trusts
+   * its lease (DESIGN.md §2: tokens and leases survive restarts only where the
+   * store is durable); any other refusal of a trusted term is a violation.
+   */
+  readonly dataLostAt?: string;
 }
 
 /** The measured figures of one episode. */
@@ -73,19 +83,25 @@ export interface EpisodeMetrics {
   fencedOutOfOrder: number;
   /** Tokens used by more than one process, as leader or in an accepted write (must be 0). */
   tokenReuse: number;
+  /** Terms elected with a token not larger than that of a term elected before them (must be 0). */
+  tokenRegressions: number;
+  /** Fenced writes the store refused while their writer still trusted its term (must be 0). */
+  refusedWhileTrusted: number;
+  /** Refused fenced writes in all (informational: a stale leader's refusals are fencing at work). */
+  refused: number;
   /** Longest time two processes both trusted their leadership (ms; must be ≤ safetyBoundMs). */
   maxOverlapMs: number;
   /** Same, from `elected` to `demoted` events rather than the trust window (informational: includes frozen processes). */
   maxEventOverlapMs: number;
   /** Times the accepted fenced writes switched back to an older term (must be 0). */
   fencedInterleavings: number;
-  /** From heal to the first work after it of the term leading at the probe (ms), or null if none. */
+  /** From heal to the first tick after it of the term leading at the probe (ms), or null if none. */
   healToLeaderMs: number | null;
   /** Largest count of identical warn/error lines of one process in one minute. */
   maxIdenticalLogLines: number;
   /** Leader work run after its term ended or outside its trust window (must be 0). */
   demotedWork: number;
-  /** Probed processes neither leader nor a follower that knows the leader (must be 0). */
+  /** Probed processes neither the one leader nor a follower naming it (must be 0). */
   stuck: number;
   /** Accepted fenced writes, and those after the heal (must be > 0: fenced work resumes). */
   writes: number;
@@ -109,6 +125,8 @@ const ns = (s: string) => BigInt(s);
 interface Seg {
   from: bigint;
   to: bigint;
+  /** The term (token) whose trust window this is. */
+  token?: string;
 }
 
 /** Merges overlapping segments (sorted by start). */
@@ -153,7 +171,6 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
   const trust = new Map<number, Seg[]>();
   const events = new Map<number, Seg[]>();
   const termEnd = new Map<string, bigint>(); // `${pid}/${token}` → lead-end time
-  const termUntil = new Map<string, bigint>(); // `${pid}/${token}` → latest trust-window end
   const tokenOwners = new Map<string, Set<number>>();
   const open = new Map<number, { token: string; start: bigint; until: bigint }>();
   const closeAt = (pid: number, at: bigint) => {
@@ -171,6 +188,11 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     a.push(s);
     m.set(pid, a);
   };
+  // Terms in election order: each must carry a larger token than every term
+  // elected before it, by any process (DESIGN.md §2). Judged by Tenure's
+  // tokens, not by what a fenced resource happened to accept.
+  let tokenRegressions = 0;
+  let maxElected: { token: bigint; pid: number } | null = null;
   for (const l of lines) {
     const t = ns(l.t);
     const key = `${l.pid}/${l.token}`;
@@ -178,17 +200,24 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
       closeAt(l.pid, t);
       const until = l.until ? ns(l.until) : t;
       open.set(l.pid, { token: l.token, start: t, until });
-      push(trust, l.pid, { from: t, to: until });
-      termUntil.set(key, until);
+      push(trust, l.pid, { from: t, to: until, token: l.token });
       const owners = tokenOwners.get(l.token) ?? new Set<number>();
       owners.add(l.pid);
       tokenOwners.set(l.token, owners);
+      const tok = ns(l.token);
+      if (maxElected && tok <= maxElected.token) {
+        tokenRegressions += 1;
+        if (tokenRegressions <= 3) {
+          violations.push(
+            `pid ${l.pid} was elected at ${l.t} with token ${l.token}, not larger than token ${maxElected.token} elected before it (pid ${maxElected.pid})`,
+          );
+        }
+      }
+      if (!maxElected || tok > maxElected.token) maxElected = { token: tok, pid: l.pid };
     } else if (l.event === "renewed" && l.until) {
       const o = open.get(l.pid);
       if (o && (!l.token || l.token === o.token)) {
-        const until = ns(l.until);
-        push(trust, l.pid, { from: t, to: until });
-        termUntil.set(`${l.pid}/${o.token}`, until);
+        push(trust, l.pid, { from: t, to: ns(l.until), token: o.token });
       }
     } else if (l.event === "lead-end") {
       if (l.token) termEnd.set(key, t);
@@ -204,21 +233,51 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
   const overlap = maxPairOverlap(trust);
   const eventOverlap = maxPairOverlap(events);
 
+  /** Whether `pid` trusted its term `token` at `t`: inside one of that term's trust windows, before the term ended. */
+  const trusted = (pid: number, token: string, t: bigint) => {
+    const end = termEnd.get(`${pid}/${token}`);
+    if (end !== undefined && t > end) return false;
+    return (trust.get(pid) ?? []).some((s) => s.token === token && s.from <= t && t <= s.to);
+  };
+
   // Leader work after the term ended, or outside the trust window in force.
   let demotedWork = 0;
-  const trustAt = (pid: number, t: bigint) =>
-    (trust.get(pid) ?? []).some((s) => s.from <= t && t <= s.to);
   for (const l of lines) {
     if (l.event !== "tick" || !l.token) continue;
-    const t = ns(l.t);
-    const end = termEnd.get(`${l.pid}/${l.token}`);
-    if ((end !== undefined && t > end) || !trustAt(l.pid, t)) {
+    if (!trusted(l.pid, l.token, ns(l.t))) {
       demotedWork += 1;
       if (demotedWork <= 3) {
         violations.push(
           `leader work by a demoted process: pid ${l.pid} ticked with token ${l.token} at ${l.t} outside its term/trust window`,
         );
       }
+    }
+  }
+
+  // A fenced write the store refused while its writer still trusted its term:
+  // the store gave the lease away (or forgot it) inside the holder's trust
+  // window. The answer came back at `t`; trusting the term then means the
+  // lease was live in the store when the write reached it.
+  const dataLost = h.dataLostAt !== undefined ? ns(h.dataLostAt) : null;
+  const electedAt = new Map<string, bigint>();
+  for (const l of lines) {
+    const k = `${l.pid}/${l.token}`;
+    if (l.event === "lead-start" && l.token && !electedAt.has(k)) electedAt.set(k, ns(l.t));
+  }
+  let refused = 0;
+  let refusedWhileTrusted = 0;
+  for (const l of lines) {
+    if (l.event !== "write-rejected" || !l.token) continue;
+    refused += 1;
+    const t = ns(l.t);
+    if (!trusted(l.pid, l.token, t)) continue;
+    const began = electedAt.get(`${l.pid}/${l.token}`);
+    if (dataLost !== null && began !== undefined && began <= dataLost && dataLost <= t) continue;
+    refusedWhileTrusted += 1;
+    if (refusedWhileTrusted <= 3) {
+      violations.push(
+        `the store refused a fenced write of pid ${l.pid} (token ${l.token}) at ${l.t}, while it trusted its term`,
+      );
     }
   }
 
@@ -247,12 +306,11 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     owners.add(w.pid);
     tokenOwners.set(w.token, owners);
   }
-  const ticks = lines.filter((l) => l.event === "tick").length;
-  const healNs = ns(h.healAt);
-  const writesAfterHeal = writes.filter((w) => ns(w.t) >= healNs).length;
-  if (ticks > 0 && writesAfterHeal === 0) {
+  const heal = ns(h.healAt);
+  const writesAfterHeal = writes.filter((w) => ns(w.t) >= heal).length;
+  if (writesAfterHeal === 0) {
     violations.push(
-      `the fenced resource accepted no write after the heal (${ticks} ticks, ${writes.length} writes in all)`,
+      `the fenced resource accepted no write after the heal (${writes.length} writes in all)`,
     );
   }
   if (interleavings > 0) {
@@ -275,37 +333,77 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     );
   }
 
-  // Liveness: first work at or after heal of the term in force at the probe
-  // (a leader whose term outlived the fault, or the one elected after it).
-  // Work by a term that ended before the probe does not count: after a store
-  // lost its data, the old leader works on until it learns, then nobody does.
-  const heal = ns(h.healAt);
+  // The probe: exactly one process answers as leader, alive, in a term that
+  // ticked after the heal; every other probed process is a follower naming it.
   const probe = ns(h.probeAt);
+  const answers = new Map<number, WorkerLine>();
+  for (const l of lines) if (l.event === "state" && ns(l.t) >= probe) answers.set(l.pid, l);
+  if (h.probed.length === 0) violations.push("no process was probed");
+  const leaders = h.probed
+    .map((pid) => answers.get(pid))
+    .filter((a): a is WorkerLine => a?.state === "leader");
+  const leader = leaders.length === 1 ? leaders[0]! : null;
+  if (leaders.length === 0) {
+    violations.push("no probed process answered as leader");
+  } else if (leaders.length > 1) {
+    violations.push(
+      `${leaders.length} processes answered the probe as leader: ${leaders.map((a) => a.holder).join(", ")}`,
+    );
+  }
+  // The leader's term at the probe: its last election before it, not ended.
   let inForce: { pid: number; token: string } | null = null;
-  {
-    const last = new Map<number, WorkerLine>();
+  if (leader) {
+    let last: WorkerLine | null = null;
     for (const l of lines) {
       if (ns(l.t) > probe) break;
-      if (l.event === "lead-start" || l.event === "lead-end") last.set(l.pid, l);
+      if (l.pid === leader.pid && (l.event === "lead-start" || l.event === "lead-end")) last = l;
     }
-    let latest: WorkerLine | null = null;
-    for (const [pid, l] of last) {
-      const dead = death.get(pid);
-      if (l.event !== "lead-start" || !l.token || (dead !== undefined && dead <= probe)) continue;
-      if (!latest || ns(l.t) > ns(latest.t)) latest = l;
-    }
-    if (latest) inForce = { pid: latest.pid, token: latest.token! };
+    const dead = death.get(leader.pid);
+    if (
+      last?.event !== "lead-start" ||
+      !last.token ||
+      (leader.token !== undefined && leader.token !== last.token) ||
+      (dead !== undefined && dead <= probe)
+    ) {
+      violations.push(
+        `pid ${leader.pid} answered the probe as leader without a live term (last: ${last ? `${last.event} ${last.token ?? ""}` : "none"})`,
+      );
+    } else inForce = { pid: leader.pid, token: last.token };
   }
-  const firstWork = lines.find(
-    (l) =>
-      (l.event === "tick" || l.event === "lead-start") &&
-      ns(l.t) >= heal &&
-      (!inForce || (l.pid === inForce.pid && l.token === inForce.token)),
-  );
+  let stuck = 0;
+  for (const pid of h.probed) {
+    const a = answers.get(pid);
+    if (a?.state === "leader") continue;
+    const ok = a?.state === "follower" && !!leader && a.leader === leader.holder;
+    if (!ok) {
+      stuck += 1;
+      violations.push(
+        a
+          ? `pid ${pid} is stuck: state ${a.state}, believes leader is ${a.leader ?? "nobody"} (leaders: ${leaders.map((x) => x.holder).join(", ") || "none"})`
+          : `pid ${pid} did not answer the state probe`,
+      );
+    }
+  }
+
+  // Liveness: the first tick at or after the heal of the term leading at the
+  // probe. An election is not work, nor is work of a term that ended before the
+  // probe (after a store lost its data, the old leader works on until it learns).
+  const firstWork = inForce
+    ? lines.find(
+        (l) =>
+          l.event === "tick" &&
+          ns(l.t) >= heal &&
+          ns(l.t) <= probe &&
+          l.pid === inForce.pid &&
+          l.token === inForce.token,
+      )
+    : undefined;
   const healToLeaderMs = firstWork ? toMs(ns(firstWork.t) - heal) : null;
   const recoveryBound = h.ttlMs + h.retryMs + h.recoverySlackMs;
   if (healToLeaderMs === null) {
-    violations.push(`no leader worked after the fault healed (bound ${recoveryBound} ms)`);
+    violations.push(
+      `no leader worked after the fault healed in the term leading at the probe (bound ${recoveryBound} ms)`,
+    );
   } else if (healToLeaderMs > recoveryBound) {
     violations.push(
       `a working leader took ${healToLeaderMs.toFixed(0)} ms after heal (bound ttl + retry + slack = ${recoveryBound} ms)`,
@@ -341,35 +439,6 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     );
   }
 
-  // Stuck: every probed process answers as leader, or as a follower naming the leader.
-  const probeAt = ns(h.probeAt);
-  const answers = new Map<number, WorkerLine>();
-  for (const l of lines) if (l.event === "state" && ns(l.t) >= probeAt) answers.set(l.pid, l);
-  const leaders = [...answers.values()].filter((a) => a.state === "leader").map((a) => a.holder);
-  let stuck = 0;
-  for (const pid of h.probed) {
-    const a = answers.get(pid);
-    const ok =
-      a &&
-      (a.state === "leader" ||
-        (a.state === "follower" &&
-          !!a.leader &&
-          (leaders.length === 0 || leaders.includes(a.leader))));
-    if (!ok) {
-      stuck += 1;
-      violations.push(
-        a
-          ? `pid ${pid} is stuck: state ${a.state}, believes leader is ${a.leader ?? "nobody"} (leaders: ${leaders.join(", ") || "none"})`
-          : `pid ${pid} did not answer the state probe`,
-      );
-    }
-  }
-  if (leaders.length > 1) {
-    violations.push(
-      `${leaders.length} processes answered the probe as leader: ${leaders.join(", ")}`,
-    );
-  }
-
   return {
     backend: h.backend,
     fault: h.fault,
@@ -378,6 +447,9 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     metrics: {
       fencedOutOfOrder: outOfOrder,
       tokenReuse,
+      tokenRegressions,
+      refusedWhileTrusted,
+      refused,
       maxOverlapMs: overlapMs,
       maxEventOverlapMs: toMs(eventOverlap),
       fencedInterleavings: interleavings,
@@ -408,6 +480,9 @@ export interface Summary {
   failed: number;
   fencedOutOfOrder: number;
   tokenReuse: number;
+  tokenRegressions: number;
+  refusedWhileTrusted: number;
+  refused: number;
   maxOverlapMs: number;
   maxEventOverlapMs: number;
   demotedWork: number;
@@ -445,6 +520,9 @@ export function summarize(results: readonly EpisodeResult[]): Summary[] {
       failed: rs.filter((r) => r.violations.length > 0).length,
       fencedOutOfOrder: sum((m) => m.fencedOutOfOrder),
       tokenReuse: sum((m) => m.tokenReuse),
+      tokenRegressions: sum((m) => m.tokenRegressions),
+      refusedWhileTrusted: sum((m) => m.refusedWhileTrusted),
+      refused: sum((m) => m.refused),
       maxOverlapMs: max((m) => m.maxOverlapMs),
       maxEventOverlapMs: max((m) => m.maxEventOverlapMs),
       demotedWork: sum((m) => m.demotedWork),

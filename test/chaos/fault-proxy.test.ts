@@ -79,7 +79,9 @@ describe("fault proxy", () => {
     c.sock.write("held");
     const late = await client(port); // accepted, not connected upstream
     late.sock.write("late");
-    await new Promise((r) => setTimeout(r, 150));
+    // Both writes reached the proxy and are held there (not a sleep: the bytes are counted).
+    await waitFor("the proxy holds both writes", () => p.heldBytes("up") === 8);
+    assert.equal(p.heldBytes("down"), 0);
     assert.equal(received, "", "nothing may reach the server while black-holed");
     assert.equal(c.got(), "");
     p.heal();
@@ -97,7 +99,8 @@ describe("fault proxy", () => {
     p.halfOpen("down");
     c.sock.write("ping");
     await waitFor("server got the request", () => received === "ping");
-    await new Promise((r) => setTimeout(r, 100));
+    // The echo's reply reached the proxy and is held there.
+    await waitFor("the reply held in the proxy", () => p.heldBytes("down") === 4);
     assert.equal(c.got(), "", "the reply must not come back while half-open");
     p.heal();
     await waitFor("reply after heal", () => c.got() === "ping");
@@ -111,7 +114,7 @@ describe("fault proxy", () => {
     const a = await client(port);
     const b = await client(port);
     await waitFor("two connections", () => p.connections === 2);
-    p.resetAll();
+    assert.equal(p.resetAll(), 2);
     await waitFor("both reset", () => a.sock.destroyed && b.sock.destroyed);
     assert.equal((a.err() as NodeJS.ErrnoException | null)?.code, "ECONNRESET");
     assert.equal(p.connections, 0);

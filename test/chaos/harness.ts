@@ -4,9 +4,10 @@
  * and hands the recorded history to the checker.
  *
  * Every server the harness restarts or whose connections it kills is a
- * throwaway one it started itself (test/helpers/chaos-servers.ts); the shared
- * PostgreSQL holds only the fenced resource of non-PostgreSQL backends (one
- * table per episode, dropped afterwards).
+ * throwaway one it started itself (test/helpers/chaos-servers.ts). The fenced
+ * writes go through the store under test: `fence(tx)` on the throwaway
+ * PostgreSQL (one table per episode, dropped afterwards), `putFenced` on the
+ * other stores.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -14,6 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { openStore } from "../../src/index.js";
 import {
   ETCD_ELECTION_TIMEOUT_MS,
   EtcdCluster,
@@ -25,7 +27,7 @@ import {
 import { FaultProxy } from "../helpers/fault-proxy.js";
 import { PgStandbyPair, standbyUnavailable } from "../helpers/pg-standby.js";
 import { ThrowawayRedis } from "../helpers/redis.js";
-import { SERVICES } from "../helpers/services.js";
+import { CHAIN_KEY, parseChainValue } from "./chain.js";
 import {
   checkEpisode,
   type EpisodeHistory,
@@ -123,7 +125,10 @@ interface Backend {
   name: BackendName;
   url: string;
   proxies: FaultProxy[];
-  fence: { mode: "guard" | "store-fence"; pgUrl: string; adminUrl: string };
+  /** The fenced resource: the store's own fenced write (see WorkerConfig.fence). */
+  fence: { mode: "store-fence"; pgUrl: string; adminUrl: string } | { mode: "put-fenced" };
+  /** Whether a `restart` loses every lease (a store without persistence). */
+  restartLosesData?: boolean;
   killConns?: () => Promise<void>;
   /** Restarts the server; `r` picks which one where there is a choice. Returns what was restarted. */
   restart?: (r: number) => Promise<string>;
@@ -176,13 +181,13 @@ export class ChaosEnv {
   }
 
   private async open(b: BackendName): Promise<Backend> {
-    const guard = { mode: "guard" as const, pgUrl: SERVICES.postgres, adminUrl: SERVICES.postgres };
+    const putFenced = { mode: "put-fenced" as const };
     if (b === "sqlite") {
       return {
         name: b,
         url: `sqlite:${join(this.scratch, "leases.db")}`,
         proxies: [],
-        fence: guard,
+        fence: putFenced,
       };
     }
     if (b === "postgres" || b === "pgbouncer") {
@@ -229,7 +234,13 @@ export class ChaosEnv {
       // next episode re-seeds a standby from the promoted server.
       const pair = await PgStandbyPair.start();
       this.cleanups.push(() => pair.stop());
-      return { name: b, url: pair.vipUrl, proxies: [], fence: guard, standby: pair };
+      return {
+        name: b,
+        url: pair.vipUrl,
+        proxies: [],
+        fence: { mode: "store-fence", pgUrl: pair.vipUrl, adminUrl: pair.vipUrl },
+        standby: pair,
+      };
     }
     if (b === "redis") {
       // No persistence, like this machine's own Redis: a restart forgets every
@@ -241,7 +252,8 @@ export class ChaosEnv {
         name: b,
         url: `redis://127.0.0.1:${px.port}`,
         proxies: [px],
-        fence: guard,
+        fence: putFenced,
+        restartLosesData: true,
         killConns: async () => {
           const r = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
           try {
@@ -267,7 +279,7 @@ export class ChaosEnv {
       name: b,
       url: `etcd://${proxies.map((p) => `127.0.0.1:${p.port}`).join(",")}`,
       proxies,
-      fence: guard,
+      fence: putFenced,
       restart: async () => {
         const i = next++ % cluster.members.length;
         await cluster.restartMember(i);
@@ -362,14 +374,76 @@ class Candidate {
   }
 }
 
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<boolean> {
+/** Polls `check` every 10 ms; throws (failing the episode) when `timeoutMs` passes first. */
+async function must(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) return false;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(10);
   }
-  void what;
-  return true;
+}
+
+/** Resolves when `c` exits; throws when it has not within `timeoutMs`. */
+async function exitWithin(c: Candidate, timeoutMs: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      c.exited(),
+      new Promise<never>((_, rej) => {
+        timer = setTimeout(
+          () => rej(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * One probe round: SIGUSR2 to every live candidate, and the answers they gave
+ * after it (within `answerMs`). Returns when it was sent, whom it asked, and
+ * whether the fleet agrees: exactly one leader, whose current term ticked
+ * after `heal` and had a fenced write of such a tick accepted, named by every
+ * other probed candidate.
+ */
+async function probeRound(
+  cands: readonly Candidate[],
+  heal: bigint,
+  answerMs: number,
+): Promise<{ at: bigint; probed: Candidate[]; answered: boolean; agrees: boolean }> {
+  const probed = cands.filter((c) => c.alive && !c.stopping && !c.paused);
+  const at = now();
+  for (const c of probed) c.proc.kill("SIGUSR2");
+  const answer = (c: Candidate) =>
+    c.lines.filter((l) => l.event === "state" && BigInt(l.t) >= at).at(-1);
+  let answered = true;
+  try {
+    await must("probe answers", () => probed.every((c) => answer(c) || !c.alive), answerMs);
+  } catch {
+    answered = false;
+  }
+  const answers = probed.map((c) => ({ c, a: answer(c) }));
+  const leaders = answers.filter((x) => x.a?.state === "leader");
+  let agrees = answered && leaders.length === 1;
+  if (agrees) {
+    const { c, a } = leaders[0]!;
+    const token = a!.token;
+    // Its term ticked after the heal, and a fenced write of that term came back accepted after that tick.
+    const tick = c.lines.find(
+      (l) => l.event === "tick" && l.token === token && BigInt(l.t) >= heal,
+    );
+    agrees =
+      c.alive &&
+      !!tick &&
+      c.lines.some(
+        (l) => l.event === "wrote" && l.token === token && BigInt(l.t) > BigInt(tick.t),
+      ) &&
+      answers.every((x) => x.c === c || (x.a?.state === "follower" && x.a.leader === a!.holder));
+  }
+  return { at, probed, answered, agrees };
 }
 
 let episodeCounter = 0;
@@ -391,6 +465,23 @@ export interface EpisodeOutcome extends EpisodeResult {
   readonly stderr?: string;
 }
 
+/** The accepted writes of a `put-fenced` chain: every value a worker wrote or read as the previous one, and the last. */
+function chainWrites(lines: readonly WorkerLine[], last: string | null): FencedWrite[] {
+  const values = new Set<string>();
+  for (const l of lines as readonly (WorkerLine & { value?: string; prev?: string | null })[]) {
+    if (l.event === "wrote" && l.value) values.add(l.value);
+    if (typeof l.prev === "string") values.add(l.prev);
+  }
+  if (last !== null) values.add(last);
+  const out: FencedWrite[] = [];
+  for (const v of values) {
+    const p = parseChainValue(v);
+    if (!p) throw new Error(`the fenced chain holds ${JSON.stringify(v)}, not a chain value`);
+    out.push({ seq: Number(p.seq), token: p.token, pid: p.pid, t: p.t });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+
 /** Runs one episode and checks it. */
 export async function runEpisode(
   env: ChaosEnv,
@@ -404,18 +495,15 @@ export async function runEpisode(
   const id = `${process.pid}_${++episodeCounter}_${spec.seed}`;
   const table = `chaos_w_${id}`;
   const name = `chaos-${spec.backend}-${id}`.replace(/_/g, "-");
+  const fence = b.fence;
 
-  const admin = await adminClient(b.fence.adminUrl);
-  await admin.query(
-    `CREATE TABLE "${table}" (seq bigserial PRIMARY KEY, token bigint NOT NULL, pid int NOT NULL, t text NOT NULL)`,
-  );
-  if (b.fence.mode === "guard") {
+  if (fence.mode === "store-fence") {
+    const admin = await adminClient(fence.adminUrl);
     await admin.query(
-      `CREATE TABLE "${table}_guard" (id int PRIMARY KEY, max_token bigint NOT NULL)`,
+      `CREATE TABLE "${table}" (seq bigserial PRIMARY KEY, token bigint NOT NULL, pid int NOT NULL, t text NOT NULL)`,
     );
-    await admin.query(`INSERT INTO "${table}_guard" VALUES (1, 0)`);
+    await admin.end();
   }
-  await admin.end();
 
   const cands: Candidate[] = [];
   const deaths: { pid: number; t: string }[] = [];
@@ -428,16 +516,21 @@ export async function runEpisode(
       ttlMs,
       retryMs,
       tickMs,
-      fence: { mode: b.fence.mode, pgUrl: b.fence.pgUrl, table },
+      fence: fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
     });
   for (let i = 0; i < timing.candidates; i++) cands.push(spawnOne(i));
   const leader = () => cands.find((c) => c.leading());
   let faultAt = now();
   let healAt = now();
+  let dataLostAt: bigint | undefined;
   let detail = "";
-  let setupError: string | null = null;
+  let episodeError: string | null = null;
+  let probe: { at: bigint; probed: Candidate[] } | null = null;
+  // Bound of every wait for the fleet after the heal; the checker judges the
+  // recovery time itself (ttl + retry + slack), this only stops the episode.
+  const waitBound = 3 * (ttlMs + retryMs) + 5000;
   try {
-    const ok = await until(
+    await must(
       "a leader whose fenced writes were accepted twice",
       () => {
         const l = leader();
@@ -449,7 +542,6 @@ export async function runEpisode(
       },
       15_000,
     );
-    if (!ok) throw new Error("no leader within 15 s of start");
     const lead = leader()!;
     const r = () => rand();
     switch (spec.fault) {
@@ -462,7 +554,7 @@ export async function runEpisode(
         faultAt = now();
         lead.paused = true;
         lead.proc.kill("SIGSTOP");
-        await sleep(ms);
+        await sleep(ms); // the fault's length, not a wait for a result
         const to = now();
         lead.proc.kill("SIGCONT");
         lead.paused = false;
@@ -485,7 +577,7 @@ export async function runEpisode(
         lead.stopping = true;
         lead.proc.kill("SIGTERM");
         healAt = faultAt;
-        await lead.exited();
+        await exitWithin(lead, 10_000, "the SIGTERMed leader to exit");
         deaths.push({ pid: lead.pid, t: now().toString() });
         break;
       }
@@ -495,7 +587,7 @@ export async function runEpisode(
         detail = `+${ms} ms each way (round trip ≈ ${2 * ms} ms, ttl ${ttlMs}) for ${hold} ms`;
         faultAt = now();
         for (const p of b.proxies) p.latency(ms);
-        await sleep(hold);
+        await sleep(hold); // the fault's length
         for (const p of b.proxies) p.heal();
         healAt = now();
         break;
@@ -513,7 +605,7 @@ export async function runEpisode(
           if (spec.fault === "blackhole") p.blackhole();
           else p.halfOpen(dir);
         }
-        await sleep(hold);
+        await sleep(hold); // the fault's length
         // A half-open connection never recovers by itself: its peer resets it.
         if (spec.fault === "half-open") for (const p of b.proxies) p.resetAll();
         for (const p of b.proxies) p.heal();
@@ -525,7 +617,7 @@ export async function runEpisode(
         detail = `${n} connection reset(s), ${Math.round(ttlMs / 3)} ms apart`;
         faultAt = now();
         for (let i = 0; i < n; i++) {
-          if (i > 0) await sleep(Math.round(ttlMs / 3));
+          if (i > 0) await sleep(Math.round(ttlMs / 3)); // spacing of the resets
           for (const p of b.proxies) p.resetAll();
         }
         healAt = now();
@@ -545,6 +637,7 @@ export async function runEpisode(
       case "restart-server": {
         if (!b.restart) throw new Error(`${spec.backend} has no restartable server`);
         faultAt = now();
+        if (b.restartLosesData) dataLostAt = faultAt;
         detail = await b.restart(r());
         healAt = now();
         break;
@@ -561,12 +654,11 @@ export async function runEpisode(
         const killAt = now();
         lead.proc.kill("SIGKILL");
         deaths.push({ pid: lead.pid, t: killAt.toString() });
-        const lostOk = await until(
+        await must(
           "a term on the primary after the freeze",
           () => cands.some((c) => c !== lead && c.leading() && c.has("wrote", faultAt)),
           3 * (ttlMs + retryMs) + 2000,
         );
-        if (!lostOk) throw new Error("no new term on the primary after the leader was killed");
         const lost = cands.find((c) => c !== lead && c.leading())!;
         const lostToken = lost.lines.filter((l) => l.event === "lead-start").at(-1)?.token;
         // Paused through the failover, so the promoted server's first term
@@ -576,58 +668,65 @@ export async function runEpisode(
         lost.paused = true;
         lost.proc.kill("SIGSTOP");
         const t0 = Date.now();
+        // The lost term's data goes with the primary: its holder's refusals
+        // after this are the documented async limit, not a fencing failure.
+        dataLostAt = now();
         await pair.crashPrimary();
         await pair.promote();
         healAt = now();
         const promotedMs = Date.now() - t0;
         const heal = healAt;
-        const nextOk = await until(
-          "a term on the promoted server",
-          () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
-          2 * (ttlMs + retryMs) + 2000,
-        );
-        lost.proc.kill("SIGCONT");
-        lost.paused = false;
-        pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
-        detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms${nextOk ? "" : "; no new term while the lost term's holder was paused"}`;
+        try {
+          await must(
+            "a term on the promoted server while the lost term's holder is paused",
+            () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
+            2 * (ttlMs + retryMs) + 2000,
+          );
+        } finally {
+          lost.proc.kill("SIGCONT");
+          lost.paused = false;
+          pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
+        }
+        detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms`;
         break;
       }
     }
-    // Recovery: leader work after the heal (bounded; the checker judges the time).
+    // Recovery: a leader ticks after the heal (the checker judges how soon).
     const heal = healAt;
-    await until(
-      "leader work after heal",
-      () =>
-        cands.some((c) =>
-          c.lines.some(
-            (l) => (l.event === "tick" || l.event === "lead-start") && BigInt(l.t) >= heal,
-          ),
-        ),
-      3 * (ttlMs + retryMs) + 5000,
+    await must(
+      "leader work after the heal",
+      () => cands.some((c) => c.has("tick", heal)),
+      waitBound,
     );
-    // A term may still end after that first work (a store that lost its data
-    // tells the old leader at its next renewal): give it a ttl, then wait
-    // for a leader at work, and let followers learn it before the probe.
-    await sleep(ttlMs + retryMs);
-    const settle = now();
-    await until(
-      "a leader at work before the probe",
-      () => cands.some((c) => c.leading() && c.has("tick", settle)),
-      3 * (ttlMs + retryMs) + 5000,
-    );
-    await sleep(2 * retryMs);
+    // Then probe until the fleet agrees: one leader whose term ticked after
+    // the heal, named by every follower. A term may still end after that first
+    // work (a store that lost its data tells the old leader at its next
+    // renewal), so agreement, not a fixed sleep, decides when to probe.
+    const deadline = Date.now() + waitBound;
+    for (;;) {
+      const round = await probeRound(cands, heal, 2000);
+      if (round.agrees) {
+        probe = round;
+        break;
+      }
+      if (Date.now() > deadline) {
+        probe = round;
+        throw new Error(
+          `timed out after ${waitBound} ms waiting for one leader that ticked after the heal, named by every follower`,
+        );
+      }
+      await sleep(retryMs); // between probe rounds: a bounded poll
+    }
   } catch (e) {
-    setupError = (e as Error).message;
+    episodeError = (e as Error).message;
   }
   for (const c of cands) if (c.paused) c.proc.kill("SIGCONT");
-  const probed = cands.filter((c) => c.alive && !c.stopping);
-  const probeAt = now();
-  for (const c of probed) c.proc.kill("SIGUSR2");
-  await until(
-    "probe answers",
-    () => probed.every((c) => c.has("state", probeAt) || !c.alive),
-    2000,
-  );
+  if (!probe) {
+    const round = await probeRound(cands, healAt, 2000);
+    probe = round;
+  }
+  const { probed } = probe;
+  const probeAt = probe.at;
   // Graceful stop of everyone; SIGKILL after 5 s.
   for (const c of cands) if (c.alive) c.proc.kill("SIGTERM");
   const all = Promise.all(cands.map((c) => c.exited()));
@@ -637,16 +736,32 @@ export async function runEpisode(
   await all;
   clearTimeout(killer);
 
+  const lines = cands.flatMap((c) => c.lines);
   let writes: FencedWrite[] = [];
-  const reader = await adminClient(b.fence.adminUrl, 10_000);
-  try {
-    const r = await reader.query(
-      `SELECT seq::int AS seq, token::text AS token, pid, t FROM "${table}" ORDER BY seq`,
-    );
-    writes = r.rows as FencedWrite[];
-    await reader.query(`DROP TABLE IF EXISTS "${table}", "${table}_guard"`);
-  } finally {
-    await reader.end().catch(() => {});
+  if (fence.mode === "store-fence") {
+    const reader = await adminClient(fence.adminUrl, 10_000);
+    try {
+      const r = await reader.query(
+        `SELECT seq::int AS seq, token::text AS token, pid, t FROM "${table}" ORDER BY seq`,
+      );
+      writes = r.rows as FencedWrite[];
+      await reader.query(`DROP TABLE IF EXISTS "${table}"`);
+    } finally {
+      await reader.end().catch(() => {});
+    }
+  } else {
+    let last: string | null = null;
+    try {
+      const store = await openStore(b.url);
+      try {
+        last = (await store.getFenced(name, CHAIN_KEY))?.value ?? null;
+      } finally {
+        await store.close();
+      }
+    } catch (e) {
+      episodeError ??= `could not read the last fenced write: ${(e as Error).message}`;
+    }
+    writes = chainWrites(lines, last);
   }
 
   if (process.env.CHAOS_DEBUG)
@@ -681,7 +796,7 @@ export async function runEpisode(
         : 0),
     // Once per backoff step: never more than one identical line per retry interval.
     logLinesPerMinute: Math.ceil(60_000 / retryMs),
-    lines: cands.flatMap((c) => c.lines),
+    lines,
     writes,
     faultAt: faultAt.toString(),
     healAt: healAt.toString(),
@@ -689,17 +804,9 @@ export async function runEpisode(
     deaths,
     pauses,
     probed: probed.map((c) => c.pid),
+    ...(dataLostAt !== undefined ? { dataLostAt: dataLostAt.toString() } : {}),
   };
   const result = checkEpisode(history);
-  // TENURE_CHAOS_DUMP=DIR keeps the history of every failed episode (to debug a replay).
-  const dumpDir = process.env.TENURE_CHAOS_DUMP;
-  if (dumpDir && result.violations.length > 0) {
-    mkdirSync(dumpDir, { recursive: true });
-    writeFileSync(
-      join(dumpDir, `${spec.backend}-${spec.fault}-${spec.seed}.json`),
-      JSON.stringify(history, null, 1),
-    );
-  }
   for (const c of cands) {
     const code = c.proc.exitCode;
     if (code !== null && code !== 0) {
@@ -709,7 +816,16 @@ export async function runEpisode(
       );
     }
   }
-  if (setupError) result.violations.unshift(`episode error: ${setupError}`);
+  if (episodeError) result.violations.unshift(`episode error: ${episodeError}`);
+  // TENURE_CHAOS_DUMP=DIR keeps the history of every failed episode (to debug a replay).
+  const dumpDir = process.env.TENURE_CHAOS_DUMP;
+  if (dumpDir && result.violations.length > 0) {
+    mkdirSync(dumpDir, { recursive: true });
+    writeFileSync(
+      join(dumpDir, `${spec.backend}-${spec.fault}-${spec.seed}.json`),
+      JSON.stringify(history, null, 1),
+    );
+  }
   const failed = result.violations.length > 0;
   return {
     ...result,

@@ -197,26 +197,39 @@ export function markdown(rep: ChaosReport, command: string): string {
     "",
     `Each episode: ${t.candidates} candidate processes, ttl ${t.ttlMs} ms, retry ${t.retryMs} ms, leader tick every ${t.tickMs} ms; one fault, healed; every survivor probed; all stopped gracefully. Servers are throwaway ones the harness started (see "How it works").`,
     "",
+    "## Invariants",
+    "",
+    "`test/chaos/checker.ts` checks each episode from its recorded history alone (DESIGN.md §6); any violation fails the episode:",
+    "",
+    "1. **Tokens.** Every term carries a larger token than every term elected before it, by any process (in election order), judged from Tenure's own tokens, not from what a fenced resource happened to accept. No token is used by two processes.",
+    "2. **Fencing by the store.** Every tick makes one fenced write through the store's own fencing: `fence(tx, term)` inside a transaction on PostgreSQL and PgBouncer, `putFenced` on SQLite, Redis and etcd. The accepted writes, in commit order, never go back to an older token and never interleave two terms. A write the store refused while its writer still trusted its term (the refusal came back inside that term's trust window) is a violation; the only exception is a term elected before the store lost its data (a Redis without persistence restarted: DESIGN.md §2 promises leases and tokens only where the store is durable). A stale leader's refusals are fencing at work: they are counted, not failed.",
+    "3. **Trust overlap.** Two processes never trust their leadership at once for longer than the bound (0 ms).",
+    "4. **No demoted work.** Every tick runs inside its own term's trust window, before that term ended.",
+    "5. **Recovery.** At the final probe exactly one live process answers as leader, in a term that ticked after the heal (an election alone is not work); every other probed process is a follower that names it. The first tick of that term after the heal comes within ttl + retry + tick + 250 ms (plus three election timeouts when an etcd member restarts), and the store accepted a fenced write after the heal.",
+    "6. **No log loops.** No process logs the same warn/error line more than once per retry interval (60 000 / retry lines per minute).",
+    "7. **Bounded harness waits.** Every wait of the harness is bounded and one that times out fails the episode (no leader work after the heal, no agreement at the probe, a SIGTERMed leader that does not exit). The probe is taken once the fleet agrees (a probe round every retry interval), not after a fixed sleep.",
+    "",
     "## Headline",
     "",
     `- Episodes: **${total}**, failed: **${failed}**.`,
-    `- Fenced writes accepted out of token order: **${sum((s) => s.fencedOutOfOrder)}**; tokens shared by two processes: **${sum((s) => s.tokenReuse)}**.`,
+    `- Terms elected with a token not larger than an earlier term's: **${sum((s) => s.tokenRegressions)}**; tokens shared by two processes: **${sum((s) => s.tokenReuse)}**.`,
+    `- Fenced writes the store accepted out of token order: **${sum((s) => s.fencedOutOfOrder)}**; refused while their writer trusted its term: **${sum((s) => s.refusedWhileTrusted)}** (refused in all, stale leaders included: ${sum((s) => s.refused)}).`,
     `- Longest time two processes both trusted their leadership (trust window, bound ${t.safetyBoundMs} ms): **${max((s) => s.maxOverlapMs).toFixed(3)} ms**.`,
     `- Leader work run by a demoted process: **${sum((s) => s.demotedWork)}**; stuck processes: **${sum((s) => s.stuck)}**.`,
     `- Largest count of identical warn/error lines of one process in one minute: **${max((s) => s.maxIdenticalLogLines)}**.`,
     "",
     "## Per backend and fault",
     "",
-    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first tick or election, at or after the heal, of the term that leads at the final probe (work by a term that ended before the probe does not count: after a Redis restart that lost every lease, the old leader works on until its next renewal, then nobody leads until the restart guard lets a new term in); bound ttl + retry + tick + 250 ms. " +
+    "Heal → leader work: time from the heal (for a SIGKILL, SIGTERM or long SIGSTOP of the leader: from the fault itself) to the first tick, at or after the heal, of the term that leads at the final probe (an election alone is not work; work by a term that ended before the probe does not count: after a Redis restart that lost every lease, the old leader works on until its next renewal, then nobody leads until the restart guard lets a new term in); bound ttl + retry + tick + 250 ms. " +
       "Event overlap: time two processes were between their `elected` and `demoted` events at once — it includes a frozen (SIGSTOPped) leader that cannot act and whose trust window has expired, so it is informational.",
     "",
-    "| backend | fault | episodes | failed | out-of-order fenced | token reuse | trust overlap ms | event overlap ms | demoted work | stuck | max identical log lines/min | heal→leader p50 / p90 / p99 / max ms |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| backend | fault | episodes | failed | token regressions | token reuse | out-of-order fenced | refused while trusted | trust overlap ms | event overlap ms | demoted work | stuck | max identical log lines/min | heal→leader p50 / p90 / p99 / max ms |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const s of rep.summary) {
     const h = s.healToLeaderMs;
     lines.push(
-      `| ${s.backend} | ${s.fault} | ${s.episodes} | ${s.failed} | ${s.fencedOutOfOrder} | ${s.tokenReuse} | ${s.maxOverlapMs.toFixed(3)} | ${s.maxEventOverlapMs.toFixed(0)} | ${s.demotedWork} | ${s.stuck} | ${s.maxIdenticalLogLines} | ${f1(h.p50)} / ${f1(h.p90)} / ${f1(h.p99)} / ${f1(h.max)} |`,
+      `| ${s.backend} | ${s.fault} | ${s.episodes} | ${s.failed} | ${s.tokenRegressions} | ${s.tokenReuse} | ${s.fencedOutOfOrder} | ${s.refusedWhileTrusted} | ${s.maxOverlapMs.toFixed(3)} | ${s.maxEventOverlapMs.toFixed(0)} | ${s.demotedWork} | ${s.stuck} | ${s.maxIdenticalLogLines} | ${f1(h.p50)} / ${f1(h.p90)} / ${f1(h.p99)} / ${f1(h.max)} |`,
     );
   }
   lines.push("", "## Failures", "");
@@ -233,9 +246,9 @@ export function markdown(rep: ChaosReport, command: string): string {
     "",
     "- `test/helpers/fault-proxy.ts`: loopback TCP proxy between every candidate and its server: latency, black hole, half-open (one direction held), connection reset.",
     "- `test/helpers/chaos-servers.ts`: throwaway redis-server (no persistence), PostgreSQL (initdb/pg_ctl), PgBouncer (transaction mode) and a 3-member etcd cluster on free loopback ports; only these are restarted or have their connections killed.",
-    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick writes one row to a fenced resource: for PostgreSQL and PgBouncer inside a transaction after the store's `fence(tx, term)`; for the other backends to a table on the shared PostgreSQL that keeps the largest token seen and refuses lower ones.",
-    "- `test/helpers/pg-standby.ts` (backend `postgres-standby`, fault `promote-standby`): a throwaway PostgreSQL primary with a `pg_basebackup` asynchronous standby behind a forwarder that leads to the current primary. The fault freezes the walsender, SIGKILLs the leader so another candidate starts a term on the primary only, pauses that candidate, crashes the primary, promotes the standby and moves the forwarder; the fenced resource is the shared PostgreSQL's token-keeping table. Its trust-overlap bound is one ttl (an async standby can lose a term; its holder may trust it meanwhile), while fenced writes must stay ordered and no token may serve two processes.",
-    "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone.",
+    "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick makes one fenced write through the store's own fencing: for PostgreSQL and PgBouncer a row inserted inside a transaction after the store's `fence(tx, term)`; for SQLite, Redis and etcd a compare-and-set chain on one key with `putFenced` (each value names its sequence number, token and writer, so the accepted writes are known in commit order). Refused writes are logged with the time the answer came back.",
+    "- `test/helpers/pg-standby.ts` (backend `postgres-standby`, fault `promote-standby`): a throwaway PostgreSQL primary with a `pg_basebackup` asynchronous standby behind a forwarder that leads to the current primary. The fault freezes the walsender, SIGKILLs the leader so another candidate starts a term on the primary only, pauses that candidate, crashes the primary, promotes the standby and moves the forwarder; the fenced writes go through the forwarder with the store's `fence(tx, term)`, so they land on whichever server is primary; the lost term's refusals after the promotion are excused like a Redis restart without persistence. Its trust-overlap bound is one ttl (an async standby can lose a term; its holder may trust it meanwhile), while fenced writes must stay ordered and no token may serve two processes.",
+    "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone; `test/chaos/checker.test.ts` feeds it hand-written histories, among them three the checker before issue 17 passed (a restart giving token 5 after 900 with every write refused; a dead leader named by both followers while the new one demoted; a lone election with no ticks, writes or probes).",
     "- Replay one episode: `node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED`.",
     "",
   );

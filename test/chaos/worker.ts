@@ -2,15 +2,18 @@
  * One candidate process of a chaos episode. Configured by the CHAOS_WORKER
  * environment variable (JSON, see {@link WorkerConfig}). Campaigns for one
  * lease and, while leader, ticks every `tickMs`: each tick prints a `tick` line
- * and writes one row to the fenced resource. Prints one JSON line per event on
- * stdout, stamped with CLOCK_MONOTONIC ns (`t`), which all processes share:
- * lead-start/renewed (with `until`, the end of the trust window), lead-end,
- * tick, log (every line the elector logs), state (on SIGUSR2), stopped.
+ * and makes one fenced write through the store's own fencing. Prints one JSON
+ * line per event on stdout, stamped with CLOCK_MONOTONIC ns (`t`), which all
+ * processes share: lead-start/renewed (with `until`, the end of the trust
+ * window), lead-end, tick, wrote / write-rejected / write-conflict /
+ * write-error (stamped when the store's answer came back), log (every line the
+ * elector logs), state (on SIGUSR2), stopped.
  * SIGTERM: elector.stop() (graceful handoff), then exit 0.
  */
 import pg from "pg";
 import { createElector, openStore } from "../../src/index.js";
 import type { Logger } from "../../src/logger.js";
+import { CHAIN_KEY, chainValue, parseChainValue } from "./chain.js";
 
 export interface WorkerConfig {
   url: string;
@@ -20,12 +23,15 @@ export interface WorkerConfig {
   retryMs: number;
   tickMs: number;
   /**
-   * The fenced resource. `guard`: a table on `pgUrl` that keeps the largest
-   * token it has seen and refuses lower ones (works with any lease store).
+   * The fenced resource; the store under test does the fencing.
    * `store-fence`: rows written inside a transaction on the lease's own
-   * PostgreSQL database, after the store's `fence(tx, term)`.
+   * PostgreSQL database (`pgUrl`, `table`), after the store's `fence(tx, term)`.
+   * `put-fenced`: a compare-and-set chain on one key of the lease
+   * (`CHAIN_KEY` of ./chain.ts) with the store's `putFenced`: each write reads the
+   * current value and replaces it only if it is unchanged, so the accepted
+   * writes form one chain in commit order (see `chainValue`).
    */
-  fence: { mode: "guard" | "store-fence"; pgUrl: string; table: string };
+  fence: { mode: "store-fence"; pgUrl: string; table: string } | { mode: "put-fenced" };
 }
 
 const cfg = JSON.parse(process.env.CHAOS_WORKER ?? "null") as WorkerConfig | null;
@@ -72,12 +78,12 @@ elector.on("elected", (t) => out("lead-start", { token: t.token.toString(), unti
 elector.on("renewed", (r) => out("renewed", { token: r.token.toString(), until: until() }));
 elector.on("demoted", (d) => out("lead-end", { token: d.token.toString(), reason: d.reason }));
 
-// The fenced resource: one client, reconnected when it breaks.
+// store-fence: one client, reconnected when it breaks.
 let client: pg.Client | null = null;
-async function db(): Promise<pg.Client> {
+async function db(pgUrl: string): Promise<pg.Client> {
   if (client) return client;
   const c = new pg.Client({
-    connectionString: cfg!.fence.pgUrl.replace(/\?.*$/, ""),
+    connectionString: pgUrl.replace(/\?.*$/, ""),
     query_timeout: Math.max(500, cfg!.ttlMs),
     connectionTimeoutMillis: Math.max(500, cfg!.ttlMs),
   });
@@ -88,37 +94,29 @@ async function db(): Promise<pg.Client> {
   client = c;
   return c;
 }
-const T = `"${cfg.fence.table}"`;
-const G = `"${cfg.fence.table}_guard"`;
 const fenceFn = (
   store as {
     fence?: (tx: unknown, term: { name: string; holder: string; token: bigint }) => Promise<void>;
   }
 ).fence;
 
-async function fencedWrite(token: bigint, t: string): Promise<void> {
+async function storeFenceWrite(
+  f: { pgUrl: string; table: string },
+  token: bigint,
+  t: string,
+): Promise<void> {
   let c: pg.Client;
   try {
-    c = await db();
+    c = await db(f.pgUrl);
   } catch {
     out("write-error", { token: token.toString(), err: "connect" });
     return;
   }
   try {
     await c.query("BEGIN");
-    if (cfg!.fence.mode === "store-fence") {
-      if (!fenceFn) throw new Error("store has no fence()");
-      await fenceFn.call(store, c, { name: cfg!.name, holder: cfg!.holder, token });
-    } else {
-      const r = await c.query(`SELECT max_token::text AS m FROM ${G} WHERE id = 1 FOR UPDATE`);
-      if (BigInt(r.rows[0].m as string) > token) {
-        await c.query("ROLLBACK");
-        out("write-rejected", { token: token.toString() });
-        return;
-      }
-      await c.query(`UPDATE ${G} SET max_token = $1 WHERE id = 1`, [token.toString()]);
-    }
-    await c.query(`INSERT INTO ${T} (token, pid, t) VALUES ($1, $2, $3)`, [
+    if (!fenceFn) throw new Error("store has no fence()");
+    await fenceFn.call(store, c, { name: cfg!.name, holder: cfg!.holder, token });
+    await c.query(`INSERT INTO "${f.table}" (token, pid, t) VALUES ($1, $2, $3)`, [
       token.toString(),
       process.pid,
       t,
@@ -139,19 +137,50 @@ async function fencedWrite(token: bigint, t: string): Promise<void> {
   }
 }
 
+async function putFencedWrite(token: bigint, t: string): Promise<void> {
+  const tok = token.toString();
+  try {
+    const cur = await store.getFenced(cfg!.name, CHAIN_KEY);
+    const prev = cur === null ? null : parseChainValue(cur.value);
+    if (cur !== null && prev === null) throw new Error(`not a chain value: ${cur.value}`);
+    const value = chainValue(prev === null ? now() : prev.seq + 1n, token, process.pid, t);
+    const r = await store.putFenced(
+      { name: cfg!.name, holder: cfg!.holder, token },
+      CHAIN_KEY,
+      value,
+      {
+        expect: cur?.value ?? null,
+      },
+    );
+    const prevValue = cur?.value ?? null;
+    if (r.ok) out("wrote", { token: tok, value, prev: prevValue });
+    else if (r.reason === "fenced") out("write-rejected", { token: tok, prev: prevValue });
+    else out("write-conflict", { token: tok, prev: prevValue });
+  } catch (e) {
+    out("write-error", { token: tok, err: errText(e) });
+  }
+}
+
 elector.every(
   cfg.tickMs,
   async (term) => {
     const t = now().toString();
     out("tick", { token: term.token.toString() });
-    await fencedWrite(term.token, t);
+    const f = cfg.fence;
+    if (f.mode === "store-fence") await storeFenceWrite(f, term.token, t);
+    else await putFencedWrite(term.token, t);
   },
   { immediate: true },
 );
 
 process.on("SIGUSR2", () => {
   const h = elector.health();
-  out("state", { state: h.state, leader: h.leader?.holder ?? null, healthy: h.healthy });
+  out("state", {
+    state: h.state,
+    leader: h.leader?.holder ?? null,
+    token: h.token?.toString() ?? null,
+    healthy: h.healthy,
+  });
 });
 let stopping = false;
 const stop = async () => {

@@ -87,7 +87,9 @@ describe("elector", () => {
     await clock.advance(0);
     const t1 = a.term();
     assert.ok(t1);
-    // A user tick due at the same time as the renewal, checking leadership the documented way.
+    // A user tick that comes due before the renewal after the stall (every 300 ms, renewal every
+    // 333 ms), checking leadership the documented way: its own `term()` call is what must see
+    // the deadline passed; the renewal has not run yet to demote the leader.
     const tickRuns: { token: bigint; at: number }[] = [];
     const order: string[] = [];
     a.on("demoted", () => order.push("demoted"));
@@ -95,7 +97,7 @@ describe("elector", () => {
     void (async () => {
       for (;;) {
         try {
-          await clock.sleep(333, ticker.signal);
+          await clock.sleep(300, ticker.signal);
         } catch {
           return;
         }

@@ -2,11 +2,28 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { isStoreError } from "../../src/errors.js";
 import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
+import { FaultProxy } from "./fault-proxy.js";
 import { uniqueName, waitFor } from "./wait.js";
 
 export interface ConformanceOptions {
-  /** Kills this store's server-side connection(s) (pg_terminate_backend, CLIENT KILL, …). */
-  killConnection?: (store: LeaseStore) => Promise<void>;
+  /**
+   * Kills this store's server-side connection(s) (pg_terminate_backend, CLIENT
+   * KILL, …) between two calls; resolves to how many it killed.
+   */
+  killConnection?: (store: LeaseStore) => Promise<number>;
+  /**
+   * Reaching the server through a fault proxy (test/helpers/fault-proxy.ts),
+   * for the kill while a renewal is in flight: `open(port)` opens a store that
+   * connects to 127.0.0.1:`port` (the proxy) instead of `target`.
+   * `inFlight`: what the killed renewal does — `transient` (rejects with a
+   * transient StoreError) or `resent` (the driver resends it on a new
+   * connection and it succeeds).
+   */
+  proxied?: {
+    readonly target: { readonly host: string; readonly port: number };
+    readonly open: (port: number) => Promise<LeaseStore>;
+    readonly inFlight: "transient" | "resent";
+  };
   /** Restarts the server (tokens must keep increasing afterwards). */
   restartServer?: () => Promise<void>;
   /** Skip the whole suite with this message (service missing). */
@@ -218,7 +235,7 @@ export function describeLeaseStore(
       }
     });
 
-    it("a killed connection mid-renew is transient and the next call succeeds", async (t) => {
+    it("a connection killed by the server between calls: the next renewal succeeds", async (t) => {
       if (!opts.killConnection) {
         t.skip(`${name} has no connection to kill`);
         return;
@@ -227,7 +244,8 @@ export function describeLeaseStore(
       const s = await fresh();
       const a = await s.acquire(n, "a", 10_000);
       assert.ok(a.acquired);
-      await opts.killConnection(s);
+      const killed = await opts.killConnection(s);
+      assert.ok(killed >= 1, `killed ${killed} connections`);
       let sawTransient = false;
       const ok = await waitFor(
         "renew to succeed after reconnect",
@@ -245,9 +263,65 @@ export function describeLeaseStore(
         { timeoutMs: 8000, intervalMs: 50 },
       );
       assert.equal(ok, true);
-      // Either the driver reconnected transparently or we saw a transient error first.
+      // Either the driver reconnected transparently or we saw a transient error first
+      // (asserted inside the check: any other error fails the test).
       t.diagnostic(`saw transient error: ${sawTransient}`);
       assert.equal((await s.read(n))?.token, a.lease.token);
+    });
+
+    it("a connection killed while a renewal is in flight: transient (or resent), and the next renewal succeeds", async (t) => {
+      const px = opts.proxied;
+      if (!px) {
+        t.skip(`${name} is not reached through a fault proxy`);
+        return;
+      }
+      const proxy = new FaultProxy(px.target.host, px.target.port);
+      const port = await proxy.start();
+      const s = await px.open(port);
+      try {
+        const n = uniqueName("inflight");
+        const a = await s.acquire(n, "a", 10_000);
+        assert.ok(a.acquired);
+        // Replies are held: the renewal reaches the server, its answer does not come back.
+        proxy.halfOpen("down");
+        const pending = s.renew(a.lease, 10_000).then(
+          (v) => ({ ok: true as const, v }),
+          (e: unknown) => ({ ok: false as const, e }),
+        );
+        await waitFor("the renewal's reply held in the proxy", () => proxy.heldBytes("down") > 0, {
+          timeoutMs: 3000,
+        });
+        const killed = proxy.resetAll();
+        assert.ok(killed >= 1, `killed ${killed} connections`);
+        proxy.heal();
+        const out = await pending;
+        if (px.inFlight === "transient") {
+          assert.equal(out.ok, false, `the killed renewal resolved: ${JSON.stringify(out)}`);
+          const e = (out as { e: unknown }).e;
+          assert.ok(isStoreError(e), `not a StoreError: ${String(e)}`);
+          assert.equal(e.transient, true, `expected transient, got ${e.kind}: ${e.message}`);
+        } else {
+          assert.ok(out.ok, `the killed renewal failed: ${String((out as { e: unknown }).e)}`);
+          assert.equal((out as { v: { renewed: boolean } }).v.renewed, true);
+        }
+        const ok = await waitFor(
+          "a renewal after the kill",
+          async () => {
+            try {
+              return (await s.renew(a.lease, 10_000)).renewed;
+            } catch (e) {
+              assert.ok(isStoreError(e) && e.transient, `not transient: ${String(e)}`);
+              return false;
+            }
+          },
+          { timeoutMs: 8000, intervalMs: 50 },
+        );
+        assert.equal(ok, true);
+        assert.equal((await s.read(n))?.token, a.lease.token);
+      } finally {
+        await s.close();
+        await proxy.stop();
+      }
     });
 
     it("tokens keep increasing across a server restart", async (t) => {

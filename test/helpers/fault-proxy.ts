@@ -87,9 +87,21 @@ export class FaultProxy {
     this.fault = { kind: "half-open", direction };
   }
 
-  /** Resets (RST) every open connection, client and upstream side. The fault stays as it is. */
-  resetAll(): void {
-    for (const p of [...this.pipes]) this.closePipe(p, true);
+  /** Bytes held right now in `dir`, over every connection (a black hole or half-open holds them). */
+  heldBytes(dir: Direction): number {
+    let n = 0;
+    for (const p of this.pipes) for (const c of p.held[dir]) n += c.length;
+    return n;
+  }
+
+  /**
+   * Resets (RST) every open connection, client and upstream side. The fault
+   * stays as it is. Returns how many connections it reset.
+   */
+  resetAll(): number {
+    const open = [...this.pipes];
+    for (const p of open) this.closePipe(p, true);
+    return open.length;
   }
 
   /** Removes the fault; held bytes are delivered in order, pending connections connect. */
@@ -195,7 +207,10 @@ export class FaultProxy {
     this.pipes.delete(pipe);
     for (const s of [pipe.client, pipe.upstream]) {
       if (!s || s.destroyed) continue;
-      if (reset) s.resetAndDestroy();
+      // Node 20's resetAndDestroy() on a socket whose peer already ended it
+      // leaves a handle behind that keeps the process alive: destroy that one.
+      if (reset && s.readyState === "open") s.resetAndDestroy();
+      else if (reset) s.destroy();
       else s.end();
     }
   }

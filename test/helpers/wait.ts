@@ -1,4 +1,10 @@
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes; bounded, never "sleep and hope". */
+import { AssertionError } from "node:assert";
+
+/**
+ * Polls `check` until it returns a truthy value or `timeoutMs` passes; bounded, never "sleep and hope".
+ * An error thrown by `check` keeps the polling going (a store call failing while a server
+ * restarts), except a failed assertion: an `assert` inside `check` fails the wait at once.
+ */
 export async function waitFor<T>(
   what: string,
   check: () => T | Promise<T>,
@@ -11,6 +17,7 @@ export async function waitFor<T>(
       const v = await check();
       if (v) return v as NonNullable<T>;
     } catch (e) {
+      if (e instanceof AssertionError) throw e;
       last = e;
     }
     if (Date.now() > deadline) {

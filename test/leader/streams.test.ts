@@ -174,17 +174,19 @@ describe("leader-held streams", () => {
     const { clock, make, stopAll } = setup();
     const a = make("a");
     const calls: number[] = [];
+    // Recorded here, asserted below: a throw inside run() only becomes a reconnect.
+    const abortedAtAttempt: boolean[] = [];
     a.stream({
       name: "events",
       recovery: { strategy: "reconnect", initialDelayMs: 100, maxDelayMs: 150, maxAttempts: 3 },
       run: (_term, { fail, signal }) => {
         calls.push(clock.now());
+        abortedAtAttempt.push(signal.aborted);
         if (calls.length === 1) {
           // event-based client: report the error, never settle
           queueMicrotask(() => fail(new Error("socket error")));
           return new Promise(() => {});
         }
-        assert.equal(signal.aborted, false);
         throw new Error("still down"); // synchronous throw from the reconnect attempt
       },
     });
@@ -195,6 +197,11 @@ describe("leader-held streams", () => {
     assert.deepEqual(
       calls.map((c) => c - t0),
       [0, 100, 250, 400],
+    );
+    assert.deepEqual(
+      abortedAtAttempt,
+      [false, false, false, false],
+      "each attempt got a live signal",
     );
     assert.equal(a.leaderWork.stats().streams[0]!.state, "failed");
     assert.match(a.health().reason ?? "", /stream "events" failed/);
