@@ -1,3 +1,5 @@
+import { redactSecrets } from "./store/classify.js";
+
 /** Structured log fields. Fixed keys used by Tenure: lease, holder, token, attempt, delayMs, reason, err. */
 export type LogFields = Record<string, unknown>;
 
@@ -36,7 +38,8 @@ function formatValue(v: unknown): string {
 
 /**
  * A logger writing one line per entry to a stream: `human` (readable
- * `time level msg key=value…`) or `json` (one object per line).
+ * `time level msg key=value…`) or `json` (one object per line). Credentials
+ * (URL passwords, `password=`/`token=`… values) are redacted from every line.
  */
 export function createStreamLogger(opts: {
   format?: "human" | "json";
@@ -53,7 +56,7 @@ export function createStreamLogger(opts: {
     const all = { ...base, ...fields };
     if (format === "json") {
       stream.write(
-        `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, logReplacer)}\n`,
+        `${redactSecrets(JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, logReplacer))}\n`,
       );
       return;
     }
@@ -62,7 +65,9 @@ export function createStreamLogger(opts: {
       .map(([k, v]) => `${k}=${formatValue(v)}`)
       .join(" ");
     stream.write(
-      `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${kv ? ` ${kv}` : ""}\n`,
+      redactSecrets(
+        `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${kv ? ` ${kv}` : ""}\n`,
+      ),
     );
   };
   return {

@@ -1,7 +1,7 @@
 import type { Clock } from "../clock.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { redactUrl } from "./classify.js";
+import { redactSecrets, redactUrl, registerUrlSecrets } from "./classify.js";
 import type { LeaseStore } from "./types.js";
 
 /** Options every backend understands when opened by URL. */
@@ -56,5 +56,25 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       `unknown store URL scheme in "${redactUrl(url)}"; accepted: ${STORE_SCHEMES.map((s) => `${s}…`).join(", ")}`,
     );
   }
-  return opener(url.trim(), opts);
+  registerUrlSecrets(url);
+  try {
+    return await opener(url.trim(), opts);
+  } catch (e) {
+    throw redactError(e);
+  }
+}
+
+/** The same error with every credential removed from its message (and its cause dropped if that quoted one). */
+function redactError(e: unknown): unknown {
+  if (!(e instanceof Error)) return new Error(redactSecrets(String(e)));
+  const clean = redactSecrets(e.message);
+  if (clean === e.message) return e;
+  try {
+    e.message = clean;
+    if (e.stack) e.stack = redactSecrets(e.stack);
+    if ("cause" in e) (e as { cause?: unknown }).cause = undefined;
+    return e;
+  } catch {
+    return new Error(clean);
+  }
 }
