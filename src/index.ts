@@ -11,6 +11,7 @@ export type {
   Demotion,
   ElectorEvents,
   ElectorHealth,
+  ElectorHealthJson,
   ElectorState,
   ElectorStats,
   LeaderInfo,

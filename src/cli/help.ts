@@ -43,8 +43,10 @@ Options:
                         another process can try (default 5)
   --restart-delay D     first restart delay, doubling up to 30s (default 1s)
   --holder ID           this process's identity (default hostname:pid:random)
-  --health-port N       serve /healthz and /metrics on this port
+  --health-port N       serve /livez /readyz /leader /healthz /metrics on this port
   --health-host H       address for --health-port (default 127.0.0.1)
+  --readiness R         when /readyz is 200: reachable (default: the store
+                        answers) or leader (only while leading)
 ${store}
 
 Durations: 500ms, 15s, 1.5s, 2m, 1h.

@@ -37,6 +37,8 @@ export interface RunOptions {
   /** Health/metrics HTTP port, if any. */
   healthPort?: number;
   healthHost: string;
+  /** What the health port's `/readyz` requires: `reachable` (default) or `leader`. */
+  readiness?: "reachable" | "leader";
   command: string[];
 }
 
@@ -364,7 +366,11 @@ async function startHealth(
 ): Promise<() => Promise<void>> {
   const { serveHealth } = await import("../http/index.js");
   try {
-    const server = await serveHealth([elector], { port: o.healthPort!, host: o.healthHost });
+    const server = await serveHealth([elector], {
+      port: o.healthPort!,
+      host: o.healthHost,
+      readiness: o.readiness ?? "reachable",
+    });
     log.info("health endpoints listening", {
       lease: o.name,
       host: o.healthHost,

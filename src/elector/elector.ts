@@ -12,6 +12,7 @@ import type { ServiceDefinition } from "../leader/service.js";
 import { LeaderWork } from "../leader/work.js";
 import { RepeatLimiter } from "../logger.js";
 import type { LeaseInfo, LeaseRef, Unwatch } from "../store/types.js";
+import { withHealthJson } from "./health-json.js";
 import {
   type ElectorOptions,
   type ResolvedElectorOptions,
@@ -221,10 +222,13 @@ export class Elector {
     const now = this.options.clock.now();
     const cur = this.current;
     let reason: string | null = null;
+    let live = true;
     if (this.state !== "idle" && this.state !== "stopped") {
       if (cur && now >= cur.validUntil) {
+        live = false;
         reason = `leader past its deadline by ${Math.round(now - cur.validUntil)} ms without demoting`;
       } else if (now - this.expectedWakeAt > this.options.ttlMs) {
+        live = false;
         reason = `elector loop has not run for ${Math.round(now - this.expectedWakeAt)} ms past its schedule`;
       } else {
         const since = this.lastContactAt ?? this.startedAt;
@@ -242,8 +246,9 @@ export class Elector {
         }
       }
     }
-    return {
+    return withHealthJson({
       healthy: reason === null,
+      live,
       state: this.state,
       token: cur ? cur.term.token : null,
       validForMs: cur ? Math.max(0, Math.floor((cur.validUntil - now) * 1000) / 1000) : 0,
@@ -251,7 +256,7 @@ export class Elector {
       consecutiveFailures: this.consecutiveFailures,
       reason,
       leader: this.knownLeader,
-    };
+    });
   }
 
   /**
