@@ -23,13 +23,22 @@ export * from "./http/index.js";
 export * from "./leader/index.js";
 export {
   createStreamLogger,
+  detectLoggerShape,
   type LogFields,
   type Logger,
+  type LoggerLike,
+  type LoggerShape,
   type LogLevel,
   noopLogger,
+  toLogger,
 } from "./logger.js";
 export { redactUrl } from "./store/classify.js";
-export { type OpenStoreOptions, openStore, STORE_SCHEMES } from "./store/open.js";
+export {
+  type OpenStoreInput,
+  type OpenStoreOptions,
+  openStore,
+  STORE_SCHEMES,
+} from "./store/open.js";
 export type {
   AcquireResult,
   FencedPutResult,

@@ -1,6 +1,6 @@
 import type { Clock } from "../clock.js";
 import { ConfigError } from "../errors.js";
-import type { Logger } from "../logger.js";
+import { type Logger, type LoggerLike, toLogger } from "../logger.js";
 import { redactSecrets, redactUrl, registerUrlSecrets } from "./classify.js";
 import type { LeaseStore } from "./types.js";
 
@@ -11,6 +11,9 @@ export interface OpenStoreOptions {
   /** Where the store logs reconnects and notifications. Default: silent. */
   logger?: Logger;
 }
+
+/** {@link OpenStoreOptions} as `openStore` takes them: any logger `toLogger` adapts (pino, winston, bunyan, console). */
+export type OpenStoreInput = Omit<OpenStoreOptions, "logger"> & { logger?: Logger | LoggerLike };
 
 type Opener = (url: string, opts: OpenStoreOptions) => Promise<LeaseStore>;
 
@@ -43,7 +46,7 @@ export const STORE_SCHEMES = Object.freeze(Object.keys(OPENERS));
  * An unknown scheme or malformed URL throws {@link ConfigError}; the password
  * in a URL never appears in an error or log.
  */
-export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<LeaseStore> {
+export async function openStore(url: string, opts: OpenStoreInput = {}): Promise<LeaseStore> {
   if (typeof url !== "string" || url.trim() === "") {
     throw new ConfigError("store", `must be a store URL (${STORE_SCHEMES.join(" ")})`);
   }
@@ -57,8 +60,10 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     );
   }
   registerUrlSecrets(url);
+  const { logger, ...rest } = opts;
+  const o: OpenStoreOptions = logger ? { ...rest, logger: toLogger(logger) } : rest;
   try {
-    return await opener(url.trim(), opts);
+    return await opener(url.trim(), o);
   } catch (e) {
     throw redactError(e);
   }
