@@ -36,6 +36,7 @@ const OPTIONS = {
     "no-wait": { type: "boolean" },
     restart: { type: "string" },
     "max-restarts": { type: "string" },
+    "max-terms": { type: "string" },
     "restart-delay": { type: "string" },
     holder: { type: "string" },
     "health-port": { type: "string" },
@@ -149,6 +150,7 @@ export async function main(argv: string[]): Promise<number> {
       "on-failure",
     );
     const maxRestarts = parseCount("--max-restarts", str("max-restarts") ?? "5");
+    const maxTerms = parseCount("--max-terms", str("max-terms") ?? "0");
     const restartDelayMs = parseDuration("--restart-delay", str("restart-delay") ?? "1s", {
       min: 1,
     });
@@ -177,6 +179,7 @@ export async function main(argv: string[]): Promise<number> {
           wait: v["no-wait"] !== true,
           restart,
           maxRestarts,
+          maxTerms,
           restartDelayMs,
           ...(holder !== undefined ? { holder } : {}),
           ...(healthPort !== undefined ? { healthPort } : {}),
