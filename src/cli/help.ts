@@ -5,7 +5,8 @@ export function helpText(command?: string): string {
   const store = `  --store URL           where leases live (default $TENURE_STORE, else
                         sqlite:${defaultStorePath()})
                         sqlite:PATH | postgres://… | redis://… | etcd://host:port
-  --connect-timeout D   how long to retry an unreachable store at start-up (default 5s)
+  --connect-timeout D   how long to wait for an unreachable store at start-up,
+                        on every backend, showing the wait (default 5s)
   --log-format F        human (default) or json, on stderr
   --log-level L         debug, info (default), warn or error
   -h, --help            this help`;

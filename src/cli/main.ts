@@ -163,11 +163,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError("--holder: must be 1 to 255 characters");
     }
     checkCommand(cmd[0]!);
-    const store = await openCliStore(storeUrl, {
-      logger,
-      connectTimeoutMs,
-      probe: (s) => s.read(name),
-    });
+    const store = await openCliStore(storeUrl, { logger, connectTimeoutMs });
     try {
       return await runCommand(
         store,
@@ -216,11 +212,7 @@ export async function main(argv: string[]): Promise<number> {
       `release: refusing to break lease "${name}" without --force (its holder may still be running; check with tenure status ${name})`,
     );
   }
-  const store = await openCliStore(storeUrl, {
-    logger,
-    connectTimeoutMs,
-    probe: (s) => (name === undefined ? s.list() : s.read(name)),
-  });
+  const store = await openCliStore(storeUrl, { logger, connectTimeoutMs });
   try {
     if (command === "status")
       return await statusCommand(store, name, v.json === true, process.stdout);
