@@ -10,43 +10,11 @@ import { redactSecrets } from "../store/classify.js";
 import { validateLeaseName } from "../store/validate.js";
 import { parseCount, parseDuration } from "./duration.js";
 import { CliExit, EXIT, UsageError } from "./exit-codes.js";
+import { COMMANDS, type Command, OPTIONS } from "./flags.js";
 import { helpText } from "./help.js";
 import { releaseCommand, statusCommand, storeFailure, watchCommand } from "./inspect.js";
 import { checkCommand, type RestartPolicy, runCommand } from "./run.js";
 import { openCliStore, resolveStoreUrl } from "./store.js";
-
-const COMMANDS = ["run", "status", "watch", "release"] as const;
-type Command = (typeof COMMANDS)[number];
-
-const COMMON = {
-  store: { type: "string" },
-  "connect-timeout": { type: "string" },
-  "log-format": { type: "string" },
-  "log-level": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-const OPTIONS = {
-  run: {
-    ...COMMON,
-    name: { type: "string" },
-    ttl: { type: "string" },
-    grace: { type: "string" },
-    once: { type: "boolean" },
-    "no-wait": { type: "boolean" },
-    restart: { type: "string" },
-    "max-restarts": { type: "string" },
-    "max-terms": { type: "string" },
-    "restart-delay": { type: "string" },
-    holder: { type: "string" },
-    "health-port": { type: "string" },
-    "health-host": { type: "string" },
-    readiness: { type: "string" },
-  },
-  status: { ...COMMON, json: { type: "boolean" } },
-  watch: { ...COMMON, json: { type: "boolean" } },
-  release: { ...COMMON, force: { type: "boolean" } },
-} as const;
 
 function version(): string {
   const pkg = JSON.parse(
