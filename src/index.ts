@@ -6,6 +6,8 @@ export {
   ELECTOR_DEFAULTS,
   Elector,
   type ElectorOptions,
+  type WithLeaseOptions,
+  withLease,
 } from "./elector/index.js";
 export type {
   Demotion,
@@ -34,6 +36,7 @@ export {
 } from "./logger.js";
 export { redactUrl } from "./store/classify.js";
 export {
+  type DisposableLeaseStore,
   type OpenStoreInput,
   type OpenStoreOptions,
   openStore,

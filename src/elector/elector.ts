@@ -27,6 +27,7 @@ import type {
   LeaderInfo,
   Term,
 } from "./types.js";
+import { waitForLeadership } from "./wait.js";
 
 /** Internal state of one term. `validUntil` is the end of the trust window (monotonic ms). */
 interface LeaderTerm {
@@ -303,8 +304,28 @@ export class Elector {
 
   /** Resigns (fast handoff), stops leader work and the campaign. Resolves when all is released. */
   stop(): Promise<void> {
+    this.stopped.abort();
     this.stopPromise ??= this.doStop();
     return this.stopPromise;
+  }
+
+  // -------------------------------------------------- lock-style helpers
+
+  /** Aborted by stop(): ends every waitForLeadership(). */
+  private readonly stopped = new AbortController();
+
+  /**
+   * Resolves with the term once this elector leads (at once if it leads
+   * now). Rejects with `signal.reason` if `signal` aborts first, or with a
+   * `closed` StoreError if the elector is stopped first. Call `start()` too.
+   */
+  waitForLeadership(opts: { signal?: AbortSignal } = {}): Promise<Term> {
+    return waitForLeadership(this, this.stopped.signal, opts);
+  }
+
+  /** `await using elector = createElector(…)`: `stop()` at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
   }
 
   private async doStop(): Promise<void> {

@@ -51,6 +51,9 @@ export type OpenStoreInput = Omit<OpenStoreOptions, "logger"> & {
   progressEveryMs?: number;
 };
 
+/** A store `openStore` returns: `await using store = await openStore(url)` closes it at the end of the scope. */
+export type DisposableLeaseStore = LeaseStore & { [Symbol.asyncDispose](): Promise<void> };
+
 /** A lease name no one uses, read to learn whether a server answers. */
 const PROBE_LEASE = "tenure.connect-probe";
 
@@ -85,7 +88,10 @@ export const STORE_SCHEMES = Object.freeze(Object.keys(OPENERS));
  * An unknown scheme or malformed URL throws {@link ConfigError}; the password
  * in a URL never appears in an error or log.
  */
-export async function openStore(url: string, opts: OpenStoreInput = {}): Promise<LeaseStore> {
+export async function openStore(
+  url: string,
+  opts: OpenStoreInput = {},
+): Promise<DisposableLeaseStore> {
   if (typeof url !== "string" || url.trim() === "") {
     throw new ConfigError("store", `must be a store URL (${STORE_SCHEMES.join(" ")})`);
   }
@@ -125,7 +131,7 @@ export async function openStore(url: string, opts: OpenStoreInput = {}): Promise
       throw redactError(e);
     }
   }
-  return store;
+  return store as DisposableLeaseStore;
 }
 
 function logWait(log: Logger, w: StoreWait): void {

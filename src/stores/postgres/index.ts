@@ -554,6 +554,11 @@ export class PostgresStore implements LeaseStore {
     return fence(tx, term, this.tableOpts);
   }
 
+  /** `await using store = …`: closes the store at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

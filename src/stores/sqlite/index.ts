@@ -427,6 +427,11 @@ export class SqliteStore implements LeaseStore {
     return this.readTx("getFenced", () => this.fencedRow(name, key));
   }
 
+  /** `await using store = …`: closes the store at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
