@@ -51,7 +51,7 @@ describe("health and metrics over HTTP", () => {
     const sb = new ScriptedStore(mem);
     const a = make("a", { store: sa, unreachableAfterMs: 2 * TTL });
     const b = make("b", { store: sb, unreachableAfterMs: 2 * TTL });
-    const srv = await serveHealth([a, b], { port: 0 });
+    const srv = await serveHealth([a, b], { port: 0, holderLabel: true });
     const leaderOnly = await serveHealth(a, { port: 0, readiness: "leader" });
     const status = async (path: string, port = srv.port) => (await get(port, path)).status;
     try {
@@ -129,7 +129,7 @@ describe("health and metrics over HTTP", () => {
       stop: () => {},
     });
     a.every(100, () => {});
-    const srv = await serveHealth([a, b], { port: 0 });
+    const srv = await serveHealth([a, b], { port: 0, holderLabel: true });
     try {
       let r = await get(srv.port, "/readyz");
       assert.equal(r.status, 503, "not ready before start");
@@ -218,6 +218,35 @@ describe("health and metrics over HTTP", () => {
     }
   });
 
+  it("metrics carry no holder label by default (no new series per restart); tenure_leader_info names the leader", async () => {
+    const { clock, make, stopAll } = setup();
+    const a = make("host-1:4242:0a0b0c0d");
+    await a.start();
+    await clock.advance(0);
+    const text = await healthHandler(a).metrics.text();
+    const { samples } = parseProm(text);
+    const withHolder = samples.filter((x) => x.labels.includes("holder="));
+    assert.deepEqual(
+      withHolder.map((x) => `${x.name}${x.labels} ${x.value}`),
+      ['tenure_leader_info{lease="job",holder="host-1:4242:0a0b0c0d"} 1'],
+    );
+    assert.ok(samples.some((x) => x.name === "tenure_is_leader" && x.labels === '{lease="job"}'));
+    // a restarted process (new holder id) reports into the same is_leader series
+    const b = make("host-1:5555:ffffffff");
+    const names = (t: string) =>
+      parseProm(t)
+        .samples.filter((x) => x.name !== "tenure_leader_info")
+        .map((x) => `${x.name}${x.labels}`)
+        .sort();
+    assert.deepEqual(names(await healthHandler(b).metrics.text()), names(text));
+    // two electors of one lease in one registry need the holder label, and say so
+    assert.throws(
+      () => healthHandler([a, b]),
+      (e: unknown) => e instanceof Error && /holderLabel/.test(e.message),
+    );
+    await stopAll();
+  });
+
   it("works as Express-style middleware: unknown paths go to next()", async () => {
     const { clock, make, stopAll } = setup();
     const a = make("a");
@@ -237,7 +266,7 @@ describe("health and metrics over HTTP", () => {
       assert.equal((await get(port, "/healthz")).status, 418);
       const r = await get(port, "/metrics?x=1");
       assert.equal(r.status, 200);
-      assert.match(r.body, /tenure_is_leader\{lease="job",holder="a"\} 1/);
+      assert.match(r.body, /tenure_is_leader\{lease="job"\} 1/);
     } finally {
       handler.close();
       await new Promise((r) => server.close(r));
