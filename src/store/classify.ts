@@ -65,14 +65,24 @@ export const SECRET_PARAM =
   /^[a-z0-9_.-]*(?:pass(?:word|wd)?|pwd|secret|token|key|auth|credential)[a-z0-9_.-]*$/i;
 
 const USERINFO = /([a-z][a-z0-9+.-]*:\/\/)([^/?#\s"'`]*)@/gi;
-const PARAMS = /(^|[?&;\s,("'`])([a-z0-9_.-]+)=([^&\s#"'`,)]*)/gi;
+/** `?key=value` / `&key=value`: any secret-named parameter of a query string. */
+const QUERY_PARAMS = /([?&])([a-z0-9_.-]+)=([^&\s#"'`,)]*)/gi;
+/**
+ * `key=value` in free text (libpq connection strings, driver messages): only
+ * the unmistakable credential keys, so log fields such as Tenure's own
+ * `token=17` (a fencing token, not a secret) stay readable.
+ */
+const WORD_PARAMS =
+  /(^|[\s,;("'`])(password|passwd|pwd|sslpassword|sslkey|secret|client_secret|api_?key|access_token|auth_token|apitoken)=([^&\s#"'`,)]*)/gi;
 
 /**
  * Removes credentials from a string (an error message, a log line, a URL):
  * the user info of anything URL-shaped (`user:***@`; a user info without a
  * colon, which some drivers take as the password, becomes `***@`) and the
- * value of every secret-named parameter (`?password=***`, `sslkey=***`,
- * `token=***`, see {@link SECRET_PARAM}), in a query string or libpq-style.
+ * value of every secret-named query parameter (`?password=***`,
+ * `&sslkey=***`, `?token=***`, see {@link SECRET_PARAM}), and of the
+ * credential keys of libpq-style text (`password=***`, `sslkey=***`; not
+ * `token=`, which in Tenure's logs is a fencing token).
  */
 export function redactSecrets(s: string): string {
   let out = String(s);
@@ -82,8 +92,11 @@ export function redactSecrets(s: string): string {
       const i = info.indexOf(":");
       return `${scheme}${i < 0 ? "***" : `${info.slice(0, i)}:***`}@`;
     })
-    .replace(PARAMS, (m, lead: string, key: string, value: string) =>
+    .replace(QUERY_PARAMS, (m, lead: string, key: string, value: string) =>
       SECRET_PARAM.test(key) && value !== "" && value !== "***" ? `${lead}${key}=***` : m,
+    )
+    .replace(WORD_PARAMS, (m, lead: string, key: string, value: string) =>
+      value !== "" && value !== "***" ? `${lead}${key}=***` : m,
     );
 }
 

@@ -86,6 +86,11 @@ describe("credentials in store URLs never surface", () => {
       );
       assert.doesNotMatch(redactSecrets(`connect failed (${url}) retrying`), SECRET_RE);
     }
+    // Tenure's own log fields are not secrets: a fencing token stays readable
+    assert.equal(
+      redactSecrets("INFO elected lease=x holder=h:1:ab token=17 attempt=2"),
+      "INFO elected lease=x holder=h:1:ab token=17 attempt=2",
+    );
     // libpq keyword form, and ordinary parameters stay as they are
     assert.equal(
       redactSecrets("host=db user=app password=s3cr3t sslmode=require"),
