@@ -6,11 +6,14 @@ export {
   ELECTOR_DEFAULTS,
   Elector,
   type ElectorOptions,
+  type WithLeaseOptions,
+  withLease,
 } from "./elector/index.js";
 export type {
   Demotion,
   ElectorEvents,
   ElectorHealth,
+  ElectorHealthJson,
   ElectorState,
   ElectorStats,
   LeaderInfo,
@@ -22,13 +25,23 @@ export * from "./http/index.js";
 export * from "./leader/index.js";
 export {
   createStreamLogger,
+  detectLoggerShape,
   type LogFields,
   type Logger,
+  type LoggerLike,
+  type LoggerShape,
   type LogLevel,
   noopLogger,
+  toLogger,
 } from "./logger.js";
 export { redactUrl } from "./store/classify.js";
-export { type OpenStoreOptions, openStore, STORE_SCHEMES } from "./store/open.js";
+export {
+  type DisposableLeaseStore,
+  type OpenStoreInput,
+  type OpenStoreOptions,
+  openStore,
+  STORE_SCHEMES,
+} from "./store/open.js";
 export type {
   AcquireResult,
   FencedPutResult,

@@ -1,3 +1,5 @@
+import { redactSecrets } from "./store/classify.js";
+
 /** Structured log fields. Fixed keys used by Tenure: lease, holder, token, attempt, delayMs, reason, err. */
 export type LogFields = Record<string, unknown>;
 
@@ -36,7 +38,8 @@ function formatValue(v: unknown): string {
 
 /**
  * A logger writing one line per entry to a stream: `human` (readable
- * `time level msg key=value…`) or `json` (one object per line).
+ * `time level msg key=value…`) or `json` (one object per line). Credentials
+ * (URL passwords, `password=`/`token=`… values) are redacted from every line.
  */
 export function createStreamLogger(opts: {
   format?: "human" | "json";
@@ -53,7 +56,7 @@ export function createStreamLogger(opts: {
     const all = { ...base, ...fields };
     if (format === "json") {
       stream.write(
-        `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, logReplacer)}\n`,
+        `${redactSecrets(JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, logReplacer))}\n`,
       );
       return;
     }
@@ -62,16 +65,22 @@ export function createStreamLogger(opts: {
       .map(([k, v]) => `${k}=${formatValue(v)}`)
       .join(" ");
     stream.write(
-      `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${kv ? ` ${kv}` : ""}\n`,
+      redactSecrets(
+        `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${kv ? ` ${kv}` : ""}\n`,
+      ),
     );
   };
-  return {
+  const out: Logger = {
     debug: (m, f) => write("debug", m, f),
     info: (m, f) => write("info", m, f),
     warn: (m, f) => write("warn", m, f),
     error: (m, f) => write("error", m, f),
   };
+  Object.defineProperty(out, STREAM_LOGGER, { value: true });
+  return out;
 }
+
+const STREAM_LOGGER = Symbol.for("tenure.logger.stream");
 
 /**
  * Logs a repeating failure at most once per backoff step: the first
@@ -109,4 +118,89 @@ export class RepeatLimiter {
     this.suppressed = 0;
     return n;
   }
+}
+
+/** How a logger takes its arguments: Tenure's `(msg, fields)` or pino/bunyan's `(fields, msg)`. */
+export type LoggerShape = "message-first" | "object-first";
+
+/** Any logger with `info`/`warn`/`error` (and usually `debug`) methods: Tenure's, pino, winston, bunyan, console. */
+export interface LoggerLike {
+  debug?: (...args: never[]) => unknown;
+  info: (...args: never[]) => unknown;
+  warn: (...args: never[]) => unknown;
+  error: (...args: never[]) => unknown;
+}
+
+const ADAPTED = Symbol.for("tenure.logger.adapted");
+
+/**
+ * The shape a known logger takes: pino (`bindings()` and `levels.values`) and
+ * bunyan (`addStream()`) are object-first; winston, console and Tenure's own
+ * are message-first.
+ */
+export function detectLoggerShape(l: LoggerLike): LoggerShape {
+  const o = l as unknown as Record<string, unknown>;
+  const levels = o.levels as { values?: unknown } | undefined;
+  if (typeof o.bindings === "function" && levels && typeof levels === "object" && levels.values) {
+    return "object-first"; // pino
+  }
+  if (typeof o.addStream === "function") return "object-first"; // bunyan
+  return "message-first";
+}
+
+/** Fields with bigints as decimal strings (bunyan's JSON.stringify throws on them; pino/winston print them as lossy numbers). */
+function plainFields(f: LogFields | undefined): LogFields {
+  const out: LogFields = {};
+  if (!f) return out;
+  for (const [k, v] of Object.entries(f)) out[k] = typeof v === "bigint" ? v.toString() : v;
+  return out;
+}
+
+/**
+ * Adapts any common logger to Tenure's {@link Logger}: pino and bunyan
+ * (called as `(fields, msg)`), winston and console (called as
+ * `(msg, fields)`). Detected by shape (see {@link detectLoggerShape}); pass
+ * `shape` for a logger it does not recognize. Bigint fields (tokens) become
+ * decimal strings; a missing `debug` is a no-op. Applied by `createElector`
+ * and `openStore` to the `logger` they are given.
+ */
+export function toLogger(l: LoggerLike, opts: { shape?: LoggerShape } = {}): Logger {
+  if ((l as unknown as Record<symbol, unknown>)[ADAPTED] === true) return l as unknown as Logger;
+  const shape = opts.shape ?? detectLoggerShape(l);
+  const o = l as unknown as Record<string, unknown>;
+  // Third-party loggers serialize bigints badly or not at all; Tenure's own
+  // Logger implementations get the fields as they are.
+  const known =
+    shape === "object-first" || (typeof o.add === "function" && typeof o.configure === "function"); // winston
+  const fieldsOf = known ? plainFields : (f: LogFields | undefined) => f ?? {};
+  const isStreamLogger = (l as unknown as Record<symbol, unknown>)[STREAM_LOGGER] === true;
+  if (isStreamLogger) return l as unknown as Logger;
+  const call = (level: LogLevel) => {
+    const fn = (l as unknown as Record<string, unknown>)[level];
+    if (typeof fn !== "function") return () => {};
+    const f = fn as (...args: unknown[]) => unknown;
+    return shape === "object-first"
+      ? (msg: string, fields?: LogFields) => {
+          f.call(l, fieldsOf(fields), msg);
+        }
+      : (msg: string, fields?: LogFields) => {
+          if (fields === undefined || Object.keys(fields).length === 0) f.call(l, msg);
+          else f.call(l, msg, fieldsOf(fields));
+        };
+  };
+  const out: Logger = {
+    debug: call("debug"),
+    info: call("info"),
+    warn: call("warn"),
+    error: call("error"),
+  };
+  Object.defineProperty(out, ADAPTED, { value: true });
+  return out;
+}
+
+/** True when `l` can be given to {@link toLogger}. */
+export function isLoggerLike(l: unknown): l is LoggerLike {
+  if (!l || (typeof l !== "object" && typeof l !== "function")) return false;
+  const o = l as Record<string, unknown>;
+  return ["info", "warn", "error"].every((m) => typeof o[m] === "function");
 }

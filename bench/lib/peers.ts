@@ -299,8 +299,16 @@ export const FLOORS: FloorProbe[] = [
   },
   {
     server: "sqlite",
-    command: "SELECT 1 (better-sqlite3, in-process, no network)",
+    command: "SELECT 1 (the store's driver: node:sqlite, else better-sqlite3; in-process)",
     async open(ctx) {
+      // The same driver the store picks: node:sqlite where Node has it.
+      const { loadNodeSqlite } = await import("../../src/stores/sqlite/driver.js");
+      const DatabaseSync = await loadNodeSqlite();
+      if (DatabaseSync) {
+        const db = new DatabaseSync(ctx.sqlitePath);
+        const st = db.prepare("SELECT 1");
+        return { once: async () => st.get(), close: async () => void db.close() };
+      }
       const { default: Database } = await import("better-sqlite3");
       const db = new Database(ctx.sqlitePath);
       const st = db.prepare("SELECT 1");

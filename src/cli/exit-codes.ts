@@ -16,6 +16,11 @@ export const EXIT = Object.freeze({
   INTERNAL: 70,
   /** `run --no-wait`: another process leads, so nothing was run (EX_TEMPFAIL). */
   NOT_LEADER: 75,
+  /**
+   * `run --max-terms N`: the command kept failing for N terms in a row (each
+   * time the leader resigned after --max-restarts), so tenure gave up (EX_PROTOCOL's number, 76).
+   */
+  GAVE_UP: 76,
   /** `run`: the command exists but cannot be executed (permission denied), as in shells. */
   CANNOT_EXECUTE: 126,
   /** `run`: the command was not found, as in shells. */

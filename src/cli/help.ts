@@ -5,7 +5,8 @@ export function helpText(command?: string): string {
   const store = `  --store URL           where leases live (default $TENURE_STORE, else
                         sqlite:${defaultStorePath()})
                         sqlite:PATH | postgres://… | redis://… | etcd://host:port
-  --connect-timeout D   how long to retry an unreachable store at start-up (default 5s)
+  --connect-timeout D   how long to wait for an unreachable store at start-up,
+                        on every backend, showing the wait (default 5s)
   --log-format F        human (default) or json, on stderr
   --log-level L         debug, info (default), warn or error
   -h, --help            this help`;
@@ -15,6 +16,7 @@ export function helpText(command?: string): string {
   69   the store is unreachable or refused the connection at start-up
   70   internal error (a bug: please report it)
   75   run --no-wait: another process leads, nothing was run
+  76   run --max-terms: CMD kept failing for that many terms; tenure gave up
   126  run: CMD is not executable      127  run: CMD not found
   137  run: CMD ignored SIGTERM at shutdown and was killed after --grace
   N    run --once / --restart never: CMD's own exit code (128+signal if killed)`;
@@ -41,13 +43,17 @@ Options:
                         never: exit with CMD's code when it exits
   --max-restarts N      failed runs in a row before resigning the lease so
                         another process can try (default 5)
+  --max-terms N         give up and exit 76 after N terms in a row ended
+                        that way (default 0: never give up)
   --restart-delay D     first restart delay, doubling up to 30s (default 1s)
   --holder ID           this process's identity (default hostname:pid:random)
-  --health-port N       serve /healthz and /metrics on this port
+  --health-port N       serve /livez /readyz /leader /healthz /metrics on this port
   --health-host H       address for --health-port (default 127.0.0.1)
+  --readiness R         when /readyz is 200: reachable (default: the store
+                        answers) or leader (only while leading)
 ${store}
 
-Durations: 500ms, 15s, 1.5s, 2m, 1h.
+Durations: 500ms, 15s, 1.5s, 2m, 1m30s, 1h, 1d (units largest first).
 
 Example:
   tenure run --name nightly-report --ttl 10s -- node report.js

@@ -10,41 +10,11 @@ import { redactSecrets } from "../store/classify.js";
 import { validateLeaseName } from "../store/validate.js";
 import { parseCount, parseDuration } from "./duration.js";
 import { CliExit, EXIT, UsageError } from "./exit-codes.js";
+import { COMMANDS, type Command, OPTIONS } from "./flags.js";
 import { helpText } from "./help.js";
 import { releaseCommand, statusCommand, storeFailure, watchCommand } from "./inspect.js";
 import { checkCommand, type RestartPolicy, runCommand } from "./run.js";
 import { openCliStore, resolveStoreUrl } from "./store.js";
-
-const COMMANDS = ["run", "status", "watch", "release"] as const;
-type Command = (typeof COMMANDS)[number];
-
-const COMMON = {
-  store: { type: "string" },
-  "connect-timeout": { type: "string" },
-  "log-format": { type: "string" },
-  "log-level": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-const OPTIONS = {
-  run: {
-    ...COMMON,
-    name: { type: "string" },
-    ttl: { type: "string" },
-    grace: { type: "string" },
-    once: { type: "boolean" },
-    "no-wait": { type: "boolean" },
-    restart: { type: "string" },
-    "max-restarts": { type: "string" },
-    "restart-delay": { type: "string" },
-    holder: { type: "string" },
-    "health-port": { type: "string" },
-    "health-host": { type: "string" },
-  },
-  status: { ...COMMON, json: { type: "boolean" } },
-  watch: { ...COMMON, json: { type: "boolean" } },
-  release: { ...COMMON, force: { type: "boolean" } },
-} as const;
 
 function version(): string {
   const pkg = JSON.parse(
@@ -148,6 +118,7 @@ export async function main(argv: string[]): Promise<number> {
       "on-failure",
     );
     const maxRestarts = parseCount("--max-restarts", str("max-restarts") ?? "5");
+    const maxTerms = parseCount("--max-terms", str("max-terms") ?? "0");
     const restartDelayMs = parseDuration("--restart-delay", str("restart-delay") ?? "1s", {
       min: 1,
     });
@@ -160,11 +131,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError("--holder: must be 1 to 255 characters");
     }
     checkCommand(cmd[0]!);
-    const store = await openCliStore(storeUrl, {
-      logger,
-      connectTimeoutMs,
-      probe: (s) => s.read(name),
-    });
+    const store = await openCliStore(storeUrl, { logger, connectTimeoutMs });
     try {
       return await runCommand(
         store,
@@ -176,10 +143,17 @@ export async function main(argv: string[]): Promise<number> {
           wait: v["no-wait"] !== true,
           restart,
           maxRestarts,
+          maxTerms,
           restartDelayMs,
           ...(holder !== undefined ? { holder } : {}),
           ...(healthPort !== undefined ? { healthPort } : {}),
           healthHost: str("health-host") ?? "127.0.0.1",
+          readiness: oneOf(
+            "--readiness",
+            str("readiness"),
+            ["reachable", "leader"] as const,
+            "reachable",
+          ),
           command: cmd,
         },
         logger,
@@ -206,11 +180,7 @@ export async function main(argv: string[]): Promise<number> {
       `release: refusing to break lease "${name}" without --force (its holder may still be running; check with tenure status ${name})`,
     );
   }
-  const store = await openCliStore(storeUrl, {
-    logger,
-    connectTimeoutMs,
-    probe: (s) => (name === undefined ? s.list() : s.read(name)),
-  });
+  const store = await openCliStore(storeUrl, { logger, connectTimeoutMs });
   try {
     if (command === "status")
       return await statusCommand(store, name, v.json === true, process.stdout);

@@ -30,6 +30,11 @@ export interface RunOptions {
   restart: RestartPolicy;
   /** Failed starts in a row before the leader resigns. Default 5. */
   maxRestarts: number;
+  /**
+   * Terms in a row that ended in such a resignation before tenure gives up
+   * and exits {@link EXIT.GAVE_UP}; 0 (default) never gives up.
+   */
+  maxTerms?: number;
   /** First restart delay; doubles per failure up to 30 s. Default 1 s. */
   restartDelayMs: number;
   /** Holder id in the store. Default `hostname:pid:random`. */
@@ -37,6 +42,8 @@ export interface RunOptions {
   /** Health/metrics HTTP port, if any. */
   healthPort?: number;
   healthHost: string;
+  /** What the health port's `/readyz` requires: `reachable` (default) or `leader`. */
+  readiness?: "reachable" | "leader";
   command: string[];
 }
 
@@ -106,6 +113,8 @@ class Supervisor implements LeaderHooks {
   /** Tokens of other holders seen while waiting (for `--once`). */
   private readonly seenTokens = new Set<bigint>();
   private signals = 0;
+  /** Terms in a row whose command kept failing until the leader resigned. */
+  private failedTerms = 0;
   private closeHealth: (() => Promise<void>) | null = null;
 
   constructor(
@@ -222,9 +231,24 @@ class Supervisor implements LeaderHooks {
           return;
         }
         // A command that ran a good while before failing starts a fresh count.
-        if (exit.ranMs >= Math.max(RESTART_MAX_DELAY_MS, o.ttlMs)) failures = 0;
+        if (exit.ranMs >= Math.max(RESTART_MAX_DELAY_MS, o.ttlMs)) {
+          failures = 0;
+          this.failedTerms = 0;
+        }
         if (status !== 0) failures += 1;
         if (failures > o.maxRestarts) {
+          this.failedTerms += 1;
+          const maxTerms = o.maxTerms ?? 0;
+          if (maxTerms > 0 && this.failedTerms >= maxTerms) {
+            log.error("command kept failing; giving up (--max-terms)", {
+              ...fields,
+              attempt: failures,
+              terms: this.failedTerms,
+              code: status,
+            });
+            this.finish(EXIT.GAVE_UP);
+            return;
+          }
           log.error("command keeps failing; resigning so another process can try", {
             ...fields,
             attempt: failures,
@@ -364,7 +388,11 @@ async function startHealth(
 ): Promise<() => Promise<void>> {
   const { serveHealth } = await import("../http/index.js");
   try {
-    const server = await serveHealth([elector], { port: o.healthPort!, host: o.healthHost });
+    const server = await serveHealth([elector], {
+      port: o.healthPort!,
+      host: o.healthHost,
+      readiness: o.readiness ?? "reachable",
+    });
     log.info("health endpoints listening", {
       lease: o.name,
       host: o.healthHost,

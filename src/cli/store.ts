@@ -1,11 +1,11 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { systemClock } from "../clock.js";
-import { errorMessage, isConfigError, isStoreError } from "../errors.js";
+import { errorMessage, isConfigError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { redactSecrets, redactUrl } from "../store/classify.js";
-import { openStore } from "../store/open.js";
+import { openStore, type StoreWait } from "../store/open.js";
 import type { LeaseStore } from "../store/types.js";
+import { formatDuration } from "./duration.js";
 import { CliExit, EXIT, UsageError } from "./exit-codes.js";
 
 /**
@@ -30,18 +30,19 @@ export function resolveStoreUrl(flag: string | undefined, env = process.env): st
 }
 
 /**
- * Opens the store and checks it answers, retrying transient failures until
- * `connectTimeoutMs`. A bad URL is a usage error; a store that stays
- * unreachable (or refuses us for good) exits with {@link EXIT.UNAVAILABLE}.
- * The password of the URL never appears in a message.
+ * Opens the store and waits up to `connectTimeoutMs` for it to answer, the
+ * same way on every backend (`openStore`'s `connectTimeoutMs`), showing the
+ * wait: one line saying what it waits for, then one every 5 s. A bad URL is a
+ * usage error; a store that stays unreachable (or refuses us for good) exits
+ * with {@link EXIT.UNAVAILABLE}. The password of the URL never appears in a message.
  */
 export async function openCliStore(
   url: string,
-  opts: { logger: Logger; connectTimeoutMs: number; probe: (s: LeaseStore) => Promise<unknown> },
+  opts: { logger: Logger; connectTimeoutMs: number; progressEveryMs?: number },
 ): Promise<LeaseStore> {
   const shown = redactUrl(url);
   // The store's own reconnect warnings stay quiet until it has answered once:
-  // an unreachable store at start-up is reported as one line below.
+  // the wait is reported below instead.
   let quiet = true;
   const gate =
     (level: keyof Logger): Logger[keyof Logger] =>
@@ -54,65 +55,54 @@ export async function openCliStore(
     warn: gate("warn"),
     error: gate("error"),
   };
+  let ended: StoreWait | null = null;
   let store: LeaseStore;
   try {
-    store = await openStore(url, { logger });
+    store = await openStore(url, {
+      logger,
+      // at least one bounded try, even with --connect-timeout 0
+      connectTimeoutMs: Math.max(1, opts.connectTimeoutMs),
+      progressEveryMs: opts.progressEveryMs ?? 5000,
+      onWait: (w) => {
+        const fields = {
+          store: w.store,
+          waited: formatDuration(w.waitedMs),
+          attempt: w.attempt,
+          ...(w.error ? { err: stripPrefix(w.error.message) } : {}),
+        };
+        if (w.phase === "waiting") {
+          opts.logger.info(
+            `waiting up to ${formatDuration(opts.connectTimeoutMs)} for the store to answer (--connect-timeout)`,
+            fields,
+          );
+        } else if (w.phase === "progress") {
+          opts.logger.info("still waiting for the store", fields);
+        } else if (w.phase === "ready") {
+          opts.logger.info("store answered", { store: w.store, waited: fields.waited });
+        }
+        if (w.phase === "ready" || w.phase === "timed-out") ended = w;
+      },
+    });
   } catch (e) {
     if (isConfigError(e)) throw new UsageError(`--store: ${redactSecrets(stripPrefix(e.message))}`);
     throw new CliExit(
       EXIT.UNAVAILABLE,
-      `cannot open store ${shown}: ${redactSecrets(errorMessage(e))}`,
+      `store ${shown} is unavailable: ${redactSecrets(stripPrefix(errorMessage(e)))}`,
     );
   }
-  const deadline = systemClock.now() + opts.connectTimeoutMs;
-  let delay = 100;
-  for (let attempt = 1; ; attempt++) {
-    const left = deadline - systemClock.now();
-    let err: unknown;
-    try {
-      const r = await withTimeout(opts.probe(store), Math.max(1, left));
-      if (r.ok) {
-        quiet = false;
-        return store;
-      }
-      err = new Error(`no answer within ${Math.round(opts.connectTimeoutMs)} ms`);
-    } catch (e) {
-      err = e;
-    }
-    // The store answered, with data that is not a valid lease: reachable; the command says what is wrong.
-    if (isStoreError(err) && err.kind === "schema") {
-      quiet = false;
-      return store;
-    }
-    const transient = !isStoreError(err) || err.transient;
-    if (!transient || systemClock.now() + delay >= deadline) {
-      await store.close().catch(() => {});
-      const why = redactSecrets(stripPrefix(errorMessage(err)));
-      throw new CliExit(
-        EXIT.UNAVAILABLE,
-        `store ${shown} is unavailable${transient ? ` (gave up after ${attempt} attempt${attempt > 1 ? "s" : ""})` : ""}: ${why}`,
-      );
-    }
-    await systemClock.sleep(delay);
-    delay = Math.min(delay * 2, 2000);
+  const end = ended as StoreWait | null;
+  if (end?.phase === "timed-out") {
+    await store.close().catch(() => {});
+    const why = end.error ? `: ${redactSecrets(stripPrefix(end.error.message))}` : "";
+    throw new CliExit(
+      EXIT.UNAVAILABLE,
+      `store ${shown} is unavailable (gave up after ${formatDuration(end.waitedMs)}, ${end.attempt} attempt${end.attempt > 1 ? "s" : ""})${why}`,
+    );
   }
+  quiet = false;
+  return store;
 }
 
 function stripPrefix(msg: string): string {
-  return msg.replace(/^tenure config: (store: )?/, "");
-}
-
-async function withTimeout<T>(
-  p: Promise<T>,
-  ms: number,
-): Promise<{ ok: true; value: T } | { ok: false }> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<{ ok: false }>((r) => {
-    timer = setTimeout(() => r({ ok: false }), ms);
-  });
-  try {
-    return await Promise.race([p.then((value) => ({ ok: true as const, value })), t]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return msg.replace(/^tenure config: (store: )?/, "").replace(/^tenure ([a-z]+): /, "$1: ");
 }

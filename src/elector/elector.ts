@@ -12,6 +12,7 @@ import type { ServiceDefinition } from "../leader/service.js";
 import { LeaderWork } from "../leader/work.js";
 import { RepeatLimiter } from "../logger.js";
 import type { LeaseInfo, LeaseRef, Unwatch } from "../store/types.js";
+import { withHealthJson } from "./health-json.js";
 import {
   type ElectorOptions,
   type ResolvedElectorOptions,
@@ -26,6 +27,7 @@ import type {
   LeaderInfo,
   Term,
 } from "./types.js";
+import { waitForLeadership } from "./wait.js";
 
 /** Internal state of one term. `validUntil` is the end of the trust window (monotonic ms). */
 interface LeaderTerm {
@@ -227,10 +229,13 @@ export class Elector {
     const now = this.options.clock.now();
     const cur = this.current;
     let reason: string | null = null;
+    let live = true;
     if (this.state !== "idle" && this.state !== "stopped") {
       if (cur && now >= cur.validUntil) {
+        live = false;
         reason = `leader past its deadline by ${Math.round(now - cur.validUntil)} ms without demoting`;
       } else if (now - this.expectedWakeAt > this.options.ttlMs) {
+        live = false;
         reason = `elector loop has not run for ${Math.round(now - this.expectedWakeAt)} ms past its schedule`;
       } else {
         const since = this.lastContactAt ?? this.startedAt;
@@ -248,8 +253,9 @@ export class Elector {
         }
       }
     }
-    return {
+    return withHealthJson({
       healthy: reason === null,
+      live,
       state: this.state,
       token: cur ? cur.term.token : null,
       validForMs: cur ? Math.max(0, Math.floor((cur.validUntil - now) * 1000) / 1000) : 0,
@@ -257,7 +263,7 @@ export class Elector {
       consecutiveFailures: this.consecutiveFailures,
       reason,
       leader: this.knownLeader,
-    };
+    });
   }
 
   /**
@@ -304,8 +310,28 @@ export class Elector {
 
   /** Resigns (fast handoff), stops leader work and the campaign. Resolves when all is released. */
   stop(): Promise<void> {
+    this.stopped.abort();
     this.stopPromise ??= this.doStop();
     return this.stopPromise;
+  }
+
+  // -------------------------------------------------- lock-style helpers
+
+  /** Aborted by stop(): ends every waitForLeadership(). */
+  private readonly stopped = new AbortController();
+
+  /**
+   * Resolves with the term once this elector leads (at once if it leads
+   * now). Rejects with `signal.reason` if `signal` aborts first, or with a
+   * `closed` StoreError if the elector is stopped first. Call `start()` too.
+   */
+  waitForLeadership(opts: { signal?: AbortSignal } = {}): Promise<Term> {
+    return waitForLeadership(this, this.stopped.signal, opts);
+  }
+
+  /** `await using elector = createElector(…)`: `stop()` at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
   }
 
   private async doStop(): Promise<void> {

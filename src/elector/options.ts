@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { type Clock, systemClock } from "../clock.js";
 import { ConfigError } from "../errors.js";
-import { type Logger, noopLogger } from "../logger.js";
+import { isLoggerLike, type Logger, type LoggerLike, noopLogger, toLogger } from "../logger.js";
 import type { LeaseStore } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
@@ -36,8 +36,11 @@ export interface ElectorOptions {
   unreachableAfterMs?: number;
   /** Bound on stopping leader work when a term ends before the lease is released. Default 10 000. */
   stopTimeoutMs?: number;
-  /** Structured logger. Default: silent. */
-  logger?: Logger;
+  /**
+   * Structured logger: Tenure's `Logger`, pino, winston, bunyan or console
+   * (adapted by `toLogger`). Default: silent.
+   */
+  logger?: Logger | LoggerLike;
   /** Time source. Default: the monotonic system clock. Inject a FakeClock in tests. */
   clock?: Clock;
   /** Random source in [0, 1) for jitter. Default Math.random. */
@@ -160,11 +163,11 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     "stopTimeoutMs",
     o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs,
   );
-  if (
-    o.logger !== undefined &&
-    (typeof o.logger !== "object" || typeof o.logger.warn !== "function")
-  ) {
-    throw new ConfigError("logger", "must have debug/info/warn/error methods");
+  if (o.logger !== undefined && !isLoggerLike(o.logger)) {
+    throw new ConfigError(
+      "logger",
+      "must have info/warn/error (and debug) methods: a Tenure Logger, pino, winston, bunyan or console",
+    );
   }
   if (
     o.clock !== undefined &&
@@ -188,7 +191,7 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     storeTimeoutMs,
     unreachableAfterMs,
     stopTimeoutMs,
-    logger: o.logger ?? noopLogger,
+    logger: o.logger === undefined ? noopLogger : toLogger(o.logger),
     clock: o.clock ?? systemClock,
     random: o.random ?? Math.random,
   });

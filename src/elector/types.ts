@@ -33,6 +33,13 @@ export type ElectorState = "idle" | "follower" | "leader" | "stopped";
 export interface ElectorHealth {
   /** False only while something is truly stuck (see `reason`). A healthy follower is healthy. */
   readonly healthy: boolean;
+  /**
+   * False only while the elector itself is stuck: a leader past its deadline
+   * that has not demoted (a blocked event loop), or a loop overdue by more than
+   * ttl. Never false because a store is down or leader work is failing: a
+   * restart would not help those (this is what `/livez` answers).
+   */
+  readonly live: boolean;
   readonly state: ElectorState;
   /** Token of the current term, or null when not leading. */
   readonly token: bigint | null;
@@ -49,7 +56,15 @@ export interface ElectorHealth {
   readonly reason: string | null;
   /** The last known leader. */
   readonly leader: LeaderInfo | null;
+  /** JSON-safe form (tokens as decimal strings), so `JSON.stringify(health)` works. */
+  toJSON(): ElectorHealthJson;
 }
+
+/** `ElectorHealth` as JSON: the same fields, tokens as decimal strings. */
+export type ElectorHealthJson = Omit<ElectorHealth, "token" | "leader" | "toJSON"> & {
+  readonly token: string | null;
+  readonly leader: (Omit<LeaderInfo, "token"> & { readonly token: string }) | null;
+};
 
 /** Counters for metrics. */
 export interface ElectorStats {

@@ -7,3 +7,9 @@ export {
   serveHealth,
 } from "./health.js";
 export { createMetrics, type MetricsOptions, type TenureMetrics } from "./metrics.js";
+export {
+  createOtelMetrics,
+  type MeterLike,
+  type OtelMetrics,
+  type OtelMetricsOptions,
+} from "./otel.js";

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Elector } from "../elector/elector.js";
+import { ConfigError } from "../errors.js";
 import type { Disposable } from "../events.js";
 
 /** Options of {@link createMetrics}. */
@@ -10,6 +11,14 @@ export interface MetricsOptions {
   registry?: Registry;
   /** Renew latency histogram buckets, in seconds. Default 0.001 … 5. */
   renewBuckets?: number[];
+  /**
+   * Add a `holder` label to every metric. Default false: a holder id
+   * (`host:pid:random`) changes on every restart, so as a label it makes new
+   * series forever; the current leader is in `tenure_leader_info{lease,holder}`
+   * instead. Needed (and then required) only when several electors of one
+   * lease share a registry.
+   */
+  holderLabel?: boolean;
 }
 
 /** Prometheus metrics of a set of electors; values are read from the electors at scrape time. */
@@ -21,11 +30,6 @@ export interface TenureMetrics {
   close(): void;
 }
 
-/** Labels naming one elector: several electors of one lease can share a process (and a registry). */
-function who(e: Elector): { lease: string; holder: string } {
-  return { lease: e.name, holder: e.holderId };
-}
-
 const DEFAULT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 /** Builds the Tenure metrics for `electors` in a private prom-client Registry. */
@@ -34,6 +38,23 @@ export function createMetrics(
   opts: MetricsOptions = {},
 ): TenureMetrics {
   const p = opts.prefix ?? "tenure_";
+  const holderLabel = opts.holderLabel ?? false;
+  if (!holderLabel) {
+    const seen = new Set<string>();
+    for (const e of electors) {
+      if (seen.has(e.name)) {
+        throw new ConfigError(
+          "holderLabel",
+          `must be true when several electors of one lease ("${e.name}") share the metrics`,
+        );
+      }
+      seen.add(e.name);
+    }
+  }
+  /** Labels naming one elector: its lease (and its holder, with holderLabel). */
+  const who = (e: Elector): Record<string, string> =>
+    holderLabel ? { lease: e.name, holder: e.holderId } : { lease: e.name };
+  const base = holderLabel ? ["lease", "holder"] : ["lease"];
   const registry = opts.registry ?? new Registry();
   const registers = [registry];
   const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
@@ -65,40 +86,44 @@ export function createMetrics(
     });
 
   gauge(
-    "is_leader",
-    "1 while this process leads the lease (clock-checked), else 0.",
+    "leader_info",
+    "1 for the leader of each lease as this process last learned it (holder label: its id).",
     ["lease", "holder"],
     (g) => {
-      for (const e of electors) g.set(who(e), e.isLeader() ? 1 : 0);
+      const done = new Set<string>();
+      for (const e of electors) {
+        const l = e.leader();
+        if (!l || done.has(e.name)) continue;
+        done.add(e.name);
+        g.set({ lease: e.name, holder: l.holder }, 1);
+      }
     },
   );
-  gauge("healthy", "1 while health() reports healthy, else 0.", ["lease", "holder"], (g) => {
+  gauge("is_leader", "1 while this process leads the lease (clock-checked), else 0.", base, (g) => {
+    for (const e of electors) g.set(who(e), e.isLeader() ? 1 : 0);
+  });
+  gauge("healthy", "1 while health() reports healthy, else 0.", base, (g) => {
     for (const e of electors) g.set(who(e), e.health().healthy ? 1 : 0);
   });
-  gauge(
-    "term_token",
-    "Fencing token of the current term (0 when not leading).",
-    ["lease", "holder"],
-    (g) => {
-      for (const e of electors) g.set(who(e), Number(e.term()?.token ?? 0n));
-    },
-  );
-  counter("elections_total", "Terms won by this process.", ["lease", "holder"], (c) => {
+  gauge("term_token", "Fencing token of the current term (0 when not leading).", base, (g) => {
+    for (const e of electors) g.set(who(e), Number(e.term()?.token ?? 0n));
+  });
+  counter("elections_total", "Terms won by this process.", base, (c) => {
     for (const e of electors) c.inc(who(e), e.stats().elections);
   });
-  counter("demotions_total", "Terms ended, by reason.", ["lease", "holder", "reason"], (c) => {
+  counter("demotions_total", "Terms ended, by reason.", [...base, "reason"], (c) => {
     for (const e of electors) {
       for (const [reason, n] of Object.entries(e.stats().demotions))
         c.inc({ ...who(e), reason }, n);
     }
   });
-  counter("renewals_total", "Confirmed renewals.", ["lease", "holder"], (c) => {
+  counter("renewals_total", "Confirmed renewals.", base, (c) => {
     for (const e of electors) c.inc(who(e), e.stats().renewals);
   });
   counter(
     "store_errors_total",
     "Failed store calls, by class (transient or fatal).",
-    ["lease", "holder", "class"],
+    [...base, "class"],
     (c) => {
       for (const e of electors) {
         const s = e.stats().storeErrors;
@@ -112,7 +137,7 @@ export function createMetrics(
     help: string,
     field: "runs" | "skips" | "errors" | "notLeader" | "claimLost",
   ) =>
-    counter(name, help, ["lease", "holder", "tick"], (c) => {
+    counter(name, help, [...base, "tick"], (c) => {
       for (const e of electors) {
         for (const t of e.leaderWork.stats().ticks) c.inc({ ...who(e), tick: t.name }, t[field]);
       }
@@ -137,7 +162,7 @@ export function createMetrics(
   gauge(
     "service_running",
     "1 while a leader-only service is running, else 0.",
-    ["lease", "holder", "service"],
+    [...base, "service"],
     (g) => {
       for (const e of electors) {
         for (const s of e.leaderWork.stats().services)
@@ -148,7 +173,7 @@ export function createMetrics(
   counter(
     "stream_failures_total",
     "Leader-held stream runs that failed while leading.",
-    ["lease", "holder", "stream"],
+    [...base, "stream"],
     (c) => {
       for (const e of electors) {
         for (const s of e.leaderWork.stats().streams)
@@ -156,7 +181,7 @@ export function createMetrics(
       }
     },
   );
-  counter("stream_reconnects_total", "Stream reconnects.", ["lease", "holder", "stream"], (c) => {
+  counter("stream_reconnects_total", "Stream reconnects.", [...base, "stream"], (c) => {
     for (const e of electors) {
       for (const s of e.leaderWork.stats().streams)
         c.inc({ ...who(e), stream: s.name }, s.reconnects);
@@ -165,7 +190,7 @@ export function createMetrics(
   const latency = new Histogram({
     name: `${p}renew_latency_seconds`,
     help: "Round trip of confirmed renewals.",
-    labelNames: ["lease", "holder"],
+    labelNames: base,
     buckets: opts.renewBuckets ?? DEFAULT_BUCKETS,
     registers,
   });

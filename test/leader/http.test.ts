@@ -3,7 +3,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { healthHandler, serveHealth } from "../../src/http/index.js";
-import { setup } from "./setup.js";
+import { ScriptedStore } from "../helpers/stores.js";
+import { setup, TTL } from "./setup.js";
 
 async function get(port: number, path: string) {
   const res = await fetch(`http://127.0.0.1:${port}${path}`);
@@ -28,13 +29,100 @@ function parseProm(text: string) {
 }
 
 describe("health and metrics over HTTP", () => {
+  it("health() serializes with JSON.stringify while leading (tokens as strings)", async () => {
+    const { clock, make, stopAll } = setup();
+    const a = make("a");
+    await a.start();
+    await clock.advance(0);
+    assert.equal(a.isLeader(), true);
+    const h = a.health();
+    const json = JSON.parse(JSON.stringify(h));
+    assert.equal(json.token, "1");
+    assert.deepEqual(json.leader, { name: "job", holder: "a", token: "1", self: true });
+    assert.equal(json.live, true);
+    assert.equal(typeof h.token, "bigint", "the snapshot itself keeps bigint tokens");
+    assert.equal(Object.keys(h).includes("toJSON"), false, "toJSON is not enumerable");
+    await stopAll();
+  });
+
+  it("/livez survives a store outage, /readyz follows the store (or leadership), /leader only on the leader", async () => {
+    const { clock, mem, make, stopAll } = setup();
+    const sa = new ScriptedStore(mem);
+    const sb = new ScriptedStore(mem);
+    const a = make("a", { store: sa, unreachableAfterMs: 2 * TTL });
+    const b = make("b", { store: sb, unreachableAfterMs: 2 * TTL });
+    const srv = await serveHealth([a, b], { port: 0, holderLabel: true });
+    const leaderOnly = await serveHealth(a, { port: 0, readiness: "leader" });
+    const status = async (path: string, port = srv.port) => (await get(port, path)).status;
+    try {
+      await a.start();
+      await clock.advance(0);
+      await b.start();
+      await clock.advance(0);
+      assert.equal(await status("/livez"), 200);
+      assert.equal(await status("/readyz"), 200);
+      assert.equal(await status("/leader?lease=job"), 503, "b, in the same set, does not lead");
+      assert.equal(await status("/leader", leaderOnly.port), 200);
+      assert.equal(await status("/readyz", leaderOnly.port), 200);
+      // the store goes away for both, for longer than unreachableAfterMs
+      for (const s of [sa, sb]) {
+        for (const op of ["acquire", "renew", "read", "release"] as const) s.fail(op, "transient");
+      }
+      await clock.advance(TTL / 2);
+      assert.equal(await status("/healthz"), 200, "healthy: not unreachable for long yet");
+      assert.equal(await status("/readyz"), 503, "not ready: the last store calls failed");
+      await clock.advance(3 * TTL);
+      assert.equal(a.isLeader(), false, "the leader's trust window ran out");
+      assert.equal(await status("/healthz"), 503, "unhealthy: store unreachable");
+      assert.equal(await status("/readyz"), 503, "not ready while the store is unreachable");
+      assert.equal(await status("/livez"), 200, "live: a restart would not bring the store back");
+      assert.equal(await status("/leader", leaderOnly.port), 503);
+      assert.equal(await status("/readyz", leaderOnly.port), 503);
+      // the store comes back
+      sa.heal();
+      sb.heal();
+      await clock.advance(2 * TTL);
+      assert.equal(await status("/readyz"), 200);
+      assert.equal(await status("/healthz"), 200);
+      const leads = [a, b].filter((e) => e.isLeader());
+      assert.equal(leads.length, 1);
+      assert.equal(await status("/leader", leaderOnly.port), a.isLeader() ? 200 : 503);
+      assert.equal(await status("/leader?lease=nope"), 404);
+      const body = JSON.parse((await get(srv.port, "/livez")).body);
+      assert.equal(body.status, "ok");
+      assert.equal(typeof body.electors[0].leader.token, "string");
+    } finally {
+      await srv.close();
+      await leaderOnly.close();
+      await stopAll();
+    }
+  });
+
+  it("/livez fails while the loop is stuck: a leader past its deadline that has not demoted", async () => {
+    const { clock, make, stopAll } = setup();
+    const a = make("a");
+    const srv = await serveHealth(a, { port: 0 });
+    try {
+      await a.start();
+      await clock.advance(0);
+      // time jumps (a stalled event loop) without running timers: health() reports, never fixes
+      clock.stall(2 * TTL);
+      const h = a.health();
+      assert.equal(h.live, false, JSON.stringify(h));
+      assert.equal((await get(srv.port, "/livez")).status, 503);
+    } finally {
+      await srv.close();
+      await stopAll();
+    }
+  });
+
   it("serves /healthz, /readyz and Prometheus /metrics on a real node:http server", async () => {
     const { clock, make, stopAll } = setup();
     const a = make("a");
     const b = make("b");
     let failing = true;
     a.every(100, () => {});
-    const srv = await serveHealth([a, b], { port: 0 });
+    const srv = await serveHealth([a, b], { port: 0, holderLabel: true });
     try {
       let r = await get(srv.port, "/readyz");
       assert.equal(r.status, 503, "not ready before start");
@@ -131,6 +219,35 @@ describe("health and metrics over HTTP", () => {
     }
   });
 
+  it("metrics carry no holder label by default (no new series per restart); tenure_leader_info names the leader", async () => {
+    const { clock, make, stopAll } = setup();
+    const a = make("host-1:4242:0a0b0c0d");
+    await a.start();
+    await clock.advance(0);
+    const text = await healthHandler(a).metrics.text();
+    const { samples } = parseProm(text);
+    const withHolder = samples.filter((x) => x.labels.includes("holder="));
+    assert.deepEqual(
+      withHolder.map((x) => `${x.name}${x.labels} ${x.value}`),
+      ['tenure_leader_info{lease="job",holder="host-1:4242:0a0b0c0d"} 1'],
+    );
+    assert.ok(samples.some((x) => x.name === "tenure_is_leader" && x.labels === '{lease="job"}'));
+    // a restarted process (new holder id) reports into the same is_leader series
+    const b = make("host-1:5555:ffffffff");
+    const names = (t: string) =>
+      parseProm(t)
+        .samples.filter((x) => x.name !== "tenure_leader_info")
+        .map((x) => `${x.name}${x.labels}`)
+        .sort();
+    assert.deepEqual(names(await healthHandler(b).metrics.text()), names(text));
+    // two electors of one lease in one registry need the holder label, and say so
+    assert.throws(
+      () => healthHandler([a, b]),
+      (e: unknown) => e instanceof Error && /holderLabel/.test(e.message),
+    );
+    await stopAll();
+  });
+
   it("works as Express-style middleware: unknown paths go to next()", async () => {
     const { clock, make, stopAll } = setup();
     const a = make("a");
@@ -150,7 +267,7 @@ describe("health and metrics over HTTP", () => {
       assert.equal((await get(port, "/healthz")).status, 418);
       const r = await get(port, "/metrics?x=1");
       assert.equal(r.status, 200);
-      assert.match(r.body, /tenure_is_leader\{lease="job",holder="a"\} 1/);
+      assert.match(r.body, /tenure_is_leader\{lease="job"\} 1/);
     } finally {
       handler.close();
       await new Promise((r) => server.close(r));

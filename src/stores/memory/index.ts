@@ -189,6 +189,11 @@ export class MemoryStore implements LeaseStore {
     return this.data.get(`${name}\u0000${key}`) ?? null;
   }
 
+  /** `await using store = …`: closes the store at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.watchers.clear();

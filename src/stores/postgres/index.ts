@@ -636,6 +636,11 @@ export class PostgresStore implements LeaseStore {
     return fence(tx, term, this.tableOpts);
   }
 
+  /** `await using store = …`: closes the store at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -704,7 +709,9 @@ export function parsePostgresUrl(url: string): {
 
 /**
  * Opens a PostgreSQL lease store from a URL with its own `pg` Pool, creating
- * the tables if missing. URL parameters: see {@link PG_URL_PARAMS};
+ * the tables if missing. An unreachable server does not throw: the tables are
+ * checked on the first call that reaches it, and calls fail with transient
+ * errors until then; bad credentials and other fatal answers throw. URL parameters: see {@link PG_URL_PARAMS};
  * `application_name` and the usual libpq-style parameters pass through to `pg`.
  */
 export async function openPostgresStore(
@@ -745,6 +752,12 @@ export async function openPostgresStore(
   try {
     await store.init();
   } catch (e) {
+    // An unreachable server is not an error yet: every call retries init and
+    // fails as transient until the server answers (as Redis and etcd do).
+    if (e instanceof StoreError && e.transient) {
+      logger.warn("postgres not reachable yet; calls fail until it answers", { err: e.message });
+      return store;
+    }
     await store.close().catch(() => {});
     throw e;
   }

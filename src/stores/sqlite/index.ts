@@ -35,10 +35,30 @@ import {
   validateLeaseRef,
   validateTtl,
 } from "../../store/validate.js";
+import {
+  type BetterSqlite3,
+  fromBetterSqlite3,
+  fromNodeSqlite,
+  isBetterSqlite3Db,
+  isNodeSqliteDb,
+  loadBetterSqlite3,
+  loadNodeSqlite,
+  type NodeDatabaseSync,
+  type NodeDatabaseSyncCtor,
+  SQLITE_DRIVERS,
+  type SqliteDb,
+  type SqliteDriverName,
+  type SqliteStatement,
+} from "./driver.js";
 
-/** Minimal shape of a better-sqlite3 `Database` that this store uses. */
-type Database = import("better-sqlite3").Database;
-type Statement = import("better-sqlite3").Statement;
+export {
+  type NodeDatabaseSync,
+  type NodeDatabaseSyncCtor,
+  SQLITE_DRIVERS,
+  type SqliteDriverName,
+} from "./driver.js";
+
+type BetterDatabase = import("better-sqlite3").Database;
 
 /** Default name of the lease table. The fenced-values table is `<table>_fenced`. */
 export const SQLITE_DEFAULT_TABLE = "tenure_leases";
@@ -137,24 +157,31 @@ export class SqliteStore implements LeaseStore {
   readonly notifies = false;
   /** The database file (`:memory:` for an in-memory database). */
   readonly path: string;
-  private readonly db: Database;
+  private readonly db: SqliteDb;
+  /** The driver underneath: `node:sqlite` or `better-sqlite3`. */
+  readonly driver: SqliteDriverName;
   private readonly owned: boolean;
   private readonly now: () => bigint;
   private readonly boot: string;
   private readonly stmts: {
-    get: Statement;
-    upsert: Statement;
-    extend: Statement;
-    clear: Statement;
-    all: Statement;
-    fencedGet: Statement;
-    fencedPut: Statement;
+    get: SqliteStatement;
+    upsert: SqliteStatement;
+    extend: SqliteStatement;
+    clear: SqliteStatement;
+    all: SqliteStatement;
+    fencedGet: SqliteStatement;
+    fencedPut: SqliteStatement;
   };
   private closed = false;
 
   constructor(
-    dbOrPath: string | Database,
-    opts: SqliteStoreOptions & { Database?: typeof import("better-sqlite3") } = {},
+    dbOrPath: string | BetterDatabase | NodeDatabaseSync,
+    opts: SqliteStoreOptions & {
+      /** better-sqlite3's `Database` constructor, to open `dbOrPath` with it. */
+      Database?: BetterSqlite3;
+      /** node:sqlite's `DatabaseSync` constructor, to open `dbOrPath` with it. */
+      DatabaseSync?: NodeDatabaseSyncCtor;
+    } = {},
   ) {
     const table = opts.table ?? SQLITE_DEFAULT_TABLE;
     if (!IDENT.test(table)) {
@@ -167,25 +194,35 @@ export class SqliteStore implements LeaseStore {
     this.now = opts.monotonicNow ?? hostMonotonicMs;
     this.boot = opts.bootId ?? hostBootId();
     if (typeof dbOrPath === "string") {
-      const Ctor = opts.Database;
-      if (!Ctor) {
+      if (!opts.Database && !opts.DatabaseSync) {
         throw new ConfigError(
           "store",
-          "new SqliteStore(path) needs the better-sqlite3 module; use openSqliteStore(url) or pass { Database }",
+          "new SqliteStore(path) needs a driver: pass { DatabaseSync } from node:sqlite or { Database } from better-sqlite3, or use openSqliteStore(url)",
         );
       }
       this.path = dbOrPath;
-      this.db = openFile(Ctor, dbOrPath);
+      this.db = openFile(opts, dbOrPath);
       this.owned = true;
-    } else {
-      this.db = dbOrPath;
+    } else if (isBetterSqlite3Db(dbOrPath)) {
+      this.db = fromBetterSqlite3(dbOrPath);
       this.path = dbOrPath.name;
       this.owned = false;
+    } else if (isNodeSqliteDb(dbOrPath)) {
+      const main = dbOrPath.prepare("PRAGMA database_list").get() as { file?: unknown } | undefined;
+      this.path = typeof main?.file === "string" && main.file !== "" ? main.file : ":memory:";
+      this.db = fromNodeSqlite(dbOrPath, this.path);
+      this.owned = false;
+    } else {
+      throw new ConfigError(
+        "store",
+        "must be a file path, a better-sqlite3 Database or a node:sqlite DatabaseSync",
+      );
     }
+    this.driver = this.db.driver;
     try {
       this.db.pragma(`busy_timeout = ${busy}`);
       if (!this.db.memory) {
-        const mode = this.db.pragma("journal_mode = WAL", { simple: true });
+        const mode = this.db.pragma("journal_mode = WAL");
         if (String(mode).toLowerCase() !== "wal" && !this.db.readonly) {
           throw new StoreError(
             `tenure sqlite: could not switch ${this.path} to WAL (got ${mode})`,
@@ -198,10 +235,9 @@ export class SqliteStore implements LeaseStore {
         this.db.pragma("synchronous = NORMAL");
       }
       const fenced = `${table}_fenced`;
-      this.db
-        .transaction(() => {
-          this.db.exec(
-            `CREATE TABLE IF NOT EXISTS ${table} (
+      this.db.transaction("immediate", () => {
+        this.db.exec(
+          `CREATE TABLE IF NOT EXISTS ${table} (
                name TEXT PRIMARY KEY NOT NULL,
                holder TEXT,
                token INTEGER NOT NULL,
@@ -215,10 +251,9 @@ export class SqliteStore implements LeaseStore {
                token INTEGER NOT NULL,
                PRIMARY KEY (name, key)
              );`,
-          );
-        })
-        .immediate();
-      const prep = (sql: string) => this.db.prepare(sql).safeIntegers(true);
+        );
+      });
+      const prep = (sql: string) => this.db.prepare(sql);
       this.stmts = {
         get: prep(
           `SELECT holder, token, expires_mono_ms AS expires, boot_id AS boot FROM ${table} WHERE name = ?`,
@@ -262,7 +297,7 @@ export class SqliteStore implements LeaseStore {
   private write<T>(op: string, fn: () => T): T {
     this.check();
     try {
-      return this.db.transaction(fn).immediate();
+      return this.db.transaction("immediate", fn);
     } catch (e) {
       throw toStoreError("sqlite", op, e, classifySqlite);
     }
@@ -271,7 +306,7 @@ export class SqliteStore implements LeaseStore {
   private readTx<T>(op: string, fn: () => T): T {
     this.check();
     try {
-      return this.db.transaction(fn).deferred();
+      return this.db.transaction("deferred", fn);
     } catch (e) {
       throw toStoreError("sqlite", op, e, classifySqlite);
     }
@@ -417,6 +452,11 @@ export class SqliteStore implements LeaseStore {
     return this.readTx("getFenced", () => this.fencedRow(name, key));
   }
 
+  /** `await using store = …`: closes the store at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -440,7 +480,10 @@ function parseRow(name: string, r: Record<string, unknown>): LeaseRow {
   return { holder, token, expires, boot };
 }
 
-function openFile(Ctor: typeof import("better-sqlite3"), path: string): Database {
+function openFile(
+  drivers: { Database?: BetterSqlite3; DatabaseSync?: NodeDatabaseSyncCtor },
+  path: string,
+): SqliteDb {
   if (path !== ":memory:") {
     try {
       mkdirSync(dirname(path), { recursive: true });
@@ -459,7 +502,8 @@ function openFile(Ctor: typeof import("better-sqlite3"), path: string): Database
     }
   }
   try {
-    return new Ctor(path);
+    if (drivers.DatabaseSync) return fromNodeSqlite(new drivers.DatabaseSync(path), path);
+    return fromBetterSqlite3(new drivers.Database!(path));
   } catch (e) {
     throw new ConfigError(
       "store",
@@ -495,21 +539,45 @@ export function sqlitePathFromUrl(url: string): string {
   return resolve(rest);
 }
 
-/** Opens a SQLite lease store from a `sqlite:PATH` URL, creating the file and its folder. */
+/**
+ * Opens a SQLite lease store from a `sqlite:PATH` URL, creating the file and
+ * its folder. The driver is Node's built-in `node:sqlite` where this Node has
+ * it (22.13 and later), else better-sqlite3 (`npm install better-sqlite3`);
+ * `?driver=better-sqlite3` or `?driver=node:sqlite` at the end of the URL, or
+ * the `driver` option, chooses.
+ */
 export async function openSqliteStore(
   url: string,
   _opts: OpenStoreOptions = {},
-  storeOpts: SqliteStoreOptions = {},
+  storeOpts: SqliteStoreOptions & { driver?: SqliteDriverName } = {},
 ): Promise<SqliteStore> {
-  const path = sqlitePathFromUrl(url);
-  let Database: typeof import("better-sqlite3");
-  try {
-    Database = (await import("better-sqlite3")).default;
-  } catch {
+  const q = /\?driver=([^&#]*)$/.exec(url);
+  const fromUrl = q ? decodeURIComponent(q[1]!) : undefined;
+  const { driver: fromOpts, ...rest } = storeOpts;
+  const driver = fromOpts ?? fromUrl;
+  if (driver !== undefined && !(SQLITE_DRIVERS as readonly string[]).includes(driver)) {
     throw new ConfigError(
-      "store",
-      "the sqlite store needs the better-sqlite3 package: npm install better-sqlite3",
+      "store ?driver",
+      `must be ${SQLITE_DRIVERS.join(" or ")} (got ${JSON.stringify(driver)})`,
     );
   }
-  return new SqliteStore(path, { ...storeOpts, Database });
+  const path = sqlitePathFromUrl(q ? url.slice(0, q.index) : url);
+  if (driver !== "better-sqlite3") {
+    const DatabaseSync = await loadNodeSqlite();
+    if (DatabaseSync) return new SqliteStore(path, { ...rest, DatabaseSync });
+    if (driver === "node:sqlite") {
+      throw new ConfigError(
+        "store ?driver",
+        `node:sqlite needs Node 22.13 or later (this is ${process.versions.node})`,
+      );
+    }
+  }
+  const Database = await loadBetterSqlite3();
+  if ("error" in Database) {
+    throw new ConfigError(
+      "store",
+      `the sqlite store needs Node 22.13 or later (node:sqlite) or the better-sqlite3 package (npm install better-sqlite3) on Node ${process.versions.node}: ${Database.error}`,
+    );
+  }
+  return new SqliteStore(path, { ...rest, Database });
 }
