@@ -194,11 +194,15 @@ async function underCli(log: Logger): Promise<void> {
       });
       log.warn("stream failed; reconnecting", { attempt: failures, delayMs, err: e });
       await new Promise<void>((r) => {
-        const timer = setTimeout(r, delayMs);
+        // The listener goes when the wait ends either way: a long run retries many times.
         const wake = () => {
           clearTimeout(timer);
           r();
         };
+        const timer = setTimeout(() => {
+          ac.signal.removeEventListener("abort", wake);
+          r();
+        }, delayMs);
         ac.signal.addEventListener("abort", wake, { once: true });
       });
     }

@@ -13,6 +13,7 @@ export function helpText(command?: string): string {
   const exits = `Exit codes:
   0    success (run: the command exited 0, or tenure was stopped cleanly)
   64   usage error: unknown flag, bad duration, missing NAME or CMD, bad store URL
+  65   status: a record in the store is not a valid lease (named; the rest listed)
   69   the store is unreachable or refused the connection at start-up
   70   internal error (a bug: please report it)
   75   run --no-wait: another process leads, nothing was run
