@@ -392,10 +392,11 @@ export class EtcdStore implements LeaseStore {
    * after the renewal began, finds the session alive. A keep-alive applied
    * before the read: the key was attached to a session that lives at least
    * the TTL from the keep-alive, so from the renewal's start. Applied after
-   * the read: the key was there at the read, and an etcd lease that expired
-   * in between deletes it and answers TTL 0 (the term is lost), so the key is
-   * still there, carried by a session that lives at least that long again.
-   * A key found on another lease is moved onto the session after the
+   * the read: an etcd lease that expired in between took the key with it and
+   * the keep-alive answers TTL 0 (the term is lost); otherwise the key, on
+   * the session at the read, lives as long as the session again (a forced
+   * delete in between is the same race as with a keep-alive sent after the
+   * read). A key found on another lease is moved onto the session after the
    * keep-alive: it lives as long as the session from then on.
    */
   private liveSession(ttlSec: number): SessionLease | undefined {
