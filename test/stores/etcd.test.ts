@@ -957,12 +957,15 @@ describe("etcd session lease keep-alives", () => {
     const { sent, lease } = scripted();
     const now = monotonicMs();
     assert.equal(lease.idleExpired(now), false);
+    // the keep-alive is sent inside refresh(): between these two readings
+    const sendFrom = monotonicMs();
     const p = lease.refresh(now + 1);
+    const sendTo = monotonicMs();
     assert.equal(lease.idleExpired(now + 5000), false, "a keep-alive is in flight");
     sent[0]!.answer(1);
     await p;
-    assert.equal(lease.idleExpired(monotonicMs() + 999), false);
-    assert.equal(lease.idleExpired(monotonicMs() + 1000), true);
+    assert.equal(lease.idleExpired(sendFrom + 999), false);
+    assert.equal(lease.idleExpired(sendTo + 1000), true);
   });
 
   it("callers join one keep-alive sent after they asked, and queue at most one more", async () => {
