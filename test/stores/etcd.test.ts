@@ -466,6 +466,45 @@ describe("etcd store", { ...single }, () => {
     }
   });
 
+  it("a renewal whose read saw the key but whose keep-alive (sent beside it) finds the session gone is not renewed", async () => {
+    // The server applies the read first, then the session expires (here:
+    // revoked), then the keep-alive: only the keep-alive's TTL 0 tells.
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    let readDone: () => void = () => {};
+    let armed = false;
+    const realRange = client.kv.range.bind(client.kv);
+    client.kv.range = (async (...a: Parameters<typeof realRange>) => {
+      const r = await realRange(...a);
+      if (armed) readDone();
+      return r;
+    }) as typeof realRange;
+    const realKa = client.leaseClient.leaseKeepAlive.bind(client.leaseClient);
+    client.leaseClient.leaseKeepAlive = (async (...a: Parameters<typeof realKa>) => {
+      const st = await realKa(...a);
+      const write = st.write.bind(st);
+      st.write = ((req: { ID: string }) => {
+        if (!armed) return write(req);
+        const read = new Promise<void>((r) => {
+          readDone = r;
+        });
+        void read.then(() => raw.leaseClient.leaseRevoke({ ID: req.ID })).then(() => write(req));
+        return true;
+      }) as typeof st.write;
+      return st;
+    }) as typeof realKa;
+    const s = new EtcdStore(client, { prefix: "ka-after-read/" });
+    try {
+      const n = uniqueName("karead");
+      const a = await s.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      armed = true;
+      assert.deepEqual(await s.renew(a.lease, 5000), { renewed: false, current: null });
+    } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
   it("a term nobody renews or releases ends one ttl after its last renewal, while its session lives on for the others", async () => {
     const s = await openEtcdStore(SERVICES.etcd!);
     const observer = await openEtcdStore(SERVICES.etcd!);
