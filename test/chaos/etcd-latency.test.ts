@@ -18,13 +18,13 @@ describe(
   () => {
     it("etcd:latency:557677842 (+152 ms each way for 2.1 s, the leader renewing through it): all invariants hold", async (t) => {
       // With a renewal in one round trip the leader usually keeps its term
-    // through this latency (with two it lost it in all 100 latency episodes
-    // measured). Whether it does is timing: in one full-suite run on a
-    // loaded machine it lost it. So it is reported, not asserted; the store
-    // test "a renewal is one round trip" asserts it on a quieter path. This
-    // episode checks the invariants while a leader renews across the fault
-    // and its heal.
-    const spec: EpisodeSpec = { backend: "etcd", fault: "latency", seed: 557_677_842 };
+      // through this latency (with two it lost it in all 100 latency episodes
+      // measured). Whether it does is timing: in one full-suite run on a
+      // loaded machine it lost it. So it is reported, not asserted; the store
+      // test "a renewal is one round trip" asserts it on a quieter path. This
+      // episode checks the invariants while a leader renews across the fault
+      // and its heal.
+      const spec: EpisodeSpec = { backend: "etcd", fault: "latency", seed: 557_677_842 };
       const [o] = await runPlan(env, [spec], DEFAULT_TIMING);
       assert.ok(o);
       t.diagnostic(
