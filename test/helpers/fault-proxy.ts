@@ -28,8 +28,14 @@ interface Pipe {
   upstream: Socket | null;
   /** Chunks held per direction while the fault blocks them. */
   readonly held: Record<Direction, Buffer[]>;
-  /** Per direction: when the last delayed chunk is due (keeps order under latency). */
-  readonly due: Record<Direction, number>;
+  /**
+   * Per direction: chunks delayed by latency, in the order they came, each
+   * with the time it is due. One timer drains a direction from its head, so
+   * bytes leave in the order they arrived, also when the latency changes or
+   * heals while chunks are in flight (TCP never reorders a stream).
+   */
+  readonly delayed: Record<Direction, { at: number; chunk: Buffer }[]>;
+  readonly timer: Record<Direction, NodeJS.Timeout | null>;
   closed: boolean;
 }
 
@@ -129,7 +135,8 @@ export class FaultProxy {
       client,
       upstream: null,
       held: { up: [], down: [] },
-      due: { up: 0, down: 0 },
+      delayed: { up: [], down: [] },
+      timer: { up: null, down: null },
       closed: false,
     };
     this.pipes.add(pipe);
@@ -171,24 +178,36 @@ export class FaultProxy {
     const to = dir === "up" ? pipe.upstream : pipe.client;
     if (!to) return;
     const f = this.fault;
-    if (f.kind === "latency" && f.ms > 0) {
-      const now = Date.now();
-      const at = Math.max(now + f.ms, pipe.due[dir]);
-      pipe.due[dir] = at;
-      setTimeout(() => {
-        if (!pipe.closed && !to.destroyed) to.write(chunk);
-      }, at - now).unref();
-      return;
-    }
-    if (pipe.due[dir] > Date.now()) {
-      // Latency was removed while chunks are still in flight: keep order.
-      const at = pipe.due[dir];
-      setTimeout(() => {
-        if (!pipe.closed && !to.destroyed) to.write(chunk);
-      }, at - Date.now()).unref();
+    const q = pipe.delayed[dir];
+    if ((f.kind === "latency" && f.ms > 0) || q.length > 0) {
+      // Behind the chunks still in flight, never before them.
+      const ms = f.kind === "latency" ? f.ms : 0;
+      q.push({ at: Math.max(Date.now() + ms, q.at(-1)?.at ?? 0), chunk });
+      this.drain(pipe, dir);
       return;
     }
     to.write(chunk);
+  }
+
+  /** Writes the delayed chunks of `dir` that are due, in order; waits for the next one. */
+  private drain(pipe: Pipe, dir: Direction): void {
+    if (pipe.timer[dir] || pipe.closed) return;
+    const to = dir === "up" ? pipe.upstream : pipe.client;
+    const q = pipe.delayed[dir];
+    while (q.length > 0 && q[0]!.at <= Date.now()) {
+      const { chunk } = q.shift()!;
+      if (to && !to.destroyed) to.write(chunk);
+    }
+    if (q.length === 0) return;
+    const t = setTimeout(
+      () => {
+        pipe.timer[dir] = null;
+        this.drain(pipe, dir);
+      },
+      Math.max(1, q[0]!.at - Date.now()),
+    );
+    t.unref();
+    pipe.timer[dir] = t;
   }
 
   private flush(pipe: Pipe): void {
@@ -205,6 +224,11 @@ export class FaultProxy {
     if (pipe.closed) return;
     pipe.closed = true;
     this.pipes.delete(pipe);
+    for (const dir of ["up", "down"] as const) {
+      const t = pipe.timer[dir];
+      if (t) clearTimeout(t);
+      pipe.timer[dir] = null;
+    }
     for (const s of [pipe.client, pipe.upstream]) {
       if (!s || s.destroyed) continue;
       // Node 20's resetAndDestroy() on a socket whose peer already ended it

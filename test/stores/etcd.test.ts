@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
+import { createElector } from "../../src/elector/index.js";
 import { isConfigError, isStoreError, type StoreError } from "../../src/errors.js";
 import { openStore } from "../../src/store/open.js";
 import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
@@ -414,6 +415,94 @@ describe("etcd store", { ...single }, () => {
       assert.equal(streams, 2);
       await s.release(second.lease);
       await s.release(zero.lease);
+    } finally {
+      await s.close();
+      client.close();
+    }
+  });
+
+  it("a renewal is one round trip: under +150 ms each way it answers in one, and a ttl-1000 leader keeps its term", async () => {
+    const proxy = new FaultProxy("127.0.0.1", etcdPorts(SERVICES.etcd!)[0]!);
+    const port = await proxy.start();
+    const s = await openEtcdStore(`etcd://127.0.0.1:${port}`, { prefix: "rtt/" });
+    const n = uniqueName("rtt");
+    const elector = createElector({ store: s, name: `${n}-e`, ttlMs: 1000, retryMs: 200 });
+    try {
+      const a = await s.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      proxy.latency(150);
+      // A round trip is now ≥ 300 ms; the read and the keep-alive one after
+      // the other took ≥ 600 ms. The fastest of three tells, whatever the load.
+      const took: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t = performance.now();
+        assert.deepEqual(await s.renew(a.lease, 5000), { renewed: true });
+        took.push(performance.now() - t);
+      }
+      assert.ok(
+        Math.min(...took) >= 300 && Math.min(...took) < 450,
+        `renewals took ${took.map((x) => x.toFixed(0)).join(", ")} ms (one round trip: 300)`,
+      );
+      // A leader renews every ttl/3 and trusts ttl − 100 ms from each
+      // renewal's send: a renewal begun 333 ms in has 567 ms, which one round
+      // trip fits and two do not.
+      proxy.heal();
+      const demoted: string[] = [];
+      elector.on("demoted", (d) => demoted.push(d.reason));
+      await elector.start();
+      await waitFor("elected", () => elector.isLeader(), { timeoutMs: 3000 });
+      proxy.latency(150);
+      const from = elector.stats().renewals;
+      await waitFor(
+        "6 renewals (or a demotion) under latency",
+        () => demoted.length > 0 || elector.stats().renewals - from >= 6,
+        { timeoutMs: 4000 },
+      );
+      assert.deepEqual(demoted, [], "the leader kept its term under +150 ms each way");
+      assert.ok(elector.isLeader());
+      proxy.heal();
+      await s.release(a.lease);
+    } finally {
+      proxy.heal();
+      await elector.stop();
+      await s.close();
+      await proxy.stop();
+    }
+  });
+
+  it("a renewal whose read saw the key but whose keep-alive (sent beside it) finds the session gone is not renewed", async () => {
+    // The server applies the read first, then the session expires (here:
+    // revoked), then the keep-alive: only the keep-alive's TTL 0 tells.
+    const client = new Etcd3({ hosts: `http://127.0.0.1:${etcdPorts(SERVICES.etcd!)[0]}` });
+    let readDone: () => void = () => {};
+    let armed = false;
+    const realRange = client.kv.range.bind(client.kv);
+    client.kv.range = (async (...a: Parameters<typeof realRange>) => {
+      const r = await realRange(...a);
+      if (armed) readDone();
+      return r;
+    }) as typeof realRange;
+    const realKa = client.leaseClient.leaseKeepAlive.bind(client.leaseClient);
+    client.leaseClient.leaseKeepAlive = (async (...a: Parameters<typeof realKa>) => {
+      const st = await realKa(...a);
+      const write = st.write.bind(st);
+      st.write = ((req: { ID: string }) => {
+        if (!armed) return write(req);
+        const read = new Promise<void>((r) => {
+          readDone = r;
+        });
+        void read.then(() => raw.leaseClient.leaseRevoke({ ID: req.ID })).then(() => write(req));
+        return true;
+      }) as typeof st.write;
+      return st;
+    }) as typeof realKa;
+    const s = new EtcdStore(client, { prefix: "ka-after-read/" });
+    try {
+      const n = uniqueName("karead");
+      const a = await s.acquire(n, "a", 5000);
+      assert.ok(a.acquired);
+      armed = true;
+      assert.deepEqual(await s.renew(a.lease, 5000), { renewed: false, current: null });
     } finally {
       await s.close();
       client.close();
@@ -911,12 +1000,15 @@ describe("etcd session lease keep-alives", () => {
     const { sent, lease } = scripted();
     const now = monotonicMs();
     assert.equal(lease.idleExpired(now), false);
+    // the keep-alive is sent inside refresh(): between these two readings
+    const sendFrom = monotonicMs();
     const p = lease.refresh(now + 1);
+    const sendTo = monotonicMs();
     assert.equal(lease.idleExpired(now + 5000), false, "a keep-alive is in flight");
     sent[0]!.answer(1);
     await p;
-    assert.equal(lease.idleExpired(monotonicMs() + 999), false);
-    assert.equal(lease.idleExpired(monotonicMs() + 1000), true);
+    assert.equal(lease.idleExpired(sendFrom + 999), false);
+    assert.equal(lease.idleExpired(sendTo + 1000), true);
   });
 
   it("callers join one keep-alive sent after they asked, and queue at most one more", async () => {

@@ -384,6 +384,27 @@ export class EtcdStore implements LeaseStore {
   }
 
   /**
+   * The session lease of `ttlSec` seconds if one is live (not known lost, not
+   * idle past its TTL), without granting one. A renewal sends this session's
+   * keep-alive beside its read, so a renewal is one round trip. That is
+   * safe in either order on the server: the renewal succeeds only if the
+   * read shows the term's key on this very session and the keep-alive, sent
+   * after the renewal began, finds the session alive. A keep-alive applied
+   * before the read: the key was attached to a session that lives at least
+   * the TTL from the keep-alive, so from the renewal's start. Applied after
+   * the read: an etcd lease that expired in between took the key with it and
+   * the keep-alive answers TTL 0 (the term is lost); otherwise the key, on
+   * the session at the read, lives as long as the session again (a forced
+   * delete in between is the same race as with a keep-alive sent after the
+   * read). A key found on another lease is moved onto the session after the
+   * keep-alive: it lives as long as the session from then on.
+   */
+  private liveSession(ttlSec: number): SessionLease | undefined {
+    const s = this.sessions.get(ttlSec);
+    return s && !s.lost && !s.idleExpired() ? s : undefined;
+  }
+
+  /**
    * One keep-alive on a lease, on the store's shared keep-alive stream;
    * returns its TTL in seconds afterwards (0 = expired or revoked).
    */
@@ -606,6 +627,12 @@ export class EtcdStore implements LeaseStore {
     if (mine) h.pending++;
     try {
       return await this.run("renew", async (o) => {
+        // One round trip: with a live session of this TTL, its keep-alive
+        // goes out beside the read (see liveSession for why that is safe).
+        const ttlSec = ttlSeconds(ttlMs);
+        const live = this.liveSession(ttlSec);
+        const early = live?.refresh(since);
+        early?.catch(() => {});
         const kv = await this.readKey(key);
         if (!kv) {
           this.forget(lease.name, lease.token);
@@ -619,7 +646,7 @@ export class EtcdStore implements LeaseStore {
         if (!kv.lease || kv.lease === "0") {
           throw this.schemaError("renew", `key ${this.leaseKey(lease.name)} has no etcd lease`);
         }
-        let session = await this.session(ttlSeconds(ttlMs), o);
+        let session = live ?? (await this.session(ttlSec, o));
         if (kv.lease !== session.id) {
           // Another TTL, an expired session, or a key from another store of
           // the same holder: move the key onto this session, guarded so only
@@ -642,7 +669,7 @@ export class EtcdStore implements LeaseStore {
             // A session of that TTL left idle past its TTL is gone in etcd: grant a new one, once.
             if (toEtcdStoreError("renew", e).code !== "LEASE_NOT_FOUND") throw e;
             session.lost = true;
-            session = await this.session(ttlSeconds(ttlMs), o);
+            session = await this.session(ttlSec, o);
             moved = await move(session.id);
           }
           if (!moved.succeeded) {
@@ -662,7 +689,8 @@ export class EtcdStore implements LeaseStore {
             }
           }
         }
-        if ((await session.refresh(since)) <= 0) {
+        const ttlLeft = session === live && early ? await early : await session.refresh(since);
+        if (ttlLeft <= 0) {
           // The session expired (a stall, a partition): the term is over.
           this.forget(lease.name, lease.token);
           const now = await this.getKv(key, o);
