@@ -54,6 +54,12 @@ export { classifyPostgres } from "./classify.js";
 export const PG_DEFAULT_TABLE = "tenure_leases";
 /** Default per-query timeout in ms: a black-holed connection fails within this (transient). */
 export const PG_DEFAULT_QUERY_TIMEOUT_MS = 5000;
+/**
+ * How soon a try is worth repeating when the lease row was being changed by
+ * another transaction (an acquire, renewal or release in flight, or a caller's
+ * `fence`): the acquire does not wait for that lock, it answers at once.
+ */
+export const PG_BUSY_RETRY_MS = 20;
 /** Default `application_name` of connections the store opens itself. */
 export const PG_DEFAULT_APPLICATION_NAME = "tenure";
 
@@ -399,9 +405,10 @@ export class PostgresStore implements LeaseStore {
     if (r?.won === true) {
       return { acquired: true, lease: { name, holder, token: parseToken(r.token, "acquired") } };
     }
-    if (r) return { acquired: false, current: parseInfo(r, name) };
-    // Lost a race to a commit newer than this statement's snapshot: look once more.
-    return { acquired: false, current: await this.read(name) };
+    if (r && r.busy !== true) return { acquired: false, current: parseInfo(r, name) };
+    // The row is being changed by another transaction (locked, or changed after this
+    // statement's snapshot): nobody is named, the caller tries again shortly.
+    return { acquired: false, current: null, retryInMs: PG_BUSY_RETRY_MS };
   }
 
   private async tokenOverflow(name: string, cause: StoreError): Promise<StoreError> {
