@@ -82,8 +82,9 @@ const bouncer = requireService(
   "run `bash scripts/services.sh start` (needs pgbouncer: apt-get install pgbouncer)",
 );
 describeLeaseStore(
-  "postgres (pg through PgBouncer, transaction mode)",
-  () => openPg(SERVICES.pgbouncer),
+  "postgres (pg through PgBouncer, transaction mode, direct LISTEN beside it)",
+  // tenure_listen: release notifications reach watchers although queries go through the pooler
+  () => openPg(SERVICES.pgbouncer, { tenure_listen: SERVICES.postgres }),
   {
     ...bouncer,
     killConnection: kill,
@@ -149,12 +150,18 @@ describe("postgres store", () => {
   it("direct stores notify; the pooler flag in the URL turns it off", async () => {
     const direct = await openPg();
     const pooled = await openPg(SERVICES.postgres, { tenure_pooler: "transaction" });
+    const beside = await openPg(SERVICES.postgres, {
+      tenure_pooler: "transaction",
+      tenure_listen: SERVICES.postgres,
+    });
     try {
       assert.equal(direct.notifies, true);
       assert.equal(pooled.notifies, false);
+      assert.equal(beside.notifies, true);
     } finally {
       await direct.close();
       await pooled.close();
+      await beside.close();
     }
   });
 
@@ -479,6 +486,13 @@ describe("postgres store", () => {
       `${SERVICES.postgres}?tenure_timeout_ms=-1`,
     ]) {
       await assert.rejects(openStore(url), (e: unknown) => isConfigError(e));
+    }
+    for (const listen of ["redis://u:secret@h/", "not-a-url"]) {
+      await assert.rejects(
+        openStore(`${SERVICES.postgres}?tenure_listen=${encodeURIComponent(listen)}`),
+        (e: unknown) =>
+          isConfigError(e) && /tenure_listen/.test(e.message) && !e.message.includes("secret"),
+      );
     }
   });
 });

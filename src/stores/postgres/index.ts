@@ -47,7 +47,7 @@ import { classifyPostgres } from "./classify.js";
 import * as SQL from "./sql.js";
 
 export type { Listener, PgQueryTarget, PgRow, PostgresJsLike, Queryable } from "./adapters.js";
-export { isPostgresJs, pgQueryable, postgresJsQueryable } from "./adapters.js";
+export { isPostgresJs, PgListener, pgQueryable, postgresJsQueryable } from "./adapters.js";
 export { classifyPostgres } from "./classify.js";
 
 /** Default lease table; fenced values live in `<table>_fenced`. */
@@ -88,7 +88,12 @@ export interface PostgresStoreOptions extends PostgresTableOptions {
    * (followers poll at the known expiry). Default false.
    */
   pooled?: boolean;
-  /** LISTEN connection for {@link PostgresStore.watch}. Default: derived from `pool` or `sql`. */
+  /**
+   * LISTEN connection for {@link PostgresStore.watch}. Default: derived from
+   * `pool` or `sql`, and none when `pooled`. Given explicitly it is used even
+   * when `pooled` (a direct connection beside the pooled one: e.g.
+   * `new PgListener(directPool, logger)`), so `notifies` is true again.
+   */
   listener?: Listener;
   /**
    * Create the tables with `CREATE TABLE IF NOT EXISTS` on first use.
@@ -320,9 +325,8 @@ export class PostgresStore implements LeaseStore {
     else if (opts.sql) this.q = postgresJsQueryable(opts.sql);
     else this.q = pgQueryable(opts.pool as PgQueryTarget);
     const pooled = opts.pooled ?? false;
-    let listener: Listener | null = null;
+    let listener: Listener | null = opts.listener ?? null;
     if (!pooled) {
-      listener = opts.listener ?? null;
       if (!listener && opts.sql) listener = postgresJsListener(opts.sql);
       if (!listener && opts.pool && isPgPool(opts.pool))
         listener = new PgListener(opts.pool, this.logger);
@@ -664,12 +668,17 @@ export const PG_URL_PARAMS = Object.freeze({
   schema: "tenure_schema",
   /** `tenure_timeout_ms=N`: per-query timeout. */
   timeout: "tenure_timeout_ms",
+  /**
+   * `tenure_listen=postgres://…` (URL-encoded): a direct connection for LISTEN
+   * beside a pooled one, so watch works behind `tenure_pooler=transaction`.
+   */
+  listen: "tenure_listen",
 });
 
 /** Splits a postgres URL into the driver's URL and the store's own options. */
 export function parsePostgresUrl(url: string): {
   connectionString: string;
-  options: PostgresTableOptions & { pooled: boolean };
+  options: PostgresTableOptions & { pooled: boolean; listenUrl?: string };
 } {
   let u: URL;
   try {
@@ -678,7 +687,9 @@ export function parsePostgresUrl(url: string): {
     throw new ConfigError("store", `"${redactUrl(url)}" is not a valid postgres:// URL`);
   }
   const p = u.searchParams;
-  const options: PostgresTableOptions & { pooled: boolean } = { pooled: false };
+  const options: PostgresTableOptions & { pooled: boolean; listenUrl?: string } = {
+    pooled: false,
+  };
   const pooler = p.get(PG_URL_PARAMS.pooler);
   if (pooler !== null) {
     if (pooler !== "transaction" && pooler !== "session" && pooler !== "none") {
@@ -703,6 +714,20 @@ export function parsePostgresUrl(url: string): {
       );
     }
     options.queryTimeoutMs = n;
+  }
+  const listen = p.get(PG_URL_PARAMS.listen);
+  if (listen !== null) {
+    let ok = false;
+    try {
+      ok = /^postgres(ql)?:$/.test(new URL(listen).protocol);
+    } catch {}
+    if (!ok) {
+      throw new ConfigError(
+        "store",
+        `${PG_URL_PARAMS.listen} must be a URL-encoded postgres:// URL of a direct connection (got "${redactUrl(listen)}")`,
+      );
+    }
+    options.listenUrl = listen;
   }
   for (const k of Object.values(PG_URL_PARAMS)) p.delete(k);
   tablesFor(options);
@@ -742,12 +767,26 @@ export async function openPostgresStore(
   pool.on("error", (e) =>
     logger.debug("postgres idle connection failed", { err: redactSecrets(e.message) }),
   );
+  const { listenUrl, ...tableOpts } = options;
+  // A Pool that never runs a query: only its settings, for PgListener's dedicated Client.
+  const listenPool = listenUrl ? new Pool({ ...pool.options, connectionString: listenUrl }) : null;
   const store = new PostgresStore({
-    ...options,
+    ...tableOpts,
+    ...(listenPool
+      ? {
+          listener: new PgListener(
+            listenPool as unknown as ConstructorParameters<typeof PgListener>[0],
+            logger,
+          ),
+        }
+      : {}),
     ...storeOpts,
     logger,
     pool,
-    onClose: () => pool.end(),
+    onClose: async () => {
+      await pool.end();
+      await listenPool?.end();
+    },
   });
   try {
     await store.init();
