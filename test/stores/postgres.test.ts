@@ -457,6 +457,16 @@ describe("postgres store", () => {
           const b = await s.acquire(n, "b", 10_000);
           assert.ok(b.acquired);
           assert.ok(b.lease.token > a.lease.token);
+
+          // 4. The caller's own row, locked (its renewal in flight): busy too, never "held by
+          //    b" (a holder that would be taken for someone else) and no new term.
+          await other.query("BEGIN");
+          await other.query(lockRow, [n]);
+          const own = await s.acquire(n, "b", 10_000);
+          assert.equal(!own.acquired && own.current, null);
+          await stillOpen();
+          await other.query("COMMIT");
+          assert.equal((await s.read(n))?.token, b.lease.token);
         } finally {
           await other.query("ROLLBACK").catch(() => {});
           await other.end().catch(() => {});
