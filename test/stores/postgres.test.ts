@@ -476,34 +476,6 @@ describe("postgres store", () => {
     );
   }
 
-  it("release turns synchronous_commit off for its own transaction only, never the session", async () => {
-    // One pg Client: the next statement runs on the very session the release used.
-    const client = new pg.Client({ connectionString: SERVICES.postgres });
-    await client.connect();
-    const s = new PostgresStore({ pool: client, table: TABLE });
-    const setting = async () =>
-      (await client.query("SELECT current_setting('synchronous_commit') AS v")).rows[0].v;
-    try {
-      const before = await setting();
-      assert.notEqual(before, "off", "the test needs the server's synchronous_commit on");
-      const n = uniqueName("async-release");
-      const a = await s.acquire(n, "a", 5000);
-      assert.ok(a.acquired);
-      const seen = await client.query(
-        `WITH up AS (UPDATE "${TABLE}" SET expires_at = expires_at WHERE name = $1 RETURNING 1)
-         SELECT current_setting('synchronous_commit') AS v FROM up`,
-        [n],
-      );
-      assert.equal(seen.rows[0].v, before, "acquire commits synchronously");
-      assert.equal(await s.release(a.lease), true);
-      assert.equal(await setting(), before, "the setting did not outlive the release");
-      assert.equal(await s.read(n), null);
-    } finally {
-      await s.close();
-      await client.end();
-    }
-  });
-
   it("concurrent creators of a new table do not fail", async () => {
     const t = `${TABLE}_race`;
     const stores = await Promise.all(

@@ -146,23 +146,14 @@ export const renewMany = (t: Tables) =>
    LEFT JOIN ${t.leases} c ON up.name IS NULL AND c.name = t.name
      AND c.holder IS NOT NULL AND c.expires_at > now()`;
 
-/**
- * Release keeps the token in the row; `pg_notify` is sent on commit of the
- * same statement. Its commit does not wait for the WAL flush
- * (`synchronous_commit` off for this one transaction, through
- * `set_config(…, true)`: no session state). Losing a release in a server
- * crash only leaves the lease held until the expiry its holder already gave
- * up; it grants nothing. Every later acquire commits synchronously, and a
- * WAL flush covers all records before it, so once a new term is durable the
- * release it followed is too (and on a synchronous standby as well).
- */
+/** Release keeps the token in the row; `pg_notify` is sent on commit of the same statement. */
 export const release = (t: Tables) =>
   `WITH up AS (
      UPDATE ${t.leases} SET holder = NULL, expires_at = now()
      WHERE name = $1::text AND holder = $2::text AND token = $3::bigint AND expires_at > now()
      RETURNING name
    )
-   SELECT pg_notify($4::text, up.name), set_config('synchronous_commit', 'off', true) FROM up`;
+   SELECT pg_notify($4::text, up.name) FROM up`;
 
 export const forceRelease = (t: Tables) =>
   `WITH up AS (
