@@ -153,7 +153,13 @@ describe("postgres fence(tx, term)", () => {
             }
           } else {
             await storeB.forceRelease(name); // waits while A's fenced transaction is open
-            const r = await storeB.acquire(name, "B", 60_000);
+            // A fence that failed its re-check may still hold the row FOR SHARE until A rolls
+            // back; acquire does not wait for that lock, it answers "busy" (nobody named).
+            let r = await storeB.acquire(name, "B", 60_000);
+            for (let k = 0; k < 500 && !r.acquired && r.current === null; k++) {
+              await new Promise((res) => setTimeout(res, 2));
+              r = await storeB.acquire(name, "B", 60_000);
+            }
             assert.ok(r.acquired, `iteration ${i}: B could not acquire`);
             termB = r.lease;
           }

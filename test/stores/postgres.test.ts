@@ -115,8 +115,9 @@ const bouncer = requireService(
   "run `bash scripts/services.sh start` (needs pgbouncer: apt-get install pgbouncer)",
 );
 describeLeaseStore(
-  "postgres (pg through PgBouncer, transaction mode)",
-  () => openPg(SERVICES.pgbouncer),
+  "postgres (pg through PgBouncer, transaction mode, direct LISTEN beside it)",
+  // tenure_listen: release notifications reach watchers although queries go through the pooler
+  () => openPg(SERVICES.pgbouncer, { tenure_listen: SERVICES.postgres }),
   {
     ...bouncer,
     // Terminating the server backend never touches the client's connection to
@@ -225,12 +226,18 @@ describe("postgres store", () => {
   it("direct stores notify; the pooler flag in the URL turns it off", async () => {
     const direct = await openPg();
     const pooled = await openPg(SERVICES.postgres, { tenure_pooler: "transaction" });
+    const beside = await openPg(SERVICES.postgres, {
+      tenure_pooler: "transaction",
+      tenure_listen: SERVICES.postgres,
+    });
     try {
       assert.equal(direct.notifies, true);
       assert.equal(pooled.notifies, false);
+      assert.equal(beside.notifies, true);
     } finally {
       await direct.close();
       await pooled.close();
+      await beside.close();
     }
   });
 
@@ -489,6 +496,83 @@ describe("postgres store", () => {
     }
   });
 
+  for (const via of ["direct", "PgBouncer"] as const) {
+    it(
+      `${via}: a try never waits for another transaction's lock on the lease row`,
+      via === "PgBouncer" ? bouncer : {},
+      async () => {
+        // A short query timeout: a try that queued behind the lock fails with a timeout
+        // instead of answering, while the locking transaction is still open.
+        const url = via === "PgBouncer" ? SERVICES.pgbouncer : SERVICES.postgres;
+        const s = await openPg(url, { tenure_timeout_ms: "2000" });
+        const other = new pg.Client({ connectionString: SERVICES.postgres });
+        other.on("error", () => {});
+        await other.connect();
+        const n = uniqueName("nowait");
+        const lockRow = `SELECT 1 FROM "${TABLE}" WHERE name = $1 FOR UPDATE`;
+        const stillOpen = async () => {
+          const r = await other.query("SELECT now() = statement_timestamp() AS fresh");
+          assert.equal(r.rows[0].fresh, false, "the locking transaction must still be open");
+        };
+        try {
+          const a = await s.acquire(n, "a", 10_000);
+          assert.ok(a.acquired);
+
+          // 1. The leader's fenced transaction holds the row FOR SHARE: a follower's try
+          //    answers with the term in force.
+          await other.query("BEGIN");
+          await s.fence(other, a.lease);
+          const held = await s.acquire(n, "b", 10_000);
+          assert.equal(held.acquired, false);
+          assert.equal(!held.acquired && held.current?.holder, "a");
+          assert.equal(!held.acquired && held.current?.token, a.lease.token);
+          await stillOpen();
+          await other.query("COMMIT");
+
+          // 2. A held row locked FOR UPDATE (a renewal in flight): the holder is still named.
+          await other.query("BEGIN");
+          await other.query(lockRow, [n]);
+          const held2 = await s.acquire(n, "b", 10_000);
+          assert.equal(!held2.acquired && held2.current?.holder, "a");
+          await stillOpen();
+          await other.query("COMMIT");
+
+          // 3. A free row locked by another transaction (an acquire in flight): "held,
+          //    retry shortly", naming nobody, and nothing is granted.
+          assert.equal(await s.release(a.lease), true);
+          await other.query("BEGIN");
+          await other.query(lockRow, [n]);
+          const busy = await s.acquire(n, "b", 10_000);
+          assert.equal(busy.acquired, false);
+          assert.equal(!busy.acquired && busy.current, null);
+          assert.ok(!busy.acquired && (busy.retryInMs ?? 0) > 0, "retryInMs");
+          await stillOpen();
+          await other.query("COMMIT");
+          assert.equal(await s.read(n), null);
+
+          // Once the lock is gone the same try wins, with a larger token.
+          const b = await s.acquire(n, "b", 10_000);
+          assert.ok(b.acquired);
+          assert.ok(b.lease.token > a.lease.token);
+
+          // 4. The caller's own row, locked (its renewal in flight): busy too, never "held by
+          //    b" (a holder that would be taken for someone else) and no new term.
+          await other.query("BEGIN");
+          await other.query(lockRow, [n]);
+          const own = await s.acquire(n, "b", 10_000);
+          assert.equal(!own.acquired && own.current, null);
+          await stillOpen();
+          await other.query("COMMIT");
+          assert.equal((await s.read(n))?.token, b.lease.token);
+        } finally {
+          await other.query("ROLLBACK").catch(() => {});
+          await other.end().catch(() => {});
+          await s.close();
+        }
+      },
+    );
+  }
+
   it("concurrent creators of a new table do not fail", async () => {
     const t = `${TABLE}_race`;
     const stores = await Promise.all(
@@ -509,6 +593,13 @@ describe("postgres store", () => {
       `${SERVICES.postgres}?tenure_timeout_ms=-1`,
     ]) {
       await assert.rejects(openStore(url), (e: unknown) => isConfigError(e));
+    }
+    for (const listen of ["redis://u:secret@h/", "not-a-url"]) {
+      await assert.rejects(
+        openStore(`${SERVICES.postgres}?tenure_listen=${encodeURIComponent(listen)}`),
+        (e: unknown) =>
+          isConfigError(e) && /tenure_listen/.test(e.message) && !e.message.includes("secret"),
+      );
     }
   });
 });

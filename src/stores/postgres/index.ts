@@ -47,13 +47,19 @@ import { classifyPostgres } from "./classify.js";
 import * as SQL from "./sql.js";
 
 export type { Listener, PgQueryTarget, PgRow, PostgresJsLike, Queryable } from "./adapters.js";
-export { isPostgresJs, pgQueryable, postgresJsQueryable } from "./adapters.js";
+export { isPostgresJs, PgListener, pgQueryable, postgresJsQueryable } from "./adapters.js";
 export { classifyPostgres } from "./classify.js";
 
 /** Default lease table; fenced values live in `<table>_fenced`. */
 export const PG_DEFAULT_TABLE = "tenure_leases";
 /** Default per-query timeout in ms: a black-holed connection fails within this (transient). */
 export const PG_DEFAULT_QUERY_TIMEOUT_MS = 5000;
+/**
+ * How soon a try is worth repeating when the lease row was being changed by
+ * another transaction (an acquire, renewal or release in flight, or a caller's
+ * `fence`): the acquire does not wait for that lock, it answers at once.
+ */
+export const PG_BUSY_RETRY_MS = 20;
 /** Default `application_name` of connections the store opens itself. */
 export const PG_DEFAULT_APPLICATION_NAME = "tenure";
 
@@ -82,7 +88,12 @@ export interface PostgresStoreOptions extends PostgresTableOptions {
    * (followers poll at the known expiry). Default false.
    */
   pooled?: boolean;
-  /** LISTEN connection for {@link PostgresStore.watch}. Default: derived from `pool` or `sql`. */
+  /**
+   * LISTEN connection for {@link PostgresStore.watch}. Default: derived from
+   * `pool` or `sql`, and none when `pooled`. Given explicitly it is used even
+   * when `pooled` (a direct connection beside the pooled one: e.g.
+   * `new PgListener(directPool, logger)`), so `notifies` is true again.
+   */
   listener?: Listener;
   /**
    * Create the tables with `CREATE TABLE IF NOT EXISTS` on first use.
@@ -314,9 +325,8 @@ export class PostgresStore implements LeaseStore {
     else if (opts.sql) this.q = postgresJsQueryable(opts.sql);
     else this.q = pgQueryable(opts.pool as PgQueryTarget);
     const pooled = opts.pooled ?? false;
-    let listener: Listener | null = null;
+    let listener: Listener | null = opts.listener ?? null;
     if (!pooled) {
-      listener = opts.listener ?? null;
       if (!listener && opts.sql) listener = postgresJsListener(opts.sql);
       if (!listener && opts.pool && isPgPool(opts.pool))
         listener = new PgListener(opts.pool, this.logger);
@@ -399,9 +409,10 @@ export class PostgresStore implements LeaseStore {
     if (r?.won === true) {
       return { acquired: true, lease: { name, holder, token: parseToken(r.token, "acquired") } };
     }
-    if (r) return { acquired: false, current: parseInfo(r, name) };
-    // Lost a race to a commit newer than this statement's snapshot: look once more.
-    return { acquired: false, current: await this.read(name) };
+    if (r && r.busy !== true) return { acquired: false, current: parseInfo(r, name) };
+    // The row is being changed by another transaction (locked, or changed after this
+    // statement's snapshot): nobody is named, the caller tries again shortly.
+    return { acquired: false, current: null, retryInMs: PG_BUSY_RETRY_MS };
   }
 
   private async tokenOverflow(name: string, cause: StoreError): Promise<StoreError> {
@@ -662,12 +673,17 @@ export const PG_URL_PARAMS = Object.freeze({
   schema: "tenure_schema",
   /** `tenure_timeout_ms=N`: per-query timeout. */
   timeout: "tenure_timeout_ms",
+  /**
+   * `tenure_listen=postgres://…` (URL-encoded): a direct connection for LISTEN
+   * beside a pooled one, so watch works behind `tenure_pooler=transaction`.
+   */
+  listen: "tenure_listen",
 });
 
 /** Splits a postgres URL into the driver's URL and the store's own options. */
 export function parsePostgresUrl(url: string): {
   connectionString: string;
-  options: PostgresTableOptions & { pooled: boolean };
+  options: PostgresTableOptions & { pooled: boolean; listenUrl?: string };
 } {
   let u: URL;
   try {
@@ -676,7 +692,9 @@ export function parsePostgresUrl(url: string): {
     throw new ConfigError("store", `"${redactUrl(url)}" is not a valid postgres:// URL`);
   }
   const p = u.searchParams;
-  const options: PostgresTableOptions & { pooled: boolean } = { pooled: false };
+  const options: PostgresTableOptions & { pooled: boolean; listenUrl?: string } = {
+    pooled: false,
+  };
   const pooler = p.get(PG_URL_PARAMS.pooler);
   if (pooler !== null) {
     if (pooler !== "transaction" && pooler !== "session" && pooler !== "none") {
@@ -701,6 +719,20 @@ export function parsePostgresUrl(url: string): {
       );
     }
     options.queryTimeoutMs = n;
+  }
+  const listen = p.get(PG_URL_PARAMS.listen);
+  if (listen !== null) {
+    let ok = false;
+    try {
+      ok = /^postgres(ql)?:$/.test(new URL(listen).protocol);
+    } catch {}
+    if (!ok) {
+      throw new ConfigError(
+        "store",
+        `${PG_URL_PARAMS.listen} must be a URL-encoded postgres:// URL of a direct connection (got "${redactUrl(listen)}")`,
+      );
+    }
+    options.listenUrl = listen;
   }
   for (const k of Object.values(PG_URL_PARAMS)) p.delete(k);
   tablesFor(options);
@@ -742,12 +774,26 @@ export async function openPostgresStore(
   pool.on("error", (e) =>
     logger.debug("postgres idle connection failed", { err: redactSecrets(e.message) }),
   );
+  const { listenUrl, ...tableOpts } = options;
+  // A Pool that never runs a query: only its settings, for PgListener's dedicated Client.
+  const listenPool = listenUrl ? new Pool({ ...pool.options, connectionString: listenUrl }) : null;
   const store = new PostgresStore({
-    ...options,
+    ...tableOpts,
+    ...(listenPool
+      ? {
+          listener: new PgListener(
+            listenPool as unknown as ConstructorParameters<typeof PgListener>[0],
+            logger,
+          ),
+        }
+      : {}),
     ...storeOpts,
     logger,
     pool,
-    onClose: () => pool.end(),
+    onClose: async () => {
+      await pool.end();
+      await listenPool?.end();
+    },
   });
   try {
     await store.init();

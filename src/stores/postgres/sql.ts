@@ -51,30 +51,59 @@ export const probe = (t: Tables) =>
    FROM ${t.leases} l, ${t.fenced} f WHERE false`;
 
 /**
- * Acquire: one upsert. The token is `max(previous + 1, server clock in µs)`
- * ({@link tokenFloor}), in the same statement. Under READ COMMITTED, a
- * racing INSERT waits for the other's speculative insertion, then takes the
- * DO UPDATE path, which locks the row and re-evaluates the WHERE against the
- * newest committed version: exactly one racer's condition holds. The loser's
- * current holder comes from the statement's snapshot (it may predate the
- * winner's commit; the store then reads once more).
+ * Acquire: one statement that never waits on another transaction's row lock.
+ * `cur` reads the row from the statement's snapshot. `lk` locks it
+ * (`FOR NO KEY UPDATE SKIP LOCKED`) only when the snapshot shows it free,
+ * expired or ours; a row held by someone else is not locked at all, so a
+ * follower's try does not queue behind a renewal, a release or a caller's
+ * `fence` (`FOR SHARE`). Under READ COMMITTED, locking a row that changed
+ * after the snapshot re-checks the condition against the newest committed
+ * version (and skips it when that version is locked): exactly one racer
+ * locks a takeable row, and only it updates. The token is
+ * `max(previous + 1, server clock in µs)` ({@link tokenFloor}), in the same
+ * statement. A missing row is inserted (`ON CONFLICT DO NOTHING`: a racing
+ * insert of the same new name waits only for the other insert's commit).
+ *
+ * One row comes back: `won`; or the live holder of the snapshot when it is
+ * someone else; or `busy` (no holder named) when the snapshot said takeable
+ * but the row was locked or changed after it: the term in force is being
+ * decided by another transaction right now, so the caller retries shortly.
  */
 export const acquire = (t: Tables) =>
-  `WITH up AS (
-     INSERT INTO ${t.leases} AS l (name, holder, token, expires_at)
-     VALUES ($1::text, $2::text, ${tokenFloor}, ${ttl("$3")})
-     ON CONFLICT (name) DO UPDATE
-       SET holder = excluded.holder, token = greatest(l.token + 1, excluded.token),
-           expires_at = excluded.expires_at
-       WHERE l.holder IS NULL OR l.expires_at <= now() OR l.holder = excluded.holder
+  `WITH cur AS (
+     SELECT c.holder, c.token, c.expires_at,
+            (c.holder IS NULL OR c.expires_at <= now() OR c.holder = $2::text) AS takeable
+     FROM ${t.leases} c WHERE c.name = $1::text
+   ), lk AS (
+     SELECT k.name FROM ${t.leases} k
+     WHERE k.name = $1::text
+       AND (k.holder IS NULL OR k.expires_at <= now() OR k.holder = $2::text)
+     FOR NO KEY UPDATE SKIP LOCKED
+   ), up AS (
+     UPDATE ${t.leases} l
+     SET holder = $2::text, token = greatest(l.token + 1, ${tokenFloor}), expires_at = ${ttl("$3")}
+     FROM lk
+     WHERE l.name = lk.name
+       AND (l.holder IS NULL OR l.expires_at <= now() OR l.holder = $2::text)
      RETURNING l.token
-   )
-   SELECT true AS won, NULL::text AS holder, up.token::text AS token, NULL::float8 AS ms FROM up
+   ), ins AS (
+     INSERT INTO ${t.leases} (name, holder, token, expires_at)
+     SELECT $1::text, $2::text, ${tokenFloor}, ${ttl("$3")}
+     WHERE NOT EXISTS (SELECT 1 FROM cur)
+     ON CONFLICT (name) DO NOTHING
+     RETURNING token
+   ), won AS (SELECT token FROM up UNION ALL SELECT token FROM ins)
+   SELECT true AS won, false AS busy, NULL::text AS holder, w.token::text AS token,
+          NULL::float8 AS ms
+   FROM won w
    UNION ALL
-   SELECT false, c.holder, c.token::text, ${ms("c.expires_at")}
-   FROM ${t.leases} c
-   WHERE c.name = $1::text AND NOT EXISTS (SELECT 1 FROM up)
-     AND c.holder IS NOT NULL AND c.expires_at > now()`;
+   SELECT false, false, c.holder, c.token::text, ${ms("c.expires_at")}
+   FROM cur c
+   WHERE NOT EXISTS (SELECT 1 FROM won) AND NOT c.takeable
+   UNION ALL
+   SELECT false, true, NULL, NULL, NULL
+   WHERE NOT EXISTS (SELECT 1 FROM won)
+     AND NOT EXISTS (SELECT 1 FROM cur WHERE NOT takeable)`;
 
 export const renew = (t: Tables) =>
   `WITH up AS (
