@@ -17,8 +17,8 @@ export type {
   Term,
 } from "./elector/types.js";
 export * from "./errors.js";
-export * from "./group/index.js";
 export type { Disposable } from "./events.js";
+export * from "./group/index.js";
 export * from "./http/index.js";
 export * from "./leader/index.js";
 export {
