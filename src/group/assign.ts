@@ -140,39 +140,71 @@ export function assignPartitions(
   sorted.forEach((m, i) => {
     const mine = kept[i]!;
     if (mine.length > room[i]!) {
-      mine.sort((a, b) => score(b, m.hash, m.weight) - score(a, m.hash, m.weight) || a - b);
+      const s = new Map(mine.map((p) => [p, score(p, m.hash, m.weight)]));
+      mine.sort((a, b) => s.get(b)! - s.get(a)! || a - b);
       mine.length = room[i]!;
     }
     for (const p of mine) owner[p] = i;
     room[i]! -= mine.length;
   });
 
-  // 2. Place the rest: highest rendezvous pair first, among members with room.
-  const free: number[] = [];
-  for (let p = 0; p < partitions; p++) if (owner[p] === -1) free.push(p);
-  if (free.length > 0) {
-    const open = sorted.map((_, i) => i).filter((i) => room[i]! > 0);
-    const n = free.length * open.length;
-    const scores = new Float64Array(n);
-    const order = new Uint32Array(n);
-    let k = 0;
-    for (const p of free) {
-      for (const i of open) {
-        scores[k] = score(p, sorted[i]!.hash, sorted[i]!.weight);
-        order[k] = k;
-        k++;
+  // 2. Place the rest: highest rendezvous pair first, among members with room. Each free
+  // partition waits in a max-heap under its best pair; a pair whose member filled up meanwhile
+  // is replaced by the partition's best remaining one. Same result as sorting every pair.
+  const heap: { p: number; i: number; s: number }[] = [];
+  const before = (a: { p: number; i: number; s: number }, b: typeof a) =>
+    a.s > b.s || (a.s === b.s && (a.p < b.p || (a.p === b.p && a.i < b.i)));
+  const push = (e: { p: number; i: number; s: number }) => {
+    heap.push(e);
+    let k = heap.length - 1;
+    while (k > 0) {
+      const up = (k - 1) >> 1;
+      if (!before(heap[k]!, heap[up]!)) break;
+      [heap[k], heap[up]] = [heap[up]!, heap[k]!];
+      k = up;
+    }
+  };
+  const pop = () => {
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      let k = 0;
+      for (;;) {
+        const l = 2 * k + 1;
+        const r = l + 1;
+        let m = k;
+        if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
+        if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
+        if (m === k) break;
+        [heap[k], heap[m]] = [heap[m]!, heap[k]!];
+        k = m;
       }
     }
-    order.sort((a, b) => scores[b]! - scores[a]! || a - b);
-    let left = free.length;
-    for (let j = 0; j < n && left > 0; j++) {
-      const pair = order[j]!;
-      const p = free[Math.floor(pair / open.length)]!;
-      const i = open[pair % open.length]!;
-      if (owner[p] !== -1 || room[i]! <= 0) continue;
-      owner[p] = i;
-      room[i]! -= 1;
-      left -= 1;
+    return top;
+  };
+  const best = (p: number) => {
+    let top: { p: number; i: number; s: number } | null = null;
+    for (let i = 0; i < sorted.length; i++) {
+      if (room[i]! <= 0) continue;
+      const e = { p, i, s: score(p, sorted[i]!.hash, sorted[i]!.weight) };
+      if (!top || before(e, top)) top = e;
+    }
+    return top;
+  };
+  for (let p = 0; p < partitions; p++) {
+    if (owner[p] !== -1) continue;
+    const e = best(p);
+    if (e) push(e);
+  }
+  while (heap.length > 0) {
+    const e = pop();
+    if (room[e.i]! > 0) {
+      owner[e.p] = e.i;
+      room[e.i]! -= 1;
+    } else {
+      const again = best(e.p);
+      if (again) push(again);
     }
   }
   return owner.map((i) => sorted[i]!.id);
