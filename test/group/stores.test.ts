@@ -60,6 +60,18 @@ function balanced(groups: Group[]): boolean {
   });
 }
 
+/** Waits for `cond`; on timeout, says how many partitions each member owned and was assigned. */
+async function settle(what: string, groups: Group[], cond: () => boolean, timeoutMs: number) {
+  try {
+    await waitFor(what, cond, { timeoutMs, intervalMs: 10 });
+  } catch (e) {
+    const state = groups.map(
+      (g) => `${g.holderId}: owns ${g.owned().length}, assigned ${g.assigned().length}`,
+    );
+    throw new Error(`${(e as Error).message} (${state.join("; ")})`);
+  }
+}
+
 async function scenario(open: () => Promise<LeaseStore>): Promise<void> {
   const name = uniqueName("grp");
   const stores: LeaseStore[] = [];
@@ -75,18 +87,12 @@ async function scenario(open: () => Promise<LeaseStore>): Promise<void> {
   };
   try {
     await Promise.all([0, 1, 2, 3].map(join));
-    await waitFor("4 members owning 64 partitions each", () => balanced(groups), {
-      timeoutMs: 20_000,
-      intervalMs: 20,
-    });
+    await settle("4 members owning 64 partitions each", groups, () => balanced(groups), 20_000);
     for (const g of groups) assert.equal(g.owned().length, 64);
     const before = owners(groups);
 
     const fifth = await join(4);
-    await waitFor("5 members balanced (51 or 52 each)", () => balanced(groups), {
-      timeoutMs: 20_000,
-      intervalMs: 20,
-    });
+    await settle("5 members balanced (51 or 52 each)", groups, () => balanced(groups), 20_000);
     const afterJoin = owners(groups);
     let moved = 0;
     for (let p = 0; p < P; p++) {
@@ -102,10 +108,7 @@ async function scenario(open: () => Promise<LeaseStore>): Promise<void> {
     const left = leaver.owned();
     const t0 = performance.now();
     await leaver.stop();
-    await waitFor("the 4 others owning all 256, balanced", () => balanced(stays), {
-      timeoutMs: 2 * TTL,
-      intervalMs: 10,
-    });
+    await settle("the 4 others owning all 256, balanced", stays, () => balanced(stays), 2 * TTL);
     const tookMs = performance.now() - t0;
     const afterLeave = owners(stays);
     for (let p = 0; p < P; p++) {
