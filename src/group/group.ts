@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { createElector, type Elector } from "../elector/elector.js";
 import type { Term } from "../elector/types.js";
-import { ConfigError, type DemotionReason, errorMessage } from "../errors.js";
+import { ConfigError, type DemotionReason, errorMessage, StoreError } from "../errors.js";
 import { type Disposable, describeListenerError, TypedEmitter } from "../events.js";
 import type { ServiceDefinition } from "../leader/service.js";
 import type { EveryOptions, TickInfo } from "../leader/tick.js";
@@ -238,7 +238,7 @@ export class Group {
     const o = this.options;
     // Not a member (yet, or the member lease lapsed): change nothing, own nothing new.
     if (!this.member?.isLeader()) return;
-    const view = this.readView(await o.store.list());
+    const view = this.readView(await this.listBounded());
     if (this.stopping) return;
     for (const p of view.problems) this.report(p.message, p);
     const members: AssignMember[] = view.members
@@ -377,6 +377,27 @@ export class Group {
       );
     }
     return { members, memberLeases, holders, problems };
+  }
+
+  /** `store.list()` bounded by min(ttl, 10 s): a hung store cannot hang the loop (or `stop()`). */
+  private async listBounded(): Promise<LeaseInfo[]> {
+    const o = this.options;
+    const ms = Math.min(o.ttlMs, 10_000);
+    const ac = new AbortController();
+    const timer = o.clock.sleep(ms, ac.signal).then(
+      () => {
+        throw new StoreError(`tenure group: list timed out after ${ms} ms`, {
+          transient: true,
+          kind: "timeout",
+        });
+      },
+      () => new Promise<never>(() => {}),
+    );
+    try {
+      return await Promise.race([o.store.list(), timer]);
+    } finally {
+      ac.abort();
+    }
   }
 
   /** Emits an error and logs it once per distinct message. */

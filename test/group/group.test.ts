@@ -170,6 +170,26 @@ describe("createGroup (memory store, fake clock)", () => {
     await t.stopAll();
   });
 
+  it("a store whose list() hangs cannot hang the loop or stop()", async () => {
+    const t = setup();
+    const a = t.make("a");
+    await a.start();
+    await t.until(() => a.owned().length === P, 100);
+    const errors: Error[] = [];
+    a.on("error", (e) => errors.push(e));
+    t.stores.get("a")!.list = () => new Promise(() => {});
+    await t.clock.advance(300); // the next refresh is now stuck in list()
+    let stopped = false;
+    const p = a.stop().then(() => {
+      stopped = true;
+    });
+    const took = await t.until(() => stopped, 2 * TTL);
+    await p;
+    assert.ok(took <= TTL, `stop took ${took} fake ms`);
+    assert.ok(errors.some((e) => /list timed out/.test(e.message)));
+    assert.deepEqual(a.owned(), []);
+  });
+
   it("stale views never make two owners", async () => {
     const t = setup();
     // a re-reads the membership only every 50 s: it hands nothing over while b campaigns.
