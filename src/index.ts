@@ -21,6 +21,7 @@ export type {
 } from "./elector/types.js";
 export * from "./errors.js";
 export type { Disposable } from "./events.js";
+export * from "./group/index.js";
 export * from "./http/index.js";
 export * from "./leader/index.js";
 export {
