@@ -163,21 +163,7 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     "stopTimeoutMs",
     o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs,
   );
-  if (o.logger !== undefined && !isLoggerLike(o.logger)) {
-    throw new ConfigError(
-      "logger",
-      "must have info/warn/error (and debug) methods: a Tenure Logger, pino, winston, bunyan or console",
-    );
-  }
-  if (
-    o.clock !== undefined &&
-    (typeof o.clock?.now !== "function" || typeof o.clock.sleep !== "function")
-  ) {
-    throw new ConfigError("clock", "must have now() and sleep(ms, signal) methods");
-  }
-  if (o.random !== undefined && typeof o.random !== "function") {
-    throw new ConfigError("random", "must be a function returning a number in [0, 1)");
-  }
+  validateHooks(o);
   return Object.freeze({
     store: o.store,
     name,
@@ -195,4 +181,27 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     clock: o.clock ?? systemClock,
     random: o.random ?? Math.random,
   });
+}
+
+/**
+ * The injectable hooks every component takes (`logger`, `clock`, `random`):
+ * one check, so electors and groups accept and refuse the same things.
+ */
+export function validateHooks(o: { logger?: unknown; clock?: unknown; random?: unknown }): void {
+  if (o.logger !== undefined && !isLoggerLike(o.logger)) {
+    throw new ConfigError(
+      "logger",
+      "must have info/warn/error (and debug) methods: a Tenure Logger, pino, winston, bunyan or console",
+    );
+  }
+  const clock = o.clock as { now?: unknown; sleep?: unknown } | undefined;
+  if (
+    clock !== undefined &&
+    (typeof clock?.now !== "function" || typeof clock.sleep !== "function")
+  ) {
+    throw new ConfigError("clock", "must have now() and sleep(ms, signal) methods");
+  }
+  if (o.random !== undefined && typeof o.random !== "function") {
+    throw new ConfigError("random", "must be a function returning a number in [0, 1)");
+  }
 }

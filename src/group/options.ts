@@ -1,7 +1,7 @@
 import { type Clock, systemClock } from "../clock.js";
-import { defaultHolderId } from "../elector/options.js";
+import { defaultHolderId, validateHooks } from "../elector/options.js";
 import { ConfigError } from "../errors.js";
-import { type Logger, noopLogger } from "../logger.js";
+import { type Logger, type LoggerLike, noopLogger, toLogger } from "../logger.js";
 import type { LeaseStore } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
@@ -31,8 +31,8 @@ export interface GroupOptions {
   holderId?: string;
   /** How often the membership is read again from the store. Default ttlMs / 5. */
   refreshMs?: number;
-  /** Structured logger. Default: silent. */
-  logger?: Logger;
+  /** Structured logger: a Tenure Logger, pino, winston, bunyan or console (adapted by `toLogger`). Default: silent. */
+  logger?: LoggerLike;
   /** Time source. Default: the monotonic system clock. Inject a FakeClock in tests. */
   clock?: Clock;
   /** Random source in [0, 1) for jitter. Default Math.random. */
@@ -91,21 +91,7 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
     2_147_483_647,
     " (ms)",
   );
-  if (
-    o.logger !== undefined &&
-    (typeof o.logger !== "object" || typeof o.logger.warn !== "function")
-  ) {
-    throw new ConfigError("logger", "must have debug/info/warn/error methods");
-  }
-  if (
-    o.clock !== undefined &&
-    (typeof o.clock?.now !== "function" || typeof o.clock.sleep !== "function")
-  ) {
-    throw new ConfigError("clock", "must have now() and sleep(ms, signal) methods");
-  }
-  if (o.random !== undefined && typeof o.random !== "function") {
-    throw new ConfigError("random", "must be a function returning a number in [0, 1)");
-  }
+  validateHooks(o);
   return Object.freeze({
     store: o.store,
     name,
@@ -114,7 +100,7 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
     weight,
     holderId,
     refreshMs,
-    logger: o.logger ?? noopLogger,
+    logger: o.logger === undefined ? noopLogger : toLogger(o.logger),
     clock: o.clock ?? systemClock,
     random: o.random ?? Math.random,
   });
