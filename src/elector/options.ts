@@ -163,7 +163,7 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     "stopTimeoutMs",
     o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs,
   );
-  validateHooks(o);
+  const hooks = resolveHooks(o);
   return Object.freeze({
     store: o.store,
     name,
@@ -177,17 +177,20 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     storeTimeoutMs,
     unreachableAfterMs,
     stopTimeoutMs,
-    logger: o.logger === undefined ? noopLogger : toLogger(o.logger),
-    clock: o.clock ?? systemClock,
-    random: o.random ?? Math.random,
+    ...hooks,
   });
 }
 
 /**
  * The injectable hooks every component takes (`logger`, `clock`, `random`):
- * one check, so electors and groups accept and refuse the same things.
+ * one check and one set of defaults, so electors and groups accept, refuse
+ * and default the same things.
  */
-export function validateHooks(o: { logger?: unknown; clock?: unknown; random?: unknown }): void {
+export function resolveHooks(o: {
+  logger?: LoggerLike | undefined;
+  clock?: Clock | undefined;
+  random?: (() => number) | undefined;
+}): { logger: Logger; clock: Clock; random: () => number } {
   if (o.logger !== undefined && !isLoggerLike(o.logger)) {
     throw new ConfigError(
       "logger",
@@ -204,4 +207,9 @@ export function validateHooks(o: { logger?: unknown; clock?: unknown; random?: u
   if (o.random !== undefined && typeof o.random !== "function") {
     throw new ConfigError("random", "must be a function returning a number in [0, 1)");
   }
+  return {
+    logger: o.logger === undefined ? noopLogger : toLogger(o.logger),
+    clock: o.clock ?? systemClock,
+    random: o.random ?? Math.random,
+  };
 }

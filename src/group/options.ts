@@ -1,7 +1,7 @@
-import { type Clock, systemClock } from "../clock.js";
-import { defaultHolderId, validateHooks } from "../elector/options.js";
+import type { Clock } from "../clock.js";
+import { defaultHolderId, resolveHooks } from "../elector/options.js";
 import { ConfigError } from "../errors.js";
-import { type Logger, type LoggerLike, noopLogger, toLogger } from "../logger.js";
+import type { Logger, LoggerLike } from "../logger.js";
 import type { LeaseStore } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
@@ -91,7 +91,7 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
     2_147_483_647,
     " (ms)",
   );
-  validateHooks(o);
+  const hooks = resolveHooks(o);
   return Object.freeze({
     store: o.store,
     name,
@@ -100,8 +100,6 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
     weight,
     holderId,
     refreshMs,
-    logger: o.logger === undefined ? noopLogger : toLogger(o.logger),
-    clock: o.clock ?? systemClock,
-    random: o.random ?? Math.random,
+    ...hooks,
   });
 }

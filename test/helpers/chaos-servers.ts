@@ -63,7 +63,7 @@ export function pgBin(name: string): string | null {
 const IS_ROOT = process.getuid?.() === 0;
 
 /** Runs a command as the postgres user when we are root (initdb and PgBouncer refuse root). */
-function asPostgres(cmd: string, args: string[]): { cmd: string; args: string[] } {
+export function asPostgres(cmd: string, args: string[]): { cmd: string; args: string[] } {
   return IS_ROOT ? { cmd: "runuser", args: ["-u", "postgres", "--", cmd, ...args] } : { cmd, args };
 }
 
@@ -93,6 +93,11 @@ export function missingBinaries(): Record<string, string | null> {
   };
 }
 
+/** initdb's arguments for every throwaway cluster: trust auth, superuser postgres, no fsync. */
+export function initdbArgs(data: string): string[] {
+  return ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"];
+}
+
 /** A throwaway PostgreSQL cluster (initdb once, pg_ctl start/stop). */
 export class PostgresServer {
   readonly dir = tmp("pg");
@@ -105,17 +110,7 @@ export class PostgresServer {
     if (!existsSync(data)) {
       const initdb = pgBin("initdb");
       if (!initdb) throw new Error("initdb not found");
-      const c = asPostgres(initdb, [
-        "-D",
-        data,
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "--no-sync",
-        "-E",
-        "UTF8",
-      ]);
+      const c = asPostgres(initdb, initdbArgs(data));
       execFileSync(c.cmd, c.args, { stdio: "ignore" });
       this.port = await freePort();
     }

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { pgBin } from "./chaos-servers.js";
+import { asPostgres, initdbArgs, pgBin } from "./chaos-servers.js";
 import { freePort } from "./ports.js";
 
 const run = promisify(execFile);
@@ -32,8 +32,8 @@ export function standbyUnavailable(): string | null {
 async function pgRun(bin: string, args: string[]): Promise<void> {
   const path = pgBin(bin);
   if (!path) throw new Error(`${bin} not found (apt-get install -y postgresql)`);
-  const [cmd, a] = IS_ROOT ? ["runuser", ["-u", "postgres", "--", path, ...args]] : [path, args];
-  await run(cmd, a, { timeout: 60_000 });
+  const c = asPostgres(path, args);
+  await run(c.cmd, c.args, { timeout: 60_000 });
 }
 
 /** Forwards every TCP connection to `target`; `moveTo` changes it and drops the old connections. */
@@ -102,17 +102,7 @@ export class PgStandbyPair {
     const p = new PgStandbyPair();
     try {
       const data = p.nextData();
-      await pgRun("initdb", [
-        "-D",
-        data,
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "--no-sync",
-        "-E",
-        "UTF8",
-      ]);
+      await pgRun("initdb", initdbArgs(data));
       p.primary = await p.startNode(data);
       p.vip.moveTo(p.primary.port);
       await p.vip.start();
