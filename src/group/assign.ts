@@ -60,8 +60,9 @@ function compareMembers(a: { id: string; hash: number }, b: { id: string; hash: 
 /**
  * How many partitions each member should own: its exact share `P·w/Σw`
  * rounded down, and the partitions left over go one each to the members with
- * the largest fractional parts, then to those holding more now (so a join moves
- * no more than it must), then by member hash. Equal weights ⇒ every member
+ * the largest fractional parts, then to those holding at least their
+ * rounded-up share now (so a join moves no more than it must), then by member
+ * hash. Equal weights ⇒ every member
  * gets ⌊P/M⌋ or ⌈P/M⌉. Sums to `partitions` when there is at least one member.
  */
 export function quotas(
@@ -80,7 +81,11 @@ export function quotas(
       hash: memberHash(m.id),
       base,
       frac: exact - base,
-      held: held.get(m.id) ?? 0,
+      // Holding the rounded-up share or more counts the same: while old
+      // members hand partitions over their counts shift, and a leftover that
+      // followed the larger count would flip between them (one old member
+      // dropping a partition another then takes).
+      held: Math.min(held.get(m.id) ?? 0, base + 1),
     };
   });
   let left = partitions - rows.reduce((s, r) => s + r.base, 0);
