@@ -45,18 +45,3 @@ class SystemClock implements Clock {
 
 /** The process's monotonic clock. */
 export const systemClock: Clock = new SystemClock();
-
-/** Sleep that resolves to `false` instead of rejecting when the signal aborts. */
-export async function sleepUnlessAborted(
-  clock: Clock,
-  ms: number,
-  signal: AbortSignal,
-): Promise<boolean> {
-  try {
-    await clock.sleep(ms, signal);
-    return true;
-  } catch (e) {
-    if (signal.aborted) return false;
-    throw e;
-  }
-}

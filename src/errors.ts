@@ -98,6 +98,11 @@ export function errorMessage(e: unknown): string {
   return String(e);
 }
 
+/** `e` itself when it is an Error, else an Error carrying its text (for events and logs). */
+export function toError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(errorMessage(e));
+}
+
 /** Why a term ended. */
 export type DemotionReason = "lost" | "expired" | "resigned" | "stopped";
 

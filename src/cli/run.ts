@@ -1,7 +1,8 @@
 import { accessSync, constants as fsConstants, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
+import { pause } from "../async.js";
 import { backoffDelay } from "../backoff.js";
-import { sleepUnlessAborted, systemClock } from "../clock.js";
+import { systemClock } from "../clock.js";
 import { createElector, type Elector } from "../elector/index.js";
 import type { Term } from "../elector/types.js";
 import { type DemotionReason, errorMessage, isTermEndedError } from "../errors.js";
@@ -262,7 +263,7 @@ class Supervisor implements LeaderHooks {
           jitter: 0.2,
         });
         log.info("restarting command", { ...fields, attempt: failures + 1, delayMs });
-        if (!(await sleepUnlessAborted(systemClock, delayMs, term.signal))) return;
+        if (!(await pause(systemClock, delayMs, term.signal))) return;
       }
     } finally {
       clearInterval(deadlineCheck);

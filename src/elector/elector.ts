@@ -1,3 +1,4 @@
+import { raceDeadline, TIMED_OUT } from "../async.js";
 import { backoffDelay } from "../backoff.js";
 import {
   type DemotionReason,
@@ -5,6 +6,7 @@ import {
   isStoreError,
   StoreError,
   TermEndedError,
+  toError,
 } from "../errors.js";
 import { type Disposable, describeListenerError, TypedEmitter } from "../events.js";
 import type { LeaderContext, LeaderHooks } from "../leader/hooks.js";
@@ -38,8 +40,6 @@ interface LeaderTerm {
 }
 
 type StoreCall<T> = { ok: true; value: T } | { ok: false; error: StoreError };
-
-const TIMED_OUT = Symbol("timeout");
 
 /**
  * One process's campaign for one lease. See docs/ARCHITECTURE.md for the state
@@ -494,7 +494,7 @@ export class Elector {
     if (!st || st.term !== term || this.checkDeadline()) return "ended";
     let cur: LeaseInfo | null;
     try {
-      const r = await withTimeout(
+      const r = await raceDeadline(
         o.clock,
         o.store.read(o.name),
         o.storeTimeoutMs,
@@ -556,7 +556,7 @@ export class Elector {
     const d: Demotion = { name: o.name, holder: o.holderId, token: st.term.token, reason };
     this.events.emit("demoted", d);
     const ends = this.hooks.map((h) =>
-      withTimeout(o.clock, h.onTermEnded(st.term, reason), o.stopTimeoutMs).then(
+      raceDeadline(o.clock, h.onTermEnded(st.term, reason), o.stopTimeoutMs).then(
         (r) => {
           if (r === TIMED_OUT) {
             o.logger.error("leader work did not stop in time", {
@@ -646,7 +646,7 @@ export class Elector {
     this.expectedWakeAt = o.clock.now() + timeoutMs;
     let error: StoreError;
     try {
-      const r = await withTimeout(o.clock, fn(), timeoutMs, cancel);
+      const r = await raceDeadline(o.clock, fn(), timeoutMs, cancel);
       if (cancel?.aborted) {
         // The term ended while the call was in flight; its answer no longer matters.
         this.expectedWakeAt = o.clock.now();
@@ -712,43 +712,10 @@ export function createElector(opts: ElectorOptions): Elector {
   return new Elector(opts);
 }
 
-function toError(e: unknown): Error {
-  return e instanceof Error ? e : new Error(String(e));
-}
-
 function safeCall(fn: () => void): void {
   try {
     fn();
   } catch {
     // hooks must not throw; if one does, the elector carries on
-  }
-}
-
-/** Races `p` against a clock timer; the timer is cancelled when `p` settles. */
-async function withTimeout<T>(
-  clock: ResolvedElectorOptions["clock"],
-  p: Promise<T>,
-  ms: number,
-  cancel?: AbortSignal,
-): Promise<T | typeof TIMED_OUT> {
-  const ac = new AbortController();
-  const timedOut = (): typeof TIMED_OUT => TIMED_OUT;
-  const timer = clock.sleep(ms, ac.signal).then(timedOut, timedOut);
-  const racers: Promise<T | typeof TIMED_OUT>[] = [p, timer];
-  let onCancel: (() => void) | undefined;
-  if (cancel) {
-    racers.push(
-      new Promise<typeof TIMED_OUT>((resolve) => {
-        onCancel = () => resolve(TIMED_OUT);
-        if (cancel.aborted) onCancel();
-        else cancel.addEventListener("abort", onCancel, { once: true });
-      }),
-    );
-  }
-  try {
-    return await Promise.race(racers);
-  } finally {
-    ac.abort();
-    if (cancel && onCancel) cancel.removeEventListener("abort", onCancel);
   }
 }

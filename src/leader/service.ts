@@ -1,8 +1,8 @@
+import { callAsync, pause, raceDeadline, TIMED_OUT } from "../async.js";
 import { backoffDelay } from "../backoff.js";
 import type { Term } from "../elector/types.js";
-import { ConfigError, type DemotionReason, TimeoutError } from "../errors.js";
+import { ConfigError, type DemotionReason, TimeoutError, toError } from "../errors.js";
 import type { LeaderContext } from "./hooks.js";
-import { attempt, pause, TIMED_OUT, toError, within } from "./util.js";
 
 /** How a failing `start` is retried before the leader resigns. */
 export interface StartRetryOptions {
@@ -209,7 +209,7 @@ class TermServices {
       });
       this.inflight = { svc, done: settled };
       try {
-        value = await attempt(() => svc.def.start(term));
+        value = await callAsync(() => svc.def.start(term));
       } catch (e) {
         settle();
         if (this.inflight?.done === settled) this.inflight = null;
@@ -282,7 +282,7 @@ class TermServices {
 
   private async awaitStale(svc: Svc, done: Promise<unknown>): Promise<void> {
     const { ctx, term } = this;
-    if ((await within(ctx.clock, done, svc.stopTimeoutMs)) !== TIMED_OUT) return;
+    if ((await raceDeadline(ctx.clock, done, svc.stopTimeoutMs)) !== TIMED_OUT) return;
     ctx.logger.error("service start of an ended term still running; not waiting any longer", {
       lease: ctx.name,
       token: term.token,
@@ -332,9 +332,9 @@ async function stopOne(
 ): Promise<void> {
   const fields = { lease: ctx.name, token: term.token, service: svc.name, reason };
   try {
-    const r = await within(
+    const r = await raceDeadline(
       ctx.clock,
-      attempt(() => svc.def.stop(reason, { term, value })),
+      callAsync(() => svc.def.stop(reason, { term, value })),
       svc.stopTimeoutMs,
     );
     if (r === TIMED_OUT) {
@@ -395,7 +395,7 @@ export class ServiceSet {
     this.runner = r;
     const prev = this.teardown;
     // A newer term starts its services once the previous term's have stopped (bounded).
-    void within(this.ctx.clock, prev, waitBoundMs).then(() => r.pump());
+    void raceDeadline(this.ctx.clock, prev, waitBoundMs).then(() => r.pump());
   }
 
   onTermEnded(term: Term, reason: DemotionReason): Promise<void> {

@@ -1,10 +1,11 @@
+import { callAsync, pause, raceDeadline, TIMED_OUT } from "../async.js";
 import { backoffDelay } from "../backoff.js";
 import type { Term } from "../elector/types.js";
-import { ConfigError, type DemotionReason, isFencedError } from "../errors.js";
+import { ConfigError, type DemotionReason, isFencedError, toError } from "../errors.js";
 import { type Checkpoint, fencedCheckpoint } from "./checkpoint.js";
 import type { LeaderContext } from "./hooks.js";
 import { type RecoveryInput, type RecoveryStrategy, resolveRecovery } from "./recovery.js";
-import { anySignal, attempt, pause, TIMED_OUT, toError, within } from "./util.js";
+import { anySignal } from "./util.js";
 
 /** What a stream's `run` receives besides the term. */
 export interface StreamContext {
@@ -132,7 +133,7 @@ export class StreamSet {
       this.streams.map(async (s) => {
         const p = s.running;
         if (!p) return;
-        const r = await within(this.ctx.clock, p, s.stopTimeoutMs);
+        const r = await raceDeadline(this.ctx.clock, p, s.stopTimeoutMs);
         if (r === TIMED_OUT) {
           this.ctx.logger.error("stream did not return after its term ended", {
             lease: this.ctx.name,
@@ -149,7 +150,9 @@ export class StreamSet {
     this.closeAc.abort();
     this.term = null;
     await Promise.all(
-      this.streams.map((s) => s.running && within(this.ctx.clock, s.running, s.stopTimeoutMs)),
+      this.streams.map(
+        (s) => s.running && raceDeadline(this.ctx.clock, s.running, s.stopTimeoutMs),
+      ),
     );
   }
 
@@ -245,7 +248,7 @@ export class StreamSet {
       s.state = "running";
       let error: unknown = NONE;
       try {
-        await Promise.race([attempt(() => s.def.run(term, sctx)), failed]);
+        await Promise.race([callAsync(() => s.def.run(term, sctx)), failed]);
         error = failedWith;
       } catch (e) {
         error = failedWith !== NONE ? failedWith : e;

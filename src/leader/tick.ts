@@ -1,8 +1,9 @@
 import { Cron } from "croner";
+import { callAsync, pause } from "../async.js";
 import type { Term } from "../elector/types.js";
-import { ConfigError, type DemotionReason } from "../errors.js";
+import { ConfigError, type DemotionReason, toError } from "../errors.js";
 import type { LeaderContext } from "./hooks.js";
-import { anySignal, attempt, pause, toError } from "./util.js";
+import { anySignal } from "./util.js";
 
 /** What a tick function receives besides the term. */
 export interface TickInfo {
@@ -331,7 +332,7 @@ export class TickSet {
         }
         if (term.signal.aborted) return;
         tick.stats.runs += 1;
-        await attempt(() => tick.fn(term, { scheduledAt, catchUp }));
+        await callAsync(() => tick.fn(term, { scheduledAt, catchUp }));
       } catch (e) {
         tick.stats.errors += 1;
         ctx.logger.error("tick failed", {
