@@ -53,6 +53,7 @@ export type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "./store/types.js";

@@ -41,6 +41,12 @@ export type RenewResult =
   /** The term is over: someone else holds the lease (`current`), or nobody does (null). */
   | { readonly renewed: false; readonly current: LeaseInfo | null };
 
+/** One lease of a {@link LeaseStore.renewMany} batch: the term and the ttl to extend it to. */
+export interface RenewItem {
+  readonly lease: LeaseRef;
+  readonly ttlMs: number;
+}
+
 /** A change a store noticed on a lease (release notification, takeover…). */
 export interface LeaseEvent {
   readonly name: string;
@@ -95,6 +101,16 @@ export interface LeaseStore {
   acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult>;
   /** Extends the term's lease to `ttlMs` from now if the term still holds it. Keeps the token. */
   renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult>;
+  /**
+   * Renews many terms in one round trip (one script, statement, transaction
+   * or keep-alive). Answers one {@link RenewResult} per item, in order; each
+   * item is judged alone, exactly as {@link renew} would judge it. Throws (a
+   * StoreError) only when the round trip as a whole failed, and then no item
+   * is known to be renewed. Callers keep batches to a size the server digests
+   * in one go (the shared renewal path sends at most 1 000 by default).
+   * Optional: without it, the shared renewal path calls {@link renew} per item.
+   */
+  renewMany?(items: readonly RenewItem[]): Promise<RenewResult[]>;
   /** Releases the term's lease if it still holds it; true when released. Notifies watchers. */
   release(lease: LeaseRef): Promise<boolean>;
   /** The live lease, or null when nobody holds it (never held, released or expired). */

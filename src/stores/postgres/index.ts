@@ -463,12 +463,12 @@ export class PostgresStore implements LeaseStore {
         const one = batch[0]!;
         this.renewOne(one.lease, one.ttlMs).then(one.resolve, one.reject).finally(done);
       } else {
-        this.renewMany(batch).finally(done);
+        this.renewBatch(batch).finally(done);
       }
     }
   }
 
-  private async renewMany(batch: PendingRenew[]): Promise<void> {
+  private async renewBatch(batch: PendingRenew[]): Promise<void> {
     let rows: PgRow[];
     try {
       rows = await this.exec("renew", SQL.renewMany(this.t), [
