@@ -79,7 +79,6 @@ describe(
 
     for (const [ms, holdMs] of [
       [160, 2500],
-      [230, 3000],
       [300, 3500],
     ] as const) {
       it(`started at +${ms} ms each way, healed after ${holdMs} ms: one leader named by all within ${bound} ms`, async (t) => {
