@@ -4,6 +4,8 @@
  * a compare-and-set on `(name, holder, token)`, so a call from an old term can
  * never touch a newer one.
  */
+import type { Clock } from "../clock.js";
+import type { Logger } from "../logger.js";
 
 /** Identifies one term of one lease: what renew and release compare against. */
 export interface LeaseRef {
@@ -145,4 +147,12 @@ export interface LeaseStore {
 
   /** Closes connections the store opened itself. Idempotent. */
   close(): Promise<void>;
+}
+
+/** Options every backend understands when opened by URL. */
+export interface OpenStoreOptions {
+  /** Clock for the memory store's expiry. Other stores use their server's clock. */
+  clock?: Clock;
+  /** Where the store logs reconnects and notifications. Default: silent. */
+  logger?: Logger;
 }
