@@ -245,18 +245,17 @@ export class SqliteStore implements LeaseStore {
 
   /** Runs `fn` in a `BEGIN IMMEDIATE` transaction (writer lock taken up front). */
   private write<T>(op: string, fn: () => T): T {
-    this.check(op);
-    try {
-      return this.db.transaction("immediate", fn);
-    } catch (e) {
-      throw toStoreError("sqlite", op, e, classifySqlite);
-    }
+    return this.inTransaction("immediate", op, fn);
   }
 
   private readTx<T>(op: string, fn: () => T): T {
+    return this.inTransaction("deferred", op, fn);
+  }
+
+  private inTransaction<T>(mode: "immediate" | "deferred", op: string, fn: () => T): T {
     this.check(op);
     try {
-      return this.db.transaction("deferred", fn);
+      return this.db.transaction(mode, fn);
     } catch (e) {
       throw toStoreError("sqlite", op, e, classifySqlite);
     }
