@@ -7,11 +7,13 @@
  * `process.hrtime.bigint()` reads CLOCK_MONOTONIC, which on Linux is one clock
  * for every process of the host (time since boot, not counting suspend), so
  * expiry times written by one process mean the same to every other and do not
- * move when NTP or an operator steps the wall clock. Each row also records the
- * kernel's boot id (/proc/sys/kernel/random/boot_id): a row written before a
- * reboot is treated as expired, because the monotonic clock restarts at boot.
+ * move when NTP or an operator steps the wall clock. A time namespace's offset
+ * is taken off and a faked monotonic clock is refused (./clock.ts). Each row
+ * also records the kernel's boot id (/proc/sys/kernel/random/boot_id): a row
+ * written before a reboot is treated as expired, because the monotonic clock
+ * restarts at boot.
  */
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ConfigError, StoreError, type StoreErrorKind } from "../../errors.js";
 import { toStoreError } from "../../store/classify.js";
@@ -35,6 +37,7 @@ import {
   validateLeaseRef,
   validateTtl,
 } from "../../store/validate.js";
+import { fakedClockReason, hostBootId, hostMonotonicMs } from "./clock.js";
 import {
   type BetterSqlite3,
   fromBetterSqlite3,
@@ -81,7 +84,10 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /**
    * Monotonic host clock in milliseconds, shared by every process on the host.
-   * Default: `process.hrtime.bigint() / 1e6` (CLOCK_MONOTONIC). Inject only in tests.
+   * Default: `process.hrtime.bigint() / 1e6` (CLOCK_MONOTONIC) less this
+   * process's time-namespace offset; a default clock that reads ahead of the
+   * kernel's boot clock (faked by libfaketime) fails the constructor with a
+   * `StoreError` of kind `config`. Inject only in tests.
    */
   monotonicNow?: () => bigint;
   /**
@@ -93,19 +99,7 @@ export interface SqliteStoreOptions {
   bootId?: string;
 }
 
-/** The host's monotonic clock in whole milliseconds (CLOCK_MONOTONIC on Linux). */
-export function hostMonotonicMs(): bigint {
-  return process.hrtime.bigint() / 1_000_000n;
-}
-
-/** The kernel's boot id, or `"unknown"` off Linux. */
-export function hostBootId(): string {
-  try {
-    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || "unknown";
-  } catch {
-    return "unknown";
-  }
-}
+export { hostBootId, hostMonotonicMs } from "./clock.js";
 
 interface LeaseRow {
   holder: string | null;
@@ -192,6 +186,13 @@ export class SqliteStore implements LeaseStore {
       throw new ConfigError("busyTimeoutMs", `must be an integer from 0 to 60000 (got ${busy})`);
     }
     this.now = opts.monotonicNow ?? hostMonotonicMs;
+    if (!opts.monotonicNow) {
+      // Expiry written with a faked clock would mean another instant to every other process.
+      const faked = fakedClockReason();
+      if (faked) {
+        throw new StoreError(`tenure sqlite: ${faked}`, { transient: false, kind: "config" });
+      }
+    }
     this.boot = opts.bootId ?? hostBootId();
     if (typeof dbOrPath === "string") {
       if (!opts.Database && !opts.DatabaseSync) {
