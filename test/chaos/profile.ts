@@ -22,7 +22,8 @@ import {
 
 /**
  * The short CI profile: every backend, every fault kind at least once. SQLite
- * gets every process fault; each networked backend gets its server faults,
+ * gets every process fault and every storage fault this machine can make
+ * (test/chaos/faults-sqlite.ts); each networked backend gets its server faults,
  * a seeded half of the network faults and one seeded process fault, and
  * between them the networked backends cover every network fault.
  */
@@ -35,7 +36,7 @@ export function shortPlan(seed: number, backends: readonly BackendName[]): Episo
   let ni = Math.floor(r() * net.length);
   for (const b of backends) {
     const faults = new Set<FaultKind>();
-    if (b === "sqlite") for (const f of PROCESS_FAULTS) faults.add(f);
+    if (b === "sqlite") for (const f of faultsFor(b)) faults.add(f);
     else if (b === "postgres-standby") for (const f of faultsFor(b)) faults.add(f);
     else {
       for (const f of faultsFor(b)) if (f === "kill-conns" || f === "restart-server") faults.add(f);
