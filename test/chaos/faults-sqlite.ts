@@ -107,13 +107,14 @@ export function sqliteDir(base: string): { dir: string; tmpfs: boolean; cleanup:
   const tmpfs =
     !sqliteFaultsMissing().has("disk-full") &&
     spawnSync("mount", ["-t", "tmpfs", "-o", `size=${TMPFS_SIZE}`, "tmpfs", dir]).status === 0;
-  return {
-    dir,
-    tmpfs,
-    cleanup: () => {
-      if (tmpfs) spawnSync("umount", ["-l", dir]);
-    },
+  let mounted = tmpfs;
+  const cleanup = () => {
+    if (mounted) spawnSync("umount", ["-l", dir]);
+    mounted = false;
   };
+  // Also when the test runner cancels the file before its after() hooks run.
+  if (tmpfs) process.once("exit", cleanup);
+  return { dir, tmpfs, cleanup };
 }
 
 /** How one candidate process is started: a command in front of `node worker.js`, extra environment. */
