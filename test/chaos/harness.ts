@@ -40,6 +40,17 @@ import {
   type EtcdClusterFault,
   runEtcdClusterFault,
 } from "./faults-etcd-cluster.js";
+import {
+  integrity,
+  isSqliteFault,
+  type Launch,
+  runSqliteFault,
+  SQLITE_FAULTS,
+  type SqlitePlan,
+  sqliteDir,
+  sqliteFaultsHere,
+  sqlitePlan,
+} from "./faults-sqlite.js";
 import type { WorkerConfig } from "./worker.js";
 
 export const BACKENDS = [
@@ -74,18 +85,20 @@ export type FaultKind =
   | (typeof NET_FAULTS)[number]
   | (typeof SERVER_FAULTS)[number]
   | (typeof REPLICA_FAULTS)[number]
-  | EtcdClusterFault;
+  | EtcdClusterFault
+  | (typeof SQLITE_FAULTS)[number];
 export const ALL_FAULTS: readonly FaultKind[] = [
   ...PROCESS_FAULTS,
   ...NET_FAULTS,
   ...SERVER_FAULTS,
   ...REPLICA_FAULTS,
   ...ETCD_CLUSTER_FAULTS,
+  ...SQLITE_FAULTS,
 ];
 
 /** Which faults apply to a backend: SQLite has no network; etcd has no server-side connection kill. */
 export function faultsFor(b: BackendName): FaultKind[] {
-  if (b === "sqlite") return [...PROCESS_FAULTS];
+  if (b === "sqlite") return [...PROCESS_FAULTS, ...sqliteFaultsHere()];
   if (b === "etcd") return [...PROCESS_FAULTS, ...NET_FAULTS, "restart-server"];
   if (b === "postgres-standby") return [...REPLICA_FAULTS];
   if (b === "etcd-cluster") return [...ETCD_CLUSTER_FAULTS];
@@ -194,9 +207,12 @@ export class ChaosEnv {
   private async open(b: BackendName): Promise<Backend> {
     const putFenced = { mode: "put-fenced" as const };
     if (b === "sqlite") {
+      // On a small tmpfs of its own where the machine allows it (fault disk-full).
+      const fs = sqliteDir(this.scratch);
+      this.cleanups.push(async () => fs.cleanup());
       return {
         name: b,
-        url: `sqlite:${join(this.scratch, "leases.db")}`,
+        url: `sqlite:${join(fs.dir, "leases.db")}`,
         proxies: [],
         fence: putFenced,
       };
@@ -350,10 +366,11 @@ class Candidate {
   stderr = "";
   paused = false;
   stopping = false;
-  constructor(cfg: WorkerConfig) {
-    this.proc = spawn(process.execPath, [WORKER], {
+  constructor(cfg: WorkerConfig, launch?: Launch) {
+    const argv = [...(launch?.prefix ?? []), process.execPath, WORKER];
+    this.proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, CHAOS_WORKER: JSON.stringify(cfg) },
+      env: { ...process.env, ...launch?.env, CHAOS_WORKER: JSON.stringify(cfg) },
     });
     let buf = "";
     this.proc.stdout!.on("data", (d: Buffer) => {
@@ -529,16 +546,27 @@ export async function runEpisode(
   const cands: Candidate[] = [];
   const deaths: { pid: number; t: string }[] = [];
   const pauses: { pid: number; from: string; to: string }[] = [];
-  const spawnOne = (i: number) =>
-    new Candidate({
-      url: b.url,
-      name,
-      holder: `c${i}-${spec.seed}`,
-      ttlMs,
-      retryMs,
-      tickMs,
-      fence: fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
-    });
+  const sqliteFile = spec.backend === "sqlite" ? b.url.slice("sqlite:".length) : "";
+  const sqlite: SqlitePlan | null = isSqliteFault(spec.fault)
+    ? sqlitePlan(spec.fault, rand, timing.candidates, join(sqliteFile, ".."), id)
+    : null;
+  const spawnOne = (i: number) => {
+    const launch = sqlite?.launch[i];
+    return new Candidate(
+      {
+        url: b.url,
+        name,
+        holder: `c${i}-${spec.seed}`,
+        ttlMs,
+        retryMs,
+        tickMs,
+        fence:
+          fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
+        ...(launch?.txHook ? { txHook: launch.txHook } : {}),
+      },
+      launch,
+    );
+  };
   for (let i = 0; i < timing.candidates; i++) cands.push(spawnOne(i));
   const leader = () => cands.find((c) => c.leading());
   let faultAt = now();
@@ -719,6 +747,21 @@ export async function runEpisode(
         detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms`;
         break;
       }
+      default: {
+        if (!sqlite) throw new Error(`${spec.fault} needs the sqlite backend`);
+        const f = await runSqliteFault({
+          plan: sqlite,
+          r,
+          ttlMs,
+          dbFile: sqliteFile,
+          cands,
+          lead,
+          deaths,
+          pauses,
+        });
+        ({ detail, faultAt, healAt } = f);
+        break;
+      }
     }
     // Recovery: a leader ticks after the heal (the checker judges how soon).
     const heal = healAt;
@@ -791,6 +834,11 @@ export async function runEpisode(
       episodeError ??= `could not read the last fenced write: ${(e as Error).message}`;
     }
     writes = chainWrites(lines, last);
+  }
+  if (spec.backend === "sqlite") {
+    // Nothing corrupted, whatever the fault did to the file.
+    const ok = await integrity(sqliteFile).catch((e: Error) => `could not check: ${e.message}`);
+    if (ok !== "ok") episodeError ??= `PRAGMA integrity_check: ${ok}`;
   }
 
   if (process.env.CHAOS_DEBUG)
