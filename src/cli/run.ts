@@ -4,11 +4,11 @@ import { pause } from "../async.js";
 import { backoffDelay } from "../backoff.js";
 import { systemClock } from "../clock.js";
 import { createElector, type Elector } from "../elector/index.js";
-import type { Term } from "../elector/types.js";
 import { type DemotionReason, errorMessage, isTermEndedError } from "../errors.js";
 import type { LeaderHooks } from "../leader/hooks.js";
 import type { Logger } from "../logger.js";
 import type { LeaseStore } from "../store/types.js";
+import type { Term } from "../term.js";
 import { type ChildExit, CommandRun, shellStatus } from "./child.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
@@ -201,7 +201,7 @@ class Supervisor implements LeaderHooks {
     let failures = 0;
     // F1: a timer that asks the elector (a clock check) so a stalled process that
     // resumes past its deadline demotes — and stops the command — right away.
-    const deadlineCheck = setInterval(() => this.elector.isLeader(), DEADLINE_CHECK_MS);
+    const deadlineCheck = setInterval(() => this.elector.enforceDeadline(), DEADLINE_CHECK_MS);
     try {
       while (!term.signal.aborted && !this.finishing) {
         const run = this.start(term);

@@ -1,5 +1,5 @@
-import type { Term } from "../elector/types.js";
 import type { DemotionReason } from "../errors.js";
+import type { Term } from "../term.js";
 import type { LeaderContext, LeaderHooks } from "./hooks.js";
 import { type ServiceDefinition, ServiceSet, type ServiceStatus } from "./service.js";
 import { type StreamDefinition, StreamSet, type StreamStatus } from "./stream.js";
