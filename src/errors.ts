@@ -8,13 +8,18 @@ export class TenureError extends Error {
   override name = "TenureError";
 }
 
-/** A configuration value is invalid. `field` names it; the message states what is accepted. */
+/**
+ * A configuration value is invalid. `field` names it; `detail` states what is
+ * accepted (the message is `tenure config: FIELD: DETAIL`).
+ */
 export class ConfigError extends TenureError {
   override name = "ConfigError";
   readonly field: string;
-  constructor(field: string, message: string) {
-    super(`tenure config: ${field}: ${message}`);
+  readonly detail: string;
+  constructor(field: string, detail: string) {
+    super(`tenure config: ${field}: ${detail}`);
     this.field = field;
+    this.detail = detail;
   }
 }
 

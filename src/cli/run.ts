@@ -12,6 +12,7 @@ import type { Term } from "../term.js";
 import { type ChildExit, CommandRun, shellStatus } from "./child.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
+import { CLI_DEFAULTS } from "./flags.js";
 
 /** What `tenure run` does after the command exits. */
 export type RestartPolicy = "on-failure" | "always" | "never";
@@ -51,7 +52,7 @@ export interface RunOptions {
 /** Key under which `--once` records a finished run (see docs/cli.md). */
 export const ONCE_KEY = "tenure.once";
 /** Longest delay between restarts of a failing command. */
-export const RESTART_MAX_DELAY_MS = 30_000;
+export const RESTART_MAX_DELAY_MS = CLI_DEFAULTS.restartMaxDelayMs;
 /** How often a leader re-checks its deadline while the command runs (F1: react right after a stall). */
 const DEADLINE_CHECK_MS = 100;
 

@@ -59,6 +59,15 @@ export const SERVICE_DEFAULTS = Object.freeze({
 });
 
 /**
+ * How long a new term of this process waits for the previous term's services
+ * to stop before it starts its own (a quick re-election can overlap the old
+ * term's teardown). Each stop is already bounded by its service's
+ * `stopTimeoutMs`; this bounds the whole wait, so an old term's stuck
+ * teardown delays the new term's services by at most this long.
+ */
+export const PREVIOUS_TERM_WAIT_MS = 10_000;
+
+/**
  * Where a service stands in the current term. `starting`: the first attempt
  * is running (healthy for `startGraceMs`); `retrying`: an attempt failed and
  * the service waits for, or runs, the next one (unhealthy: it is not running).
@@ -386,12 +395,12 @@ export class ServiceSet {
     };
   }
 
-  onElected(term: Term, waitBoundMs: number): void {
+  onElected(term: Term): void {
     const r = new TermServices(this.ctx, term, [...this.services]);
     this.runner = r;
     const prev = this.teardown;
     // A newer term starts its services once the previous term's have stopped (bounded).
-    void raceDeadline(this.ctx.clock, prev, waitBoundMs).then(() => r.pump());
+    void raceDeadline(this.ctx.clock, prev, PREVIOUS_TERM_WAIT_MS).then(() => r.pump());
   }
 
   onTermEnded(term: Term, reason: DemotionReason): Promise<void> {

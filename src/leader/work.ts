@@ -18,9 +18,6 @@ export interface LeaderWorkStats {
   readonly streams: readonly StreamStatus[];
 }
 
-/** How long a new term waits for the previous term's services to stop before starting its own. */
-const PREVIOUS_TERM_WAIT_MS = 10_000;
-
 /**
  * The leader work of one elector: services, ticks (interval and cron) and
  * streams. Every piece runs per term: it starts on `elected` and is stopped or
@@ -41,7 +38,7 @@ export class LeaderWork implements LeaderHooks {
   onElected(term: Term): void {
     this.ticks.onElected(term);
     this.streams.onElected(term);
-    this.services.onElected(term, PREVIOUS_TERM_WAIT_MS);
+    this.services.onElected(term);
   }
 
   async onTermEnded(term: Term, reason: DemotionReason): Promise<void> {
