@@ -630,7 +630,7 @@ export class Elector {
     this.wakeController.abort();
   }
 
-  /** Calls a hook that must not throw; if one does, the error is logged and reported, and the elector carries on. */
+  /** Calls a hook that must not throw; if one does, the error is logged and the elector carries on. */
   private safeCall(fn: () => void): void {
     try {
       fn();
