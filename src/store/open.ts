@@ -1,3 +1,4 @@
+import { raceDeadline, TIMED_OUT } from "../async.js";
 import { systemClock } from "../clock.js";
 import { ConfigError, errorMessage, isStoreError, StoreError } from "../errors.js";
 import { MAX_TIMER_MS } from "../limits.js";
@@ -215,25 +216,13 @@ async function waitForStore(
 
 /** One probe read, failing as a transient timeout if it takes longer than `ms`. */
 async function boundedProbe(store: LeaseStore, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const slow = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new StoreError(`tenure: the store gave no answer within ${Math.round(ms)} ms`, {
-            transient: true,
-            kind: "timeout",
-          }),
-        ),
-      ms,
-    );
-  });
   const p = store.read(PROBE_LEASE);
   p.catch(() => {});
-  try {
-    await Promise.race([p, slow]);
-  } finally {
-    clearTimeout(timer);
+  if ((await raceDeadline(systemClock, p, ms)) === TIMED_OUT) {
+    throw new StoreError(`tenure: the store gave no answer within ${Math.round(ms)} ms`, {
+      transient: true,
+      kind: "timeout",
+    });
   }
 }
 
