@@ -266,6 +266,11 @@ export async function openRedisStore(
     c.on("ready", () => {
       if (limiter.reset() > 0) logger?.info("redis reconnected", { connection: name });
     });
+    if (parsed.kind === "sentinel") {
+      // ioredis' quit() ends the connection but leaves the failover detector's
+      // sentinel connections open (only disconnect() cleans them up).
+      c.once("end", () => c.disconnect());
+    }
     return c;
   };
 
