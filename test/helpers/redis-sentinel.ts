@@ -79,6 +79,7 @@ export class RedisSentinelGroup {
   /** The two data nodes; which one is primary changes with failovers (see {@link primaryPort}). */
   readonly nodes: Proc[] = [];
   readonly sentinels: Proc[] = [];
+  private lastKillAt = 0;
   private constructor(private readonly opts: Required<SentinelGroupOptions>) {}
 
   static async start(opts: SentinelGroupOptions = {}): Promise<RedisSentinelGroup> {
@@ -277,8 +278,20 @@ export class RedisSentinelGroup {
     return withClient(port, (c) => c.get(key));
   }
 
+  /**
+   * Sentinel starts no failover of a master within two failover timeouts of
+   * the last one: waits that out (from the last {@link killPrimary}) rather
+   * than have the next failover stall.
+   */
+  async waitFailoverAllowed(): Promise<void> {
+    const gap = this.lastKillAt + 2 * this.opts.failoverTimeoutMs + 200 - Date.now();
+    if (gap > 0) await new Promise((r) => setTimeout(r, gap));
+  }
+
   /** SIGKILLs the primary (no persistence: its data is gone). Returns its port. */
   async killPrimary(): Promise<number> {
+    await this.waitFailoverAllowed();
+    this.lastKillAt = Date.now();
     const port = await this.primaryPort();
     await this.killNode(this.indexOf(port));
     return port;
@@ -330,6 +343,58 @@ export class RedisSentinelGroup {
     await this.killNode(i);
     await this.startNode(i, await this.primaryPort());
     await this.waitReplicaSynced();
+  }
+
+  /**
+   * Brings the group back to primary + in-sync replica as every sentinel sees
+   * it: replication thawed, a node that is down (or still a lone primary)
+   * restarted empty as a replica of the current primary, and the sentinels
+   * agreeing on the primary and seeing its replica healthy. What a test (or a
+   * chaos episode) that failed halfway left behind does not leak into the next.
+   */
+  async ensureReplica(timeoutMs = 30_000): Promise<void> {
+    const primary = await waitFor("a primary named by the sentinels", () => this.primaryPort(), {
+      timeoutMs,
+      intervalMs: 100,
+    });
+    await this.thawReplication();
+    for (const n of this.nodes) {
+      if (n.port === primary) continue;
+      const role = n.proc
+        ? await withClient(n.port, async (c) => (await c.call("ROLE")) as unknown[]).catch(
+            () => null,
+          )
+        : null;
+      if (role?.[0] !== "slave" || Number(role[2]) !== primary) {
+        await this.restartAsReplica(n.port);
+      }
+    }
+    await this.waitReplicaSynced(timeoutMs);
+    await this.waitSentinelsAgree(timeoutMs);
+  }
+
+  /** Until every sentinel names the same primary and sees one healthy replica linked to it. */
+  async waitSentinelsAgree(timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      "every sentinel naming one primary and seeing its replica healthy",
+      async () => {
+        const primary = await this.primaryPort();
+        for (const s of this.sentinels) {
+          const ok = await withClient(s.port, async (c) => {
+            const a = (await c.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as
+              | string[]
+              | null;
+            if (Number(a?.[1]) !== primary) return false;
+            const reps = (await c.call("SENTINEL", "REPLICAS", SENTINEL_MASTER)) as string[][];
+            const up = reps.map(fields).filter((r) => r.flags === "slave");
+            return up.length >= 1 && up.every((r) => r["master-link-status"] === "ok");
+          }).catch(() => false);
+          if (!ok) return false;
+        }
+        return true;
+      },
+      { timeoutMs, intervalMs: 100 },
+    );
   }
 
   /** Kills every process it started and removes their directories. */
