@@ -24,39 +24,41 @@ export function parseChainValue(
 
 /**
  * The chain values a server lost when it failed over to a replica that had
- * not received them: after the loss the chain goes on from the replica's last
- * value V0 (the lowest `prev` read after `lostAt`), so values written before
- * `lostAt` with a larger `seq` than V0's, never read or written after it,
- * were on the failed server only. They are not in the store's history (as
- * rows committed on a crashed PostgreSQL primary are not in the promoted
- * standby's table). Empty when nothing was read after the loss.
+ * not received them. The store's history is the chain that ends at its last
+ * value (`last`), followed back through the `prev` each write named: a
+ * compare-and-set chain cannot fork unless a server lost writes. Values above
+ * the lowest one that walk reaches, but not on it, were written on the failed
+ * server only (a paused writer may print such a write only after the loss);
+ * they are not in the store's history, as rows committed on a crashed
+ * PostgreSQL primary are not in the promoted standby's table. Empty when the
+ * last value is unknown.
  */
 export function lostChainValues(
-  lines: readonly { event: string; t: string; value?: string; prev?: string | null }[],
-  lostAt: bigint,
+  lines: readonly { event: string; value?: string; prev?: string | null }[],
   last: string | null,
 ): Set<string> {
-  const after = new Set<string>();
-  let v0: bigint | null = null;
+  const prevOf = new Map<string, string | null>();
+  const all = new Set<string>();
   for (const l of lines) {
-    if (BigInt(l.t) <= lostAt) continue;
-    if (l.event === "wrote" && l.value) after.add(l.value);
-    if (typeof l.prev === "string") {
-      after.add(l.prev);
-      const p = parseChainValue(l.prev);
-      if (p && (v0 === null || p.seq < v0)) v0 = p.seq;
+    if (l.event === "wrote" && l.value) {
+      prevOf.set(l.value, l.prev ?? null);
+      all.add(l.value);
     }
+    if (typeof l.prev === "string") all.add(l.prev);
   }
-  if (last !== null) after.add(last);
+  const reached = new Set<string>();
+  let low: bigint | null = null;
+  for (let v = last; v !== null && !reached.has(v); v = prevOf.get(v) ?? null) {
+    reached.add(v);
+    const p = parseChainValue(v);
+    if (p && (low === null || p.seq < low)) low = p.seq;
+    if (!prevOf.has(v)) break;
+  }
   const lost = new Set<string>();
-  if (v0 === null) return lost;
-  for (const l of lines) {
-    if (BigInt(l.t) > lostAt) continue;
-    for (const v of [l.event === "wrote" ? l.value : undefined, l.prev]) {
-      if (typeof v !== "string" || after.has(v)) continue;
-      const p = parseChainValue(v);
-      if (p && p.seq > v0) lost.add(v);
-    }
+  if (low === null) return lost;
+  for (const v of all) {
+    const p = parseChainValue(v);
+    if (p && p.seq > low && !reached.has(v)) lost.add(v);
   }
   return lost;
 }

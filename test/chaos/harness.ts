@@ -806,9 +806,7 @@ export async function runEpisode(
     // A failover to a replica that missed writes: those writes are not in the
     // store's history, and the chain goes on from the replica's last value.
     const lost =
-      dataLostAt !== undefined && b.sentinel
-        ? lostChainValues(lines, dataLostAt, last)
-        : new Set<string>();
+      dataLostAt !== undefined && b.sentinel ? lostChainValues(lines, last) : new Set<string>();
     if (lost.size > 0) detail += `; ${lost.size} fenced write(s) lost with the primary`;
     writes = chainWrites(lines, last, lost);
   }
