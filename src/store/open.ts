@@ -74,6 +74,8 @@ const OPENERS: Record<string, Opener> = {
     (await import("../stores/redis/index.js")).openRedisStore(url, opts),
   "rediss:": async (url, opts) =>
     (await import("../stores/redis/index.js")).openRedisStore(url, opts),
+  "redis+sentinel:": async (url, opts) =>
+    (await import("../stores/redis/index.js")).openRedisStore(url, opts),
   "etcd:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
   "etcds:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
 };
@@ -83,7 +85,8 @@ export const STORE_SCHEMES = Object.freeze(Object.keys(OPENERS));
 
 /**
  * Opens a lease store from a URL: `memory:`, `sqlite:PATH`, `postgres://…`,
- * `redis://…`, `rediss://…`, `etcd://host:port[,host:port…]`, `etcds://…`.
+ * `redis://…`, `rediss://…`, `redis+sentinel://host:port[,host:port…]/MASTERNAME`,
+ * `etcd://host:port[,host:port…]`, `etcds://…`.
  * An unknown scheme or malformed URL throws {@link ConfigError}; the password
  * in a URL never appears in an error or log.
  */
