@@ -104,7 +104,7 @@ export const MUTANTS = {
   "revert-stream-clock-check": [
     {
       file: "leader/stream.js",
-      from: "if (!ctx.isLeader() || ctx.term() !== term)\n                break;",
+      from: "if (!ctx.enforceDeadline() || ctx.term() !== term)\n                break;",
       to: "",
     },
   ],

@@ -37,6 +37,13 @@ export const REDIS_DEFAULTS = Object.freeze({
   connectionName: "tenure",
   reconnectMinMs: 100,
   reconnectMaxMs: 5000,
+  /**
+   * Reconnect delay cap behind Sentinel. A reconnect there first asks a
+   * sentinel (alive while the primary is not) for the primary, so retrying
+   * often is cheap, and a long backoff grown while the old primary was down
+   * would keep clients away from the promoted one for seconds.
+   */
+  sentinelReconnectMaxMs: 250,
 });
 
 /** Options of {@link openRedisStore}; each can also be given as a URL query parameter where noted. */
@@ -61,7 +68,10 @@ export interface OpenRedisStoreOptions
   connectionName?: string;
   /** First reconnect delay; doubles per attempt with jitter. Default 100 ms. */
   reconnectMinMs?: number;
-  /** Reconnect delay cap; reconnects never stop. Default 5000 ms. */
+  /**
+   * Reconnect delay cap; reconnects never stop. Default 5000 ms, or 250 ms
+   * for `redis+sentinel://` (see {@link REDIS_DEFAULTS}).
+   */
   reconnectMaxMs?: number;
   /** Further ioredis options (e.g. `tls` settings). Tenure's own settings above win. Default none. */
   redisOptions?: RedisOptions;
@@ -204,7 +214,10 @@ export async function openRedisStore(
     ),
     reconnectMaxMs: intOption(
       "reconnectMaxMs",
-      opts.reconnectMaxMs ?? REDIS_DEFAULTS.reconnectMaxMs,
+      opts.reconnectMaxMs ??
+        (parsed.kind === "sentinel"
+          ? Math.max(REDIS_DEFAULTS.sentinelReconnectMaxMs, opts.reconnectMinMs ?? 0)
+          : REDIS_DEFAULTS.reconnectMaxMs),
       1,
       600_000,
     ),
