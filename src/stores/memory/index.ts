@@ -9,6 +9,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -20,6 +21,8 @@ import {
   validateLeaseRef,
   validateTtl,
 } from "../../store/validate.js";
+
+const RENEWED: RenewResult = Object.freeze({ renewed: true });
 
 interface Row {
   holder: string | null;
@@ -100,12 +103,26 @@ export class MemoryStore implements LeaseStore {
     validateLeaseRef(lease);
     validateTtl(ttlMs);
     this.check();
+    return this.renewOne(lease, ttlMs);
+  }
+
+  /** Renews every item in one step; each is judged alone, exactly as {@link renew} would. */
+  async renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    for (const it of items) {
+      validateLeaseRef(it.lease);
+      validateTtl(it.ttlMs);
+    }
+    this.check();
+    return items.map((it) => this.renewOne(it.lease, it.ttlMs));
+  }
+
+  private renewOne(lease: LeaseRef, ttlMs: number): RenewResult {
     const cur = this.live(lease.name);
     if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
       return { renewed: false, current: cur ? this.info(lease.name, cur) : null };
     }
     cur.expiresAt = this.clock.now() + ttlMs;
-    return { renewed: true };
+    return RENEWED;
   }
 
   async release(lease: LeaseRef): Promise<boolean> {

@@ -1,0 +1,4 @@
+export type { RenewOutcome } from "./outcome.js";
+export { renewerFor } from "./registry.js";
+export type { Renewal } from "./renewal.js";
+export { RENEWER_DEFAULTS, Renewer, type RenewerOptions, type RenewerStats } from "./renewer.js";
