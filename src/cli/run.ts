@@ -8,7 +8,7 @@ import type { Term } from "../elector/types.js";
 import { type DemotionReason, errorMessage, isTermEndedError } from "../errors.js";
 import type { LeaderHooks } from "../leader/hooks.js";
 import type { Logger } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore, LeaderStore } from "../store/types.js";
 import { type ChildExit, CommandRun, shellStatus } from "./child.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
@@ -83,7 +83,7 @@ export function checkCommand(cmd: string, env: NodeJS.ProcessEnv = process.env):
  * Resolves with the process's exit code.
  */
 export async function runCommand(
-  store: LeaseStore,
+  store: ElectorStore,
   o: RunOptions,
   logger: Logger,
 ): Promise<number> {
@@ -120,7 +120,7 @@ class Supervisor implements LeaderHooks {
 
   constructor(
     private readonly elector: Elector,
-    private readonly store: LeaseStore,
+    private readonly store: LeaderStore,
     private readonly o: RunOptions,
     private readonly log: Logger,
   ) {}

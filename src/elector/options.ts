@@ -3,13 +3,13 @@ import { hostname } from "node:os";
 import { type Clock, systemClock } from "../clock.js";
 import { ConfigError } from "../errors.js";
 import { isLoggerLike, type Logger, type LoggerLike, noopLogger, toLogger } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
 /** Options of {@link createElector}. Every timing is in milliseconds. */
 export interface ElectorOptions {
   /** Where leases live (see `openStore`). Required. The elector never closes it. */
-  store: LeaseStore;
+  store: ElectorStore;
   /** Lease name: 1–128 characters of `A–Z a–z 0–9 . _ : / -`, starting with a letter or digit. Required. */
   name: string;
   /** Lease time-to-live. Default 15 000. */
@@ -49,7 +49,7 @@ export interface ElectorOptions {
 
 /** Fully resolved options. */
 export interface ResolvedElectorOptions {
-  readonly store: LeaseStore;
+  readonly store: ElectorStore;
   readonly name: string;
   readonly ttlMs: number;
   readonly renewIntervalMs: number;
@@ -97,7 +97,7 @@ export function defaultHolderId(): string {
   return `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
 }
 
-function isStore(s: unknown): s is LeaseStore {
+function isStore(s: unknown): s is ElectorStore {
   return (
     !!s &&
     typeof s === "object" &&

@@ -2,7 +2,7 @@ import type { Clock } from "../clock.js";
 import { defaultHolderId, resolveHooks } from "../elector/options.js";
 import { ConfigError } from "../errors.js";
 import type { Logger, LoggerLike } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore, LeaseAdmin } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
 /** Most partitions a group may have. */
@@ -18,7 +18,7 @@ export const MAX_GROUP_NAME = 92;
 /** Options of {@link createGroup}. Every timing is in milliseconds. */
 export interface GroupOptions {
   /** Where partition and member leases live. Required. The group never closes it. */
-  store: LeaseStore;
+  store: ElectorStore & Pick<LeaseAdmin, "list">;
   /** Group name: a lease name (see `LEASE_NAME_PATTERN`) of at most 92 characters. Required. */
   name: string;
   /** Number of partitions, an integer from 1 to 65 536. Every member of a group must agree on it. Required. */
@@ -40,7 +40,7 @@ export interface GroupOptions {
 }
 
 export interface ResolvedGroupOptions {
-  readonly store: LeaseStore;
+  readonly store: ElectorStore & Pick<LeaseAdmin, "list">;
   readonly name: string;
   readonly partitions: number;
   readonly ttlMs: number;

@@ -2,7 +2,7 @@ import type { Clock } from "../clock.js";
 import type { Term } from "../elector/types.js";
 import type { DemotionReason } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { LeaderStore } from "../store/types.js";
 
 /**
  * What the elector offers to leader work (services, ticks, streams). Leader
@@ -11,7 +11,7 @@ import type { LeaseStore } from "../store/types.js";
 export interface LeaderContext {
   readonly name: string;
   readonly holderId: string;
-  readonly store: LeaseStore;
+  readonly store: LeaderStore;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly random: () => number;

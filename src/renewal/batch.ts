@@ -1,9 +1,10 @@
 import { callAsync } from "../async.js";
 import type { Clock } from "../clock.js";
 import { StoreError } from "../errors.js";
-import type { LeaseStore, RenewResult } from "../store/types.js";
+import type { RenewResult } from "../store/types.js";
 import type { RenewOutcome } from "./outcome.js";
 import type { Renewal } from "./renewal.js";
+import type { RenewStore } from "./renewer.js";
 
 /**
  * One batch in flight: at most the renewer's batch size of requests, sent at
@@ -18,7 +19,7 @@ export class Batch {
   private timer: AbortController | null = null;
 
   constructor(
-    private readonly store: LeaseStore,
+    private readonly store: RenewStore,
     private readonly clock: Clock,
     readonly items: readonly Renewal[],
     readonly sentAt: number,

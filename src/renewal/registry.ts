@@ -1,8 +1,7 @@
 import { type Clock, systemClock } from "../clock.js";
-import type { LeaseStore } from "../store/types.js";
-import { Renewer, type RenewerOptions } from "./renewer.js";
+import { Renewer, type RenewerOptions, type RenewStore } from "./renewer.js";
 
-const renewers = new WeakMap<LeaseStore, WeakMap<Clock, Renewer>>();
+const renewers = new WeakMap<RenewStore, WeakMap<Clock, Renewer>>();
 
 /**
  * The shared renewer of `store` and `clock` (default: the system clock),
@@ -11,7 +10,7 @@ const renewers = new WeakMap<LeaseStore, WeakMap<Clock, Renewer>>();
  * share one. `batchSize`, when given, applies to that renewer from now on.
  */
 export function renewerFor(
-  store: LeaseStore,
+  store: RenewStore,
   opts: RenewerOptions & { clock?: Clock } = {},
 ): Renewer {
   const clock = opts.clock ?? systemClock;

@@ -1,10 +1,13 @@
 import type { Clock } from "../clock.js";
 import { checkInt } from "../limits.js";
-import type { LeaseRef, LeaseStore } from "../store/types.js";
+import type { LeaseCore, LeaseRef } from "../store/types.js";
 import { Batch } from "./batch.js";
 import { EXPIRED } from "./outcome.js";
 import { Renewal, type RenewalHost } from "./renewal.js";
 import { Slots } from "./slots.js";
+
+/** What the renewer needs of a store: `renew`, and `renewMany` where it has one. */
+export type RenewStore = Pick<LeaseCore, "renew" | "renewMany">;
 
 /** Options of a {@link Renewer}. */
 export interface RenewerOptions {
@@ -45,7 +48,7 @@ export class Renewer implements RenewalHost {
   private readonly counters: RenewerStats = { wakes: 0, batches: 0, sent: 0, expired: 0 };
 
   constructor(
-    readonly store: LeaseStore,
+    readonly store: RenewStore,
     readonly clock: Clock,
     opts: RenewerOptions = {},
   ) {

@@ -35,6 +35,11 @@ import {
   type FencedWrite,
   type WorkerLine,
 } from "./checker.js";
+import {
+  ETCD_CLUSTER_FAULTS,
+  type EtcdClusterFault,
+  runEtcdClusterFault,
+} from "./faults-etcd-cluster.js";
 import type { WorkerConfig } from "./worker.js";
 
 export const BACKENDS = [
@@ -44,6 +49,7 @@ export const BACKENDS = [
   "redis",
   "etcd",
   "postgres-standby",
+  "etcd-cluster",
 ] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
@@ -67,12 +73,14 @@ export type FaultKind =
   | (typeof PROCESS_FAULTS)[number]
   | (typeof NET_FAULTS)[number]
   | (typeof SERVER_FAULTS)[number]
-  | (typeof REPLICA_FAULTS)[number];
+  | (typeof REPLICA_FAULTS)[number]
+  | EtcdClusterFault;
 export const ALL_FAULTS: readonly FaultKind[] = [
   ...PROCESS_FAULTS,
   ...NET_FAULTS,
   ...SERVER_FAULTS,
   ...REPLICA_FAULTS,
+  ...ETCD_CLUSTER_FAULTS,
 ];
 
 /** Which faults apply to a backend: SQLite has no network; etcd has no server-side connection kill. */
@@ -80,6 +88,7 @@ export function faultsFor(b: BackendName): FaultKind[] {
   if (b === "sqlite") return [...PROCESS_FAULTS];
   if (b === "etcd") return [...PROCESS_FAULTS, ...NET_FAULTS, "restart-server"];
   if (b === "postgres-standby") return [...REPLICA_FAULTS];
+  if (b === "etcd-cluster") return [...ETCD_CLUSTER_FAULTS];
   return [...PROCESS_FAULTS, ...NET_FAULTS, ...SERVER_FAULTS];
 }
 
@@ -134,6 +143,8 @@ interface Backend {
   restart?: (r: number) => Promise<string>;
   /** A primary with an async standby behind `url` (a forwarder to the current primary). */
   standby?: PgStandbyPair;
+  /** The etcd cluster whose members `proxies` front, in member order (backend `etcd-cluster`). */
+  etcdCluster?: EtcdCluster;
 }
 
 /** Starts (lazily) and owns the throwaway servers and proxies of every backend. */
@@ -274,6 +285,16 @@ export class ChaosEnv {
     this.cleanups.push(() => cluster.stop());
     await cluster.start(3);
     const proxies = await Promise.all(cluster.members.map((m) => this.proxy(m.client)));
+    if (b === "etcd-cluster") {
+      // Its own cluster: its faults stop members, the etcd backend's must not see that.
+      return {
+        name: b,
+        url: `etcd://${proxies.map((p) => `127.0.0.1:${p.port}`).join(",")}`,
+        proxies,
+        fence: putFenced,
+        etcdCluster: cluster,
+      };
+    }
     let next = 0;
     return {
       name: b,
@@ -642,6 +663,14 @@ export async function runEpisode(
         healAt = now();
         break;
       }
+      case "kill-raft-leader":
+      case "partition-member":
+      case "rolling-restart": {
+        if (!b.etcdCluster) throw new Error(`${spec.backend} is not an etcd cluster`);
+        const run = await runEtcdClusterFault(spec.fault, b.etcdCluster, b.proxies, ttlMs, r);
+        ({ faultAt, healAt, detail } = run);
+        break;
+      }
       case "promote-standby": {
         const pair = b.standby;
         if (!pair) throw new Error(`${spec.backend} has no standby`);
@@ -787,11 +816,14 @@ export async function runEpisode(
     // Restarting an etcd member can restart the raft leader: electing a new one
     // takes up to two election timeouts, and the new leader extends every etcd
     // lease by one more (lessor Promote), so a dead holder's lease outlives the
-    // ttl by up to three election timeouts.
+    // ttl by up to three election timeouts. The same holds for the
+    // etcd-cluster faults that stop and restart members.
     recoverySlackMs:
       tickMs +
       250 +
-      (spec.backend === "etcd" && spec.fault === "restart-server"
+      ((spec.backend === "etcd" && spec.fault === "restart-server") ||
+      spec.fault === "kill-raft-leader" ||
+      spec.fault === "rolling-restart"
         ? 3 * ETCD_ELECTION_TIMEOUT_MS
         : 0),
     // Once per backoff step: never more than one identical line per retry interval.

@@ -36,7 +36,8 @@ export function shortPlan(seed: number, backends: readonly BackendName[]): Episo
   for (const b of backends) {
     const faults = new Set<FaultKind>();
     if (b === "sqlite") for (const f of PROCESS_FAULTS) faults.add(f);
-    else if (b === "postgres-standby") for (const f of faultsFor(b)) faults.add(f);
+    else if (b === "postgres-standby" || b === "etcd-cluster")
+      for (const f of faultsFor(b)) faults.add(f);
     else {
       for (const f of faultsFor(b)) if (f === "kill-conns" || f === "restart-server") faults.add(f);
       faults.add(net[ni++ % net.length]!);
