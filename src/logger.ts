@@ -1,4 +1,4 @@
-import { redactSecrets } from "./store/classify.js";
+import { redactSecrets } from "./redact.js";
 
 /** Structured log fields. Fixed keys used by Tenure: lease, holder, token, attempt, delayMs, reason, err. */
 export type LogFields = Record<string, unknown>;

@@ -1,6 +1,7 @@
 import type { Clock } from "../clock.js";
-import { defaultHolderId, resolveHooks } from "../elector/options.js";
+import { defaultHolderId, ELECTOR_DEFAULTS, resolveHooks } from "../elector/options.js";
 import { ConfigError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
 import type { Logger, LoggerLike } from "../logger.js";
 import type { ElectorStore, LeaseAdmin } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
@@ -52,16 +53,6 @@ export interface ResolvedGroupOptions {
   readonly random: () => number;
 }
 
-function intIn(field: string, v: unknown, min: number, max: number, what = ""): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(
-      field,
-      `must be an integer from ${min} to ${max}${what}, got ${String(v)}`,
-    );
-  }
-  return v;
-}
-
 /** Validates group options and fills defaults; throws ConfigError naming the first bad field. */
 export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
   if (!o || typeof o !== "object") throw new ConfigError("options", "must be an object");
@@ -80,15 +71,15 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
       `a group name must be at most ${MAX_GROUP_NAME} characters (its member and partition leases are longer), got ${name.length}`,
     );
   }
-  const partitions = intIn("partitions", o.partitions, 1, MAX_PARTITIONS);
-  const ttlMs = intIn("ttlMs", o.ttlMs ?? 15_000, 10, 2_147_483_647, " (ms)");
-  const weight = intIn("weight", o.weight ?? 1, 1, MAX_WEIGHT);
+  const partitions = checkInt("partitions", o.partitions, 1, MAX_PARTITIONS);
+  const ttlMs = checkInt("ttlMs", o.ttlMs ?? ELECTOR_DEFAULTS.ttlMs, 10, MAX_TIMER_MS, " (ms)");
+  const weight = checkInt("weight", o.weight ?? 1, 1, MAX_WEIGHT);
   const holderId = validateHolder(o.holderId ?? defaultHolderId(), "holderId");
-  const refreshMs = intIn(
+  const refreshMs = checkInt(
     "refreshMs",
     o.refreshMs ?? Math.max(1, Math.floor(ttlMs / 5)),
     1,
-    2_147_483_647,
+    MAX_TIMER_MS,
     " (ms)",
   );
   const hooks = resolveHooks(o);

@@ -1,6 +1,6 @@
-import type { Term } from "../elector/types.js";
 import { FencedError } from "../errors.js";
 import type { LeaderStore } from "../store/types.js";
+import type { Term } from "../term.js";
 
 /** A checkpoint stored under a lease and written only with the current fencing token. */
 export interface Checkpoint {

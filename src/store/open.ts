@@ -1,3 +1,4 @@
+import { raceDeadline, TIMED_OUT } from "../async.js";
 import { systemClock } from "../clock.js";
 import { ConfigError, errorMessage, isStoreError, StoreError } from "../errors.js";
 import { MAX_TIMER_MS } from "../limits.js";
@@ -73,6 +74,8 @@ const OPENERS: Record<string, Opener> = {
     (await import("../stores/redis/index.js")).openRedisStore(url, opts),
   "rediss:": async (url, opts) =>
     (await import("../stores/redis/index.js")).openRedisStore(url, opts),
+  "redis+sentinel:": async (url, opts) =>
+    (await import("../stores/redis/index.js")).openRedisStore(url, opts),
   "etcd:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
   "etcds:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
 };
@@ -82,7 +85,8 @@ export const STORE_SCHEMES = Object.freeze(Object.keys(OPENERS));
 
 /**
  * Opens a lease store from a URL: `memory:`, `sqlite:PATH`, `postgres://…`,
- * `redis://…`, `rediss://…`, `etcd://host:port[,host:port…]`, `etcds://…`.
+ * `redis://…`, `rediss://…`, `redis+sentinel://host:port[,host:port…]/MASTERNAME`,
+ * `etcd://host:port[,host:port…]`, `etcds://…`.
  * An unknown scheme or malformed URL throws {@link ConfigError}; the password
  * in a URL never appears in an error or log.
  */
@@ -215,25 +219,13 @@ async function waitForStore(
 
 /** One probe read, failing as a transient timeout if it takes longer than `ms`. */
 async function boundedProbe(store: LeaseStore, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const slow = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new StoreError(`tenure: the store gave no answer within ${Math.round(ms)} ms`, {
-            transient: true,
-            kind: "timeout",
-          }),
-        ),
-      ms,
-    );
-  });
   const p = store.read(PROBE_LEASE);
   p.catch(() => {});
-  try {
-    await Promise.race([p, slow]);
-  } finally {
-    clearTimeout(timer);
+  if ((await raceDeadline(systemClock, p, ms)) === TIMED_OUT) {
+    throw new StoreError(`tenure: the store gave no answer within ${Math.round(ms)} ms`, {
+      transient: true,
+      kind: "timeout",
+    });
   }
 }
 

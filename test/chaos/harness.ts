@@ -27,7 +27,8 @@ import {
 import { FaultProxy } from "../helpers/fault-proxy.js";
 import { PgStandbyPair, standbyUnavailable } from "../helpers/pg-standby.js";
 import { ThrowawayRedis } from "../helpers/redis.js";
-import { CHAIN_KEY, parseChainValue } from "./chain.js";
+import type { RedisSentinelGroup } from "../helpers/redis-sentinel.js";
+import { CHAIN_KEY, lostChainValues, parseChainValue } from "./chain.js";
 import {
   checkEpisode,
   type EpisodeHistory,
@@ -40,6 +41,24 @@ import {
   type EtcdClusterFault,
   runEtcdClusterFault,
 } from "./faults-etcd-cluster.js";
+import {
+  isSentinelFault,
+  runSentinelFault,
+  SENTINEL_FAULTS,
+  sentinelUnavailable,
+  startSentinelGroup,
+} from "./faults-redis-sentinel.js";
+import {
+  integrity,
+  isSqliteFault,
+  type Launch,
+  runSqliteFault,
+  SQLITE_FAULTS,
+  type SqlitePlan,
+  sqliteDir,
+  sqliteFaultsHere,
+  sqlitePlan,
+} from "./faults-sqlite.js";
 import type { WorkerConfig } from "./worker.js";
 
 export const BACKENDS = [
@@ -50,6 +69,7 @@ export const BACKENDS = [
   "etcd",
   "postgres-standby",
   "etcd-cluster",
+  "redis-sentinel",
 ] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
@@ -74,21 +94,26 @@ export type FaultKind =
   | (typeof NET_FAULTS)[number]
   | (typeof SERVER_FAULTS)[number]
   | (typeof REPLICA_FAULTS)[number]
-  | EtcdClusterFault;
+  | EtcdClusterFault
+  | (typeof SQLITE_FAULTS)[number]
+  | (typeof SENTINEL_FAULTS)[number];
 export const ALL_FAULTS: readonly FaultKind[] = [
   ...PROCESS_FAULTS,
   ...NET_FAULTS,
   ...SERVER_FAULTS,
   ...REPLICA_FAULTS,
   ...ETCD_CLUSTER_FAULTS,
+  ...SQLITE_FAULTS,
+  ...SENTINEL_FAULTS,
 ];
 
 /** Which faults apply to a backend: SQLite has no network; etcd has no server-side connection kill. */
 export function faultsFor(b: BackendName): FaultKind[] {
-  if (b === "sqlite") return [...PROCESS_FAULTS];
+  if (b === "sqlite") return [...PROCESS_FAULTS, ...sqliteFaultsHere()];
   if (b === "etcd") return [...PROCESS_FAULTS, ...NET_FAULTS, "restart-server"];
   if (b === "postgres-standby") return [...REPLICA_FAULTS];
   if (b === "etcd-cluster") return [...ETCD_CLUSTER_FAULTS];
+  if (b === "redis-sentinel") return [...SENTINEL_FAULTS];
   return [...PROCESS_FAULTS, ...NET_FAULTS, ...SERVER_FAULTS];
 }
 
@@ -145,6 +170,8 @@ interface Backend {
   standby?: PgStandbyPair;
   /** The etcd cluster whose members `proxies` front, in member order (backend `etcd-cluster`). */
   etcdCluster?: EtcdCluster;
+  /** A primary + replica + 3 sentinels; `url` is `redis+sentinel://…`. */
+  sentinel?: RedisSentinelGroup;
 }
 
 /** Starts (lazily) and owns the throwaway servers and proxies of every backend. */
@@ -161,6 +188,7 @@ export class ChaosEnv {
     if (b === "pgbouncer") return m.postgres ?? m.pgbouncer;
     if (b === "redis") return m.redis;
     if (b === "postgres-standby") return m.postgres ?? standbyUnavailable();
+    if (b === "redis-sentinel") return sentinelUnavailable();
     return m.etcd;
   }
 
@@ -194,9 +222,12 @@ export class ChaosEnv {
   private async open(b: BackendName): Promise<Backend> {
     const putFenced = { mode: "put-fenced" as const };
     if (b === "sqlite") {
+      // On a small tmpfs of its own where the machine allows it (fault disk-full).
+      const fs = sqliteDir(this.scratch);
+      this.cleanups.push(async () => fs.cleanup());
       return {
         name: b,
-        url: `sqlite:${join(this.scratch, "leases.db")}`,
+        url: `sqlite:${join(fs.dir, "leases.db")}`,
         proxies: [],
         fence: putFenced,
       };
@@ -252,6 +283,10 @@ export class ChaosEnv {
         fence: { mode: "store-fence", pgUrl: pair.vipUrl, adminUrl: pair.vipUrl },
         standby: pair,
       };
+    }
+    if (b === "redis-sentinel") {
+      const group = await startSentinelGroup(this.cleanups);
+      return { name: b, url: group.url, proxies: [], fence: putFenced, sentinel: group };
     }
     if (b === "redis") {
       // No persistence, like this machine's own Redis: a restart forgets every
@@ -350,10 +385,11 @@ class Candidate {
   stderr = "";
   paused = false;
   stopping = false;
-  constructor(cfg: WorkerConfig) {
-    this.proc = spawn(process.execPath, [WORKER], {
+  constructor(cfg: WorkerConfig, launch?: Launch) {
+    const argv = [...(launch?.prefix ?? []), process.execPath, WORKER];
+    this.proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, CHAOS_WORKER: JSON.stringify(cfg) },
+      env: { ...process.env, ...launch?.env, CHAOS_WORKER: JSON.stringify(cfg) },
     });
     let buf = "";
     this.proc.stdout!.on("data", (d: Buffer) => {
@@ -487,7 +523,11 @@ export interface EpisodeOutcome extends EpisodeResult {
 }
 
 /** The accepted writes of a `put-fenced` chain: every value a worker wrote or read as the previous one, and the last. */
-function chainWrites(lines: readonly WorkerLine[], last: string | null): FencedWrite[] {
+function chainWrites(
+  lines: readonly WorkerLine[],
+  last: string | null,
+  lost: ReadonlySet<string> = new Set(),
+): FencedWrite[] {
   const values = new Set<string>();
   for (const l of lines as readonly (WorkerLine & { value?: string; prev?: string | null })[]) {
     if (l.event === "wrote" && l.value) values.add(l.value);
@@ -496,6 +536,7 @@ function chainWrites(lines: readonly WorkerLine[], last: string | null): FencedW
   if (last !== null) values.add(last);
   const out: FencedWrite[] = [];
   for (const v of values) {
+    if (lost.has(v)) continue;
     const p = parseChainValue(v);
     if (!p) throw new Error(`the fenced chain holds ${JSON.stringify(v)}, not a chain value`);
     out.push({ seq: Number(p.seq), token: p.token, pid: p.pid, t: p.t });
@@ -529,16 +570,27 @@ export async function runEpisode(
   const cands: Candidate[] = [];
   const deaths: { pid: number; t: string }[] = [];
   const pauses: { pid: number; from: string; to: string }[] = [];
-  const spawnOne = (i: number) =>
-    new Candidate({
-      url: b.url,
-      name,
-      holder: `c${i}-${spec.seed}`,
-      ttlMs,
-      retryMs,
-      tickMs,
-      fence: fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
-    });
+  const sqliteFile = spec.backend === "sqlite" ? b.url.slice("sqlite:".length) : "";
+  const sqlite: SqlitePlan | null = isSqliteFault(spec.fault)
+    ? sqlitePlan(spec.fault, rand, timing.candidates, join(sqliteFile, ".."), id)
+    : null;
+  const spawnOne = (i: number) => {
+    const launch = sqlite?.launch[i];
+    return new Candidate(
+      {
+        url: b.url,
+        name,
+        holder: `c${i}-${spec.seed}`,
+        ttlMs,
+        retryMs,
+        tickMs,
+        fence:
+          fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
+        ...(launch?.txHook ? { txHook: launch.txHook } : {}),
+      },
+      launch,
+    );
+  };
   for (let i = 0; i < timing.candidates; i++) cands.push(spawnOne(i));
   const leader = () => cands.find((c) => c.leading());
   let faultAt = now();
@@ -719,6 +771,39 @@ export async function runEpisode(
         detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms`;
         break;
       }
+      case "failover-primary":
+      case "failover-lagging": {
+        if (!b.sentinel) throw new Error(`${spec.backend} has no Sentinel group`);
+        const f = await runSentinelFault({
+          group: b.sentinel,
+          fault: spec.fault,
+          lead,
+          cands,
+          ttlMs,
+          retryMs,
+          deaths,
+          pauses,
+          must,
+        });
+        ({ faultAt, healAt, detail } = f);
+        if (f.dataLostAt !== undefined) dataLostAt = f.dataLostAt;
+        break;
+      }
+      default: {
+        if (!sqlite) throw new Error(`${spec.fault} needs the sqlite backend`);
+        const f = await runSqliteFault({
+          plan: sqlite,
+          r,
+          ttlMs,
+          dbFile: sqliteFile,
+          cands,
+          lead,
+          deaths,
+          pauses,
+        });
+        ({ detail, faultAt, healAt } = f);
+        break;
+      }
     }
     // Recovery: a leader ticks after the heal (the checker judges how soon).
     const heal = healAt;
@@ -790,7 +875,17 @@ export async function runEpisode(
     } catch (e) {
       episodeError ??= `could not read the last fenced write: ${(e as Error).message}`;
     }
-    writes = chainWrites(lines, last);
+    // A failover to a replica that missed writes: those writes are not in the
+    // store's history, and the chain goes on from the replica's last value.
+    const lost =
+      dataLostAt !== undefined && b.sentinel ? lostChainValues(lines, last) : new Set<string>();
+    if (lost.size > 0) detail += `; ${lost.size} fenced write(s) lost with the primary`;
+    writes = chainWrites(lines, last, lost);
+  }
+  if (spec.backend === "sqlite") {
+    // Nothing corrupted, whatever the fault did to the file.
+    const ok = await integrity(sqliteFile).catch((e: Error) => `could not check: ${e.message}`);
+    if (ok !== "ok") episodeError ??= `PRAGMA integrity_check: ${ok}`;
   }
 
   if (process.env.CHAOS_DEBUG)
@@ -808,8 +903,9 @@ export async function runEpisode(
     // A promoted async standby does not know the lost term: its holder may
     // trust it while the next term runs, up to one ttl (the documented limit,
     // docs/stores/postgres.md); fenced work must still stay ordered.
+    // The same for a Redis replica promoted by Sentinel (docs/stores/redis.md).
     safetyBoundMs:
-      spec.fault === "promote-standby"
+      spec.fault === "promote-standby" || isSentinelFault(spec.fault)
         ? Math.max(timing.safetyBoundMs, ttlMs)
         : timing.safetyBoundMs,
     // A tick interval, plus a server's own restart (it is "healed" when it accepts connections).

@@ -4,6 +4,8 @@
  * See docs/stores/etcd.md for the guarantees and the key layout.
  */
 import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse, Watcher } from "etcd3";
+import { raceDeadline, TIMED_OUT } from "../../async.js";
+import { systemClock } from "../../clock.js";
 import { ConfigError, isConfigError, StoreError } from "../../errors.js";
 import { type Logger, noopLogger } from "../../logger.js";
 import { reportInvalid } from "../../store/invalid.js";
@@ -531,31 +533,21 @@ export class EtcdStore implements LeaseStore {
     // Like etcd3's create(), but bounded: an unreachable cluster fails the
     // call within the deadline instead of waiting for the stream forever.
     const w = this.client.watch().key(this.leaseKey(name)).watcher();
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await new Promise<void>((resolve, reject) => {
+      const connected = new Promise<void>((resolve, reject) => {
         w.once("connected", () => resolve());
         w.once("error", reject);
-        timer = setTimeout(
-          () =>
-            reject(
-              new StoreError(
-                `tenure etcd: watch failed: not connected within ${this.callTimeoutMs} ms`,
-                {
-                  transient: true,
-                  kind: "timeout",
-                  code: "DEADLINE_EXCEEDED",
-                },
-              ),
-            ),
-          this.callTimeoutMs,
-        );
       });
+      connected.catch(() => {}); // an error after the deadline is the cancelled watch's
+      if ((await raceDeadline(systemClock, connected, this.callTimeoutMs)) === TIMED_OUT) {
+        throw new StoreError(
+          `tenure etcd: watch failed: not connected within ${this.callTimeoutMs} ms`,
+          { transient: true, kind: "timeout", code: "DEADLINE_EXCEEDED" },
+        );
+      }
     } catch (e) {
       await w.cancel().catch(() => {});
       throw toEtcdStoreError("watch", e, this.secrets);
-    } finally {
-      clearTimeout(timer);
     }
     w.on("put", (kv) => emit(kv.version === "1" ? "acquired" : "changed"));
     w.on("delete", () => emit("released"));

@@ -9,10 +9,17 @@ import { redactSecrets, redactUrl } from "../../store/classify.js";
 import type { OpenStoreOptions } from "../../store/types.js";
 import { intOption } from "../common/options.js";
 import { scrub, toRedisStoreError } from "./classify.js";
+import { isSentinelUrl, parseSentinelUrl, SENTINEL_PARAMS } from "./sentinel-url.js";
 import { type RedisClientLike, RedisStore, type RedisStoreOptions } from "./store.js";
 
 export { classifyRedisError } from "./classify.js";
 export { LuaScript, SCRIPTS, type ScriptClient } from "./scripts.js";
+export {
+  isSentinelUrl,
+  parseSentinelUrl,
+  SENTINEL_DEFAULT_PORT,
+  type SentinelTarget,
+} from "./sentinel-url.js";
 export {
   DEFAULT_KEY_PREFIX,
   type FencedSetOptions,
@@ -76,18 +83,54 @@ function boolOption(field: string, v: unknown): boolean {
   throw new ConfigError(field, `must be true or false (got ${String(v)})`);
 }
 
-/**
- * Opens a Redis store from `redis://[user:password@]host[:port][/db][?options]`
- * or `rediss://…` (TLS). Query options: `prefix`, `commandTimeoutMs`,
- * `connectTimeoutMs`, `connectionName`, `restartGuard`, `family`. The connection is checked
- * with PING: bad credentials throw a fatal `auth` StoreError at once; an
- * unreachable server does not (the client keeps reconnecting and calls fail
- * with transient errors until it answers).
- */
-export async function openRedisStore(
-  url: string,
-  opts: OpenRedisStoreOptions = {},
-): Promise<RedisStore> {
+/** Where a Redis URL leads: one server (an ioredis URL) or a primary found through Sentinel. */
+type ParsedRedisUrl = {
+  /** Tenure's query options by target name. */
+  fromUrl: Record<string, string>;
+  /** The URL's credentials, scrubbed from driver messages. */
+  secrets: string[];
+} & ({ kind: "direct"; url: string } | { kind: "sentinel"; options: RedisOptions });
+
+function queryOptions(params: Iterable<readonly [string, string]>, extra: readonly string[] = []) {
+  const fromUrl: Record<string, string> = {};
+  for (const [k, v] of params) {
+    const target = QUERY_PARAMS[k];
+    if (!target) {
+      throw new ConfigError(
+        `store ?${k}`,
+        `unknown Redis URL option; accepted: ${[...Object.keys(QUERY_PARAMS), ...extra].join(", ")}`,
+      );
+    }
+    fromUrl[target] = v;
+  }
+  return fromUrl;
+}
+
+function parseRedisUrl(url: string): ParsedRedisUrl {
+  if (isSentinelUrl(url)) {
+    const t = parseSentinelUrl(url);
+    const fromUrl = queryOptions(t.params, SENTINEL_PARAMS);
+    const secrets = [t.password, t.sentinelPassword].filter((x): x is string => !!x);
+    const family = fromUrl.family;
+    if (family !== undefined && family !== "4" && family !== "6" && family !== "0") {
+      throw new ConfigError("store ?family", `must be 4, 6 or 0 (got ${family})`);
+    }
+    const options: RedisOptions = {
+      sentinels: t.sentinels.map((s) => ({ host: s.host, port: s.port })),
+      name: t.name,
+      role: "master",
+      db: t.db,
+      ...(t.username !== undefined ? { username: t.username } : {}),
+      ...(t.password !== undefined ? { password: t.password } : {}),
+      ...(t.sentinelUsername !== undefined ? { sentinelUsername: t.sentinelUsername } : {}),
+      ...(t.sentinelPassword !== undefined ? { sentinelPassword: t.sentinelPassword } : {}),
+      ...(family !== undefined ? { family: Number(family) } : {}),
+      // Subscribe to the sentinels' +switch-master: a failover moves the
+      // client at once, even when the old primary is still reachable.
+      failoverDetector: true,
+    };
+    return { kind: "sentinel", options, fromUrl, secrets };
+  }
   let u: URL;
   try {
     u = new URL(url);
@@ -97,7 +140,7 @@ export async function openRedisStore(
   if (u.protocol !== "redis:" && u.protocol !== "rediss:") {
     throw new ConfigError(
       "store",
-      `a Redis URL starts with redis:// or rediss:// (got "${redactUrl(url)}")`,
+      `a Redis URL starts with redis://, rediss:// or redis+sentinel:// (got "${redactUrl(url)}")`,
     );
   }
   if (!u.hostname) throw new ConfigError("store", `Redis URL has no host: "${redactUrl(url)}"`);
@@ -107,19 +150,31 @@ export async function openRedisStore(
       `the path of a Redis URL is a database number, e.g. /0 (got "${redactUrl(url)}")`,
     );
   }
-  const fromUrl: Record<string, string> = {};
-  for (const [k, v] of u.searchParams) {
-    const target = QUERY_PARAMS[k];
-    if (!target) {
-      throw new ConfigError(
-        `store ?${k}`,
-        `unknown Redis URL option; accepted: ${Object.keys(QUERY_PARAMS).join(", ")}`,
-      );
-    }
-    fromUrl[target] = v;
-  }
+  const fromUrl = queryOptions(u.searchParams);
   const secrets = u.password ? [...new Set([u.password, decodeURIComponent(u.password)])] : [];
+  const clean = new URL(u.toString());
+  clean.search = "";
+  if (fromUrl.family) clean.searchParams.set("family", fromUrl.family);
+  return { kind: "direct", url: clean.toString(), fromUrl, secrets };
+}
 
+/**
+ * Opens a Redis store from `redis://[user:password@]host[:port][/db][?options]`,
+ * `rediss://…` (TLS) or, for a primary with replicas watched by Sentinel,
+ * `redis+sentinel://[user:password@]host:port[,host:port…]/MASTERNAME[?db=N&…]`
+ * (the hosts are sentinels; `?sentinelUsername=`, `?sentinelPassword=` their
+ * credentials; see sentinel-url.ts). Query options: `prefix`, `commandTimeoutMs`,
+ * `connectTimeoutMs`, `connectionName`, `restartGuard`, `family`. The connection is checked
+ * with PING: bad credentials throw a fatal `auth` StoreError at once; an
+ * unreachable server does not (the client keeps reconnecting and calls fail
+ * with transient errors until it answers).
+ */
+export async function openRedisStore(
+  url: string,
+  opts: OpenRedisStoreOptions = {},
+): Promise<RedisStore> {
+  const parsed = parseRedisUrl(url);
+  const { fromUrl, secrets } = parsed;
   const o = {
     keyPrefix: opts.keyPrefix ?? fromUrl.keyPrefix,
     restartGuard: boolOption("restartGuard", opts.restartGuard ?? fromUrl.restartGuard ?? true),
@@ -173,9 +228,6 @@ export async function openRedisStore(
   }
 
   const logger = opts.logger;
-  const clean = new URL(u.toString());
-  clean.search = "";
-  if (fromUrl.family) clean.searchParams.set("family", fromUrl.family);
   const base: RedisOptions = {
     ...opts.redisOptions,
     commandTimeout: o.commandTimeoutMs,
@@ -194,7 +246,10 @@ export async function openRedisStore(
     reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 1 : false),
   };
   const make = (name: string): Redis => {
-    const c = new RedisCtor(clean.toString(), { ...base, connectionName: name });
+    const c =
+      parsed.kind === "sentinel"
+        ? new RedisCtor({ ...base, ...parsed.options, connectionName: name })
+        : new RedisCtor(parsed.url, { ...base, connectionName: name });
     const limiter = new RepeatLimiter();
     c.on("error", (e: unknown) => {
       const msg = scrub(e instanceof Error ? e.message : String(e), secrets);
@@ -204,6 +259,11 @@ export async function openRedisStore(
     c.on("ready", () => {
       if (limiter.reset() > 0) logger?.info("redis reconnected", { connection: name });
     });
+    if (parsed.kind === "sentinel") {
+      // ioredis' quit() ends the connection but leaves the failover detector's
+      // sentinel connections open (only disconnect() cleans them up).
+      c.once("end", () => c.disconnect());
+    }
     return c;
   };
 

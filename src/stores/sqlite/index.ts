@@ -7,9 +7,11 @@
  * `process.hrtime.bigint()` reads CLOCK_MONOTONIC, which on Linux is one clock
  * for every process of the host (time since boot, not counting suspend), so
  * expiry times written by one process mean the same to every other and do not
- * move when NTP or an operator steps the wall clock. Each row also records the
- * kernel's boot id (/proc/sys/kernel/random/boot_id): a row written before a
- * reboot is treated as expired, because the monotonic clock restarts at boot.
+ * move when NTP or an operator steps the wall clock. A time namespace's offset
+ * is taken off and a faked monotonic clock is refused (./clock.ts). Each row
+ * also records the kernel's boot id (/proc/sys/kernel/random/boot_id): a row
+ * written before a reboot is treated as expired, because the monotonic clock
+ * restarts at boot.
  */
 import { resolve } from "node:path";
 import { ConfigError } from "../../errors.js";

@@ -1,5 +1,5 @@
 /** The SQLite lease store class; index.ts opens it from a URL. */
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { ConfigError, StoreError } from "../../errors.js";
 import { checkInt, MAX_TIMER_MS } from "../../limits.js";
@@ -25,6 +25,7 @@ import {
 } from "../../store/validate.js";
 import { closedError, schemaError } from "../common/errors.js";
 import { classifySqlite } from "./classify.js";
+import { fakedClockReason, hostBootId, hostMonotonicMs } from "./clock.js";
 import {
   type BetterSqlite3,
   fromBetterSqlite3,
@@ -61,7 +62,10 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /**
    * Monotonic host clock in milliseconds, shared by every process on the host.
-   * Default: `process.hrtime.bigint() / 1e6` (CLOCK_MONOTONIC). Inject only in tests.
+   * Default: `process.hrtime.bigint() / 1e6` (CLOCK_MONOTONIC) less this
+   * process's time-namespace offset; a default clock that reads ahead of the
+   * kernel's boot clock (faked by libfaketime) fails the constructor with a
+   * `StoreError` of kind `config`. Inject only in tests.
    */
   monotonicNow?: () => bigint;
   /**
@@ -73,19 +77,7 @@ export interface SqliteStoreOptions {
   bootId?: string;
 }
 
-/** The host's monotonic clock in whole milliseconds (CLOCK_MONOTONIC on Linux). */
-export function hostMonotonicMs(): bigint {
-  return process.hrtime.bigint() / 1_000_000n;
-}
-
-/** The kernel's boot id, or `"unknown"` off Linux. */
-export function hostBootId(): string {
-  try {
-    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || "unknown";
-  } catch {
-    return "unknown";
-  }
-}
+export { hostBootId, hostMonotonicMs } from "./clock.js";
 
 interface LeaseRow {
   holder: string | null;
@@ -142,6 +134,13 @@ export class SqliteStore implements LeaseStore {
       60_000,
     );
     this.now = opts.monotonicNow ?? hostMonotonicMs;
+    if (!opts.monotonicNow) {
+      // Expiry written with a faked clock would mean another instant to every other process.
+      const faked = fakedClockReason();
+      if (faked) {
+        throw new StoreError(`tenure sqlite: ${faked}`, { transient: false, kind: "config" });
+      }
+    }
     this.boot = opts.bootId ?? hostBootId();
     if (typeof dbOrPath === "string") {
       if (!opts.Database && !opts.DatabaseSync) {

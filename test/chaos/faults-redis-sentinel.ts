@@ -1,0 +1,160 @@
+/**
+ * Backend `redis-sentinel` of the chaos harness: a throwaway Redis primary,
+ * one replica and three sentinels (test/helpers/redis-sentinel.ts); the
+ * candidates open `redis+sentinel://…` and follow failovers themselves.
+ *
+ * Faults:
+ * - `failover-primary`: the primary is SIGKILLed with its replica in sync;
+ *   the sentinels promote the replica. Healed when a quorum of sentinels
+ *   names the promoted replica and it answers as master.
+ * - `failover-lagging`: replication is frozen first (the replica stays up and
+ *   eligible but receives nothing), the leader is SIGKILLed so another
+ *   candidate starts a term on the primary only, that candidate is paused,
+ *   the primary is SIGKILLed and the sentinels promote the replica, which has
+ *   never seen that term. The lost term's holder wakes once another process
+ *   leads on the promoted primary. Its refusals after the crash are excused
+ *   (the data went with the primary), and the trust overlap is measured
+ *   against the documented bound of one ttl.
+ *
+ * Either way the old primary is then restarted, empty, as a replica of the
+ * new one, and the next episode starts from primary + in-sync replica again.
+ */
+import type { ChildProcess } from "node:child_process";
+import { RedisSentinelGroup, sentinelUnavailable } from "../helpers/redis-sentinel.js";
+import type { WorkerLine } from "./checker.js";
+
+export const SENTINEL_FAULTS = ["failover-primary", "failover-lagging"] as const;
+export type SentinelFault = (typeof SENTINEL_FAULTS)[number];
+
+/**
+ * Sentinel `down-after-milliseconds` of the chaos group: how long the primary
+ * must be silent before a failover starts. The overlap a lost term can cause
+ * is bounded by ttl − (time from the crash to the promotion), and this is the
+ * least of that time.
+ */
+export const SENTINEL_DOWN_AFTER_MS = 1000;
+
+export function isSentinelFault(f: string): f is SentinelFault {
+  return (SENTINEL_FAULTS as readonly string[]).includes(f);
+}
+
+export { sentinelUnavailable };
+
+/** Starts the group for the harness; `cleanups` stops it. */
+export async function startSentinelGroup(
+  cleanups: (() => Promise<void>)[],
+): Promise<RedisSentinelGroup> {
+  const group = await RedisSentinelGroup.start({
+    downAfterMs: SENTINEL_DOWN_AFTER_MS,
+    failoverTimeoutMs: 2000,
+  });
+  cleanups.push(() => group.stop());
+  return group;
+}
+
+/** The part of the harness's candidate this fault uses. */
+interface CandidateLike {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  readonly lines: readonly WorkerLine[];
+  paused: boolean;
+  leading(): boolean;
+  has(event: string, after?: bigint): boolean;
+}
+
+export interface SentinelFaultContext<C extends CandidateLike> {
+  group: RedisSentinelGroup;
+  fault: SentinelFault;
+  lead: C;
+  cands: readonly C[];
+  ttlMs: number;
+  retryMs: number;
+  deaths: { pid: number; t: string }[];
+  pauses: { pid: number; from: string; to: string }[];
+  must: (what: string, check: () => boolean, timeoutMs: number) => Promise<void>;
+}
+
+export interface SentinelFaultResult {
+  faultAt: bigint;
+  healAt: bigint;
+  dataLostAt?: bigint;
+  detail: string;
+}
+
+const now = () => process.hrtime.bigint();
+
+/** Runs one failover fault (see the module comment). */
+export async function runSentinelFault<C extends CandidateLike>(
+  x: SentinelFaultContext<C>,
+): Promise<SentinelFaultResult> {
+  const { group, lead, cands, ttlMs, retryMs, must } = x;
+  await group.ensureReplica();
+  await group.waitFailoverAllowed();
+  const oldPrimary = await group.primaryPort();
+  if (x.fault === "failover-primary") {
+    const faultAt = now();
+    const t0 = Date.now();
+    await group.killPrimary();
+    await group.waitPromoted(oldPrimary);
+    const healAt = now();
+    const promotedMs = Date.now() - t0;
+    await group.restartAsReplica(oldPrimary);
+    return {
+      faultAt,
+      healAt,
+      detail: `primary SIGKILL (replica in sync), promoted in ${promotedMs} ms, old primary back as a replica`,
+    };
+  }
+  const faultAt = now();
+  await group.freezeReplication();
+  // A term the replica never sees: the leader dies, another candidate takes
+  // over on the primary and writes under its new token.
+  const killAt = now();
+  lead.proc.kill("SIGKILL");
+  x.deaths.push({ pid: lead.pid, t: killAt.toString() });
+  await must(
+    "a term on the primary after the freeze",
+    () => cands.some((c) => c !== lead && c.leading() && c.has("wrote", faultAt)),
+    3 * (ttlMs + retryMs) + 2000,
+  );
+  const lost = cands.find((c) => c !== lead && c.leading())!;
+  const lostToken = lost.lines.filter((l) => l.event === "lead-start").at(-1)?.token;
+  // Paused through the failover, so the promoted primary's first term goes to
+  // another process (a repeated token then shows as one token of two
+  // processes); it wakes while it may still trust its term.
+  const pauseFrom = now();
+  lost.paused = true;
+  lost.proc.kill("SIGSTOP");
+  let t0 = Date.now();
+  let healAt: bigint;
+  let promotedMs: number;
+  let dataLostAt = now();
+  try {
+    await group.waitFailoverAllowed();
+    t0 = Date.now();
+    await group.killPrimary();
+    // The lost term's data went with the primary: any write acknowledged
+    // from now on was made on a surviving server.
+    dataLostAt = now();
+    await group.waitPromoted(oldPrimary);
+    healAt = now();
+    promotedMs = Date.now() - t0;
+    const heal = healAt;
+    await must(
+      "a term on the promoted primary while the lost term's holder is paused",
+      () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
+      2 * (ttlMs + retryMs) + 5000,
+    );
+  } finally {
+    lost.proc.kill("SIGCONT");
+    lost.paused = false;
+    x.pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
+  }
+  await group.restartAsReplica(oldPrimary);
+  return {
+    faultAt,
+    healAt,
+    dataLostAt,
+    detail: `replication frozen, leader SIGKILL, token ${lostToken} issued on the primary only, primary SIGKILL, replica promoted in ${promotedMs} ms, old primary back as a replica`,
+  };
+}
