@@ -345,7 +345,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
   // Scale
   out.push("## 3. Scale: N leases held by one process", "");
   out.push(
-    `One elector per lease (\`createElector\`, common ttl ${s.scaleTtlMs} ms, default renew interval ttl/3), all sharing one store opened by \`openStore\`. After all N are elected and the start-up burst has drained, a ${s.scaleWindowMs} ms window counts store calls (through a counting wrapper), the requests the server received ("server requests/s": commands the \`ioredis\` clients sent, a Lua script being one; queries the \`pg\` clients sent; etcd's \`grpc_server_msg_received_total\`; Tenure coalesces PostgreSQL renewals into one statement and batches etcd reads and keep-alives, so these can be far fewer than store calls), CPU (\`process.cpuUsage\`, user + system, the whole process) and memory (heapUsed and rss after two forced GCs, minus the baseline taken after opening the store and before creating electors). "held" is how many were still leader at the end of the window. At N = 1 the per-lease figures are the fixed cost of the process, not a per-lease cost.`,
+    `One elector per lease (\`createElector\`, common ttl ${s.scaleTtlMs} ms, default renew interval ttl/3), all sharing one store opened by \`openStore\` and so one shared renewer, which sends what is due together in batches of at most 1 000 (one \`renewMany\` round trip each; "renew round trips per interval" counts \`renewMany\` and \`renew\` calls, and a store without \`renewMany\` gets one \`renew\` per lease). After all N are elected and the start-up burst has drained, a ${s.scaleWindowMs} ms window counts store calls (through a counting wrapper), the requests the server received ("server requests/s": commands the \`ioredis\` clients sent, a Lua script being one; queries the \`pg\` clients sent; etcd's \`grpc_server_msg_received_total\`; Tenure coalesces PostgreSQL renewals into one statement and batches etcd reads and keep-alives, so these can be far fewer than store calls), CPU (\`process.cpuUsage\`, user + system, the whole process) and memory (heapUsed and rss after two forced GCs, minus the baseline taken after opening the store and before creating electors). "held" is how many were still leader at the end of the window. At N = 1 the per-lease figures are the fixed cost of the process, not a per-lease cost.`,
     "",
   );
   out.push(
@@ -356,6 +356,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
         "elected in (ms)",
         "store calls/s",
         "calls/s per lease",
+        "renew round trips per interval",
         "server requests/s",
         "CPU % of a core",
         "CPU µs per lease per s",
@@ -372,6 +373,9 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
               int(x.out.startMs),
               f(x.out.storeCallsPerSec, 1),
               f(x.out.storeCallsPerSec / x.n, 3),
+              x.out.renewRoundTripsPerInterval == null
+                ? "–"
+                : `${f(x.out.renewRoundTripsPerInterval, 1)}${x.out.renewMany ? "" : " (renew per lease)"}`,
               x.out.serverRequestsPerSec == null ? "–" : f(x.out.serverRequestsPerSec, 1),
               f(x.out.cpuPercentOfCore, 1),
               f(x.out.cpuUsPerLeasePerSec, 1),
@@ -384,6 +388,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
               x.backend,
               int(x.n),
               `error: ${(x.error ?? "").slice(0, 100)}`,
+              "",
               "",
               "",
               "",

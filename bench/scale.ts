@@ -1,11 +1,13 @@
 /**
  * Child process of part 3: N leases held by this one process, one elector per
  * lease (common ttl, default renew interval ttl/3), all on one store connection
- * set. Counts store calls through a counting wrapper, and measures CPU
+ * set and so on one shared renewer (DESIGN §7). Counts store calls through a
+ * counting wrapper (a `renewMany` batch is one call), and measures CPU
  * (process.cpuUsage) and memory (heapUsed/rss after GC) over a steady window.
  * Run with --expose-gc.
  */
 import { createElector, type Elector } from "../src/elector/index.js";
+import { renewerFor } from "../src/renewal/index.js";
 import { openStore } from "../src/store/open.js";
 import type { LeaseStore } from "../src/store/types.js";
 import { childMain, msSince, nowNs, round, sleep, uniqueName } from "./lib/common.js";
@@ -35,6 +37,15 @@ export interface ScaleOutput {
   serverRequestsPerSec: number | null;
   /** Store calls of each kind during the window. */
   calls: Record<string, number>;
+  /**
+   * Renewal round trips (`renewMany` and `renew` calls) per renew interval
+   * during the window; the target is ⌈N / batchSize⌉.
+   */
+  renewRoundTripsPerInterval: number;
+  /** The shared renewer's batch size and what it sent during the window. */
+  renewer: { batchSize: number; wakes: number; batches: number; sent: number };
+  /** Whether the store has renewMany (else the renewer calls renew per lease). */
+  renewMany: boolean;
   cpuPercentOfCore: number;
   cpuUsPerLeasePerSec: number;
   heapBytesPerLease: number;
@@ -43,7 +54,16 @@ export interface ScaleOutput {
   errors: number;
 }
 
-const COUNTED = ["acquire", "renew", "release", "read", "list", "putFenced", "getFenced"] as const;
+const COUNTED = [
+  "acquire",
+  "renew",
+  "renewMany",
+  "release",
+  "read",
+  "list",
+  "putFenced",
+  "getFenced",
+] as const;
 
 function counting(store: LeaseStore, calls: Record<string, number>): LeaseStore {
   return new Proxy(store, {
@@ -141,6 +161,8 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
   // Let the start-up burst drain into steady renewals.
   await sleep(Math.min(1000, input.ttlMs / 3));
   const after = mem();
+  const renewer = renewerFor(store);
+  const s0 = { ...renewer.stats() };
   const c0 = { ...calls };
   const r0 = await requests?.();
   const cpu0 = process.cpuUsage();
@@ -148,6 +170,7 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
   await sleep(input.windowMs);
   const cpu = process.cpuUsage(cpu0);
   const wallMs = msSince(w0);
+  const s1 = { ...renewer.stats() };
   const r1 = await requests?.();
   const windowCalls: Record<string, number> = {};
   let total = 0;
@@ -167,6 +190,18 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
     serverRequestsPerSec:
       r0 === undefined || r1 === undefined ? null : round(((r1 - r0) * 1000) / wallMs, 1),
     calls: windowCalls,
+    renewRoundTripsPerInterval: round(
+      ((windowCalls.renew ?? 0) + (windowCalls.renewMany ?? 0)) /
+        (wallMs / (electors[0]?.options.renewIntervalMs ?? input.ttlMs / 3)),
+      2,
+    ),
+    renewer: {
+      batchSize: renewer.batchSize,
+      wakes: s1.wakes - s0.wakes,
+      batches: s1.batches - s0.batches,
+      sent: s1.sent - s0.sent,
+    },
+    renewMany: typeof raw.renewMany === "function",
     cpuPercentOfCore: round((cpuUs / 1000 / wallMs) * 100, 2),
     cpuUsPerLeasePerSec: round(cpuUs / input.n / (wallMs / 1000), 2),
     heapBytesPerLease: Math.round((after.heap - before.heap) / input.n),

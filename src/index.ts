@@ -35,6 +35,15 @@ export {
   noopLogger,
   toLogger,
 } from "./logger.js";
+export {
+  RENEWER_DEFAULTS,
+  type Renewal,
+  Renewer,
+  type RenewerOptions,
+  type RenewerStats,
+  type RenewOutcome,
+  renewerFor,
+} from "./renewal/index.js";
 export { redactUrl } from "./store/classify.js";
 export {
   type DisposableLeaseStore,

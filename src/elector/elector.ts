@@ -16,7 +16,9 @@ import type { StreamDefinition } from "../leader/stream.js";
 import type { CronOptions, EveryOptions, TickFn } from "../leader/tick.js";
 import { LeaderWork } from "../leader/work.js";
 import { RepeatLimiter } from "../logger.js";
-import type { LeaseInfo, LeaseRef, Unwatch } from "../store/types.js";
+import type { RenewOutcome } from "../renewal/outcome.js";
+import { renewerFor } from "../renewal/registry.js";
+import type { LeaseInfo, LeaseRef, RenewResult, Unwatch } from "../store/types.js";
 import { withHealthJson } from "./health-json.js";
 import {
   type ElectorOptions,
@@ -43,6 +45,8 @@ interface LeaderTerm {
 }
 
 type StoreCall<T> = { ok: true; value: T } | { ok: false; error: StoreError };
+
+const RENEWED: RenewResult = Object.freeze({ renewed: true });
 
 /**
  * One process's campaign for one lease. See docs/ARCHITECTURE.md for the state
@@ -443,51 +447,92 @@ export class Elector {
       if (this.current !== st) break;
       this.safeCall(() => h.onElected(st.term));
     }
+    // The term is a client of the shared renewer of its store and clock (DESIGN §7): it owns no
+    // timer; the renewer sends its request with whatever else is due then and races the deadline.
+    // It leaves the renewer the moment the term's signal aborts.
+    const renewal = renewerFor(o.store, { clock: o.clock }).join(
+      st.lease,
+      o.ttlMs,
+      st.controller.signal,
+    );
     let nextRenewAt = st.validUntil - (o.ttlMs - o.safetyMarginMs) + o.renewIntervalMs;
     let renewFailures = 0;
-    while (this.current === st) {
-      if (this.checkDeadline()) break;
-      const now = o.clock.now();
-      const wakeAt = Math.min(nextRenewAt, st.validUntil);
-      if (now < wakeAt) {
-        await this.idle(wakeAt - now);
-        continue;
+    try {
+      while (this.current === st) {
+        if (this.checkDeadline()) break;
+        this.expectedWakeAt = Math.min(nextRenewAt, st.validUntil);
+        // It may go up to half an interval early, with an earlier slot (renewing early is safe).
+        const out = await renewal.next(nextRenewAt, st.validUntil, o.renewIntervalMs / 2);
+        this.expectedWakeAt = o.clock.now();
+        if (this.current !== st) break;
+        const res = this.renewAnswer(out, st.validUntil);
+        if (this.checkDeadline()) break;
+        if (!res) continue;
+        if (!res.ok) {
+          renewFailures += 1;
+          const delay = backoffDelay(
+            renewFailures,
+            {
+              initialMs: Math.min(100, o.renewIntervalMs),
+              maxMs: Math.max(100, o.renewIntervalMs / 2),
+              jitter: 0.2,
+            },
+            o.random,
+          );
+          nextRenewAt = o.clock.now() + delay;
+          continue;
+        }
+        renewFailures = 0;
+        const { sentAt } = res;
+        if (res.value.renewed) {
+          // The trust window starts when the batch that renewed it was sent.
+          st.validUntil = sentAt + o.ttlMs - o.safetyMarginMs;
+          nextRenewAt = sentAt + o.renewIntervalMs;
+          this.statsData.renewals += 1;
+          this.events.emit("renewed", { token: st.term.token, latencyMs: o.clock.now() - sentAt });
+          continue;
+        }
+        this.setKnownLeader(res.value.current);
+        this.demote(st, "lost");
+        break;
       }
-      // Renew. The call races the trust window: the deadline demotes even if the store hangs.
-      const sentAt = o.clock.now();
-      const res = await this.callStore(
-        "renew",
-        () => o.store.renew(st.lease, o.ttlMs),
-        Math.max(1, st.validUntil - sentAt),
-        st.controller.signal,
-      );
-      if (this.current !== st) break;
-      if (this.checkDeadline()) break;
-      if (!res.ok) {
-        renewFailures += 1;
-        const delay = backoffDelay(
-          renewFailures,
-          {
-            initialMs: Math.min(100, o.renewIntervalMs),
-            maxMs: Math.max(100, o.renewIntervalMs / 2),
-            jitter: 0.2,
-          },
-          o.random,
-        );
-        nextRenewAt = o.clock.now() + delay;
-        continue;
-      }
-      renewFailures = 0;
-      if (res.value.renewed) {
-        st.validUntil = sentAt + o.ttlMs - o.safetyMarginMs;
-        nextRenewAt = sentAt + o.renewIntervalMs;
-        this.statsData.renewals += 1;
-        this.events.emit("renewed", { token: st.term.token, latencyMs: o.clock.now() - sentAt });
-        continue;
-      }
-      this.setKnownLeader(res.value.current);
-      this.demote(st, "lost");
-      break;
+    } finally {
+      renewal.leave();
+    }
+  }
+
+  /**
+   * The renewer's outcome as a store call (counted, logged and reported like
+   * any other); null when nothing was sent (the deadline came first) or the
+   * term left.
+   */
+  private renewAnswer(
+    out: RenewOutcome,
+    validUntil: number,
+  ): (StoreCall<RenewResult> & { sentAt: number }) | null {
+    switch (out.kind) {
+      case "renewed":
+        return { ...this.storeAnswered(RENEWED), sentAt: out.sentAt };
+      case "lost":
+        return {
+          ...this.storeAnswered<RenewResult>({ renewed: false, current: out.current }),
+          sentAt: out.sentAt,
+        };
+      case "failed":
+        return { ...this.storeFailed("renew", out.error), sentAt: out.sentAt };
+      case "timeout":
+        return {
+          ...this.storeFailed(
+            "renew",
+            new StoreError(
+              `tenure elector: renew timed out after ${Math.round(validUntil - out.sentAt)} ms`,
+              { transient: true, kind: "timeout" },
+            ),
+          ),
+          sentAt: out.sentAt,
+        };
+      default:
+        return null;
     }
   }
 
@@ -666,47 +711,62 @@ export class Elector {
   ): Promise<StoreCall<T>> {
     const o = this.options;
     this.expectedWakeAt = o.clock.now() + timeoutMs;
-    let error: StoreError;
+    let r: T | typeof TIMED_OUT;
     try {
-      const r = await raceDeadline(o.clock, fn(), timeoutMs, cancel);
-      if (cancel?.aborted) {
-        // The term ended while the call was in flight; its answer no longer matters.
-        this.expectedWakeAt = o.clock.now();
-        return {
-          ok: false,
-          error: new StoreError(`tenure elector: ${op} abandoned: term ended`, {
-            transient: true,
-            kind: "closed",
-          }),
-        };
-      }
-      this.expectedWakeAt = o.clock.now();
-      if (r !== TIMED_OUT) {
-        this.lastContactAt = o.clock.now();
-        const failed = this.repeat.reset();
-        if (this.consecutiveFailures > 0 || failed > 0) {
-          o.logger.info("store reachable again", {
-            lease: o.name,
-            attempt: this.consecutiveFailures,
-          });
-        }
-        this.consecutiveFailures = 0;
-        return { ok: true, value: r };
-      }
-      error = new StoreError(`tenure elector: ${op} timed out after ${Math.round(timeoutMs)} ms`, {
-        transient: true,
-        kind: "timeout",
-      });
+      r = await raceDeadline(o.clock, fn(), timeoutMs, cancel);
     } catch (e) {
       this.expectedWakeAt = o.clock.now();
-      error = isStoreError(e)
-        ? e
-        : new StoreError(`tenure elector: ${op} failed: ${errorMessage(e)}`, {
-            transient: false,
-            kind: "unknown",
-            cause: e,
-          });
+      return this.storeFailed(op, e);
     }
+    this.expectedWakeAt = o.clock.now();
+    if (cancel?.aborted) {
+      // The term ended while the call was in flight; its answer no longer matters.
+      return {
+        ok: false,
+        error: new StoreError(`tenure elector: ${op} abandoned: term ended`, {
+          transient: true,
+          kind: "closed",
+        }),
+      };
+    }
+    if (r !== TIMED_OUT) return this.storeAnswered(r);
+    return this.storeFailed(
+      op,
+      new StoreError(`tenure elector: ${op} timed out after ${Math.round(timeoutMs)} ms`, {
+        transient: true,
+        kind: "timeout",
+      }),
+    );
+  }
+
+  /** A store call answered: the store is reachable (again). */
+  private storeAnswered<T>(value: T): { ok: true; value: T } {
+    const o = this.options;
+    this.lastContactAt = o.clock.now();
+    const failed = this.repeat.reset();
+    if (this.consecutiveFailures > 0 || failed > 0) {
+      o.logger.info("store reachable again", {
+        lease: o.name,
+        attempt: this.consecutiveFailures,
+      });
+    }
+    this.consecutiveFailures = 0;
+    return { ok: true, value };
+  }
+
+  /**
+   * A store call failed: classified, counted, logged at most once per backoff
+   * step and reported on `error`; never thrown.
+   */
+  private storeFailed(op: string, e: unknown): { ok: false; error: StoreError } {
+    const o = this.options;
+    const error = isStoreError(e)
+      ? e
+      : new StoreError(`tenure elector: ${op} failed: ${errorMessage(e)}`, {
+          transient: false,
+          kind: "unknown",
+          cause: e,
+        });
     this.consecutiveFailures += 1;
     if (error.transient) this.statsData.storeErrors.transient += 1;
     else this.statsData.storeErrors.fatal += 1;

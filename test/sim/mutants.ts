@@ -33,14 +33,15 @@ export const MUTANTS = {
   /** A renewal whose reply arrives after the local deadline is still accepted. */
   "late-renewal-accepted": [
     {
+      // the renewal in flight races the store timeout instead of the trust window
       file: "elector/elector.js",
-      from: "Math.max(1, st.validUntil - sentAt)",
-      to: "o.storeTimeoutMs",
+      from: "renewal.next(nextRenewAt, st.validUntil, o.renewIntervalMs / 2)",
+      to: "renewal.next(nextRenewAt, nextRenewAt + o.storeTimeoutMs, o.renewIntervalMs / 2)",
     },
     {
       file: "elector/elector.js",
-      from: "if (this.current !== st)\n                break;\n            if (this.checkDeadline())\n                break;",
-      to: "if (this.current !== st)\n                break;",
+      from: "const res = this.renewAnswer(out, st.validUntil);\n                if (this.checkDeadline())\n                    break;",
+      to: "const res = this.renewAnswer(out, st.validUntil);",
     },
   ],
   /** isLeader() answers from a cached flag instead of the clock. */

@@ -8,6 +8,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -21,6 +22,8 @@ import {
 } from "../../store/validate.js";
 import { closedError } from "../common/errors.js";
 import { type WatchCallback, WatcherSet } from "../common/watchers.js";
+
+const RENEWED: RenewResult = Object.freeze({ renewed: true });
 
 interface Row {
   holder: string | null;
@@ -87,12 +90,23 @@ export class MemoryStore implements LeaseStore {
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     validateRenew(lease, ttlMs);
     this.check("renew");
+    return this.renewOne(lease, ttlMs);
+  }
+
+  /** Renews every item in one step; each is judged alone, exactly as {@link renew} would. */
+  async renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    for (const it of items) validateRenew(it.lease, it.ttlMs);
+    this.check("renewMany");
+    return items.map((it) => this.renewOne(it.lease, it.ttlMs));
+  }
+
+  private renewOne(lease: LeaseRef, ttlMs: number): RenewResult {
     const cur = this.live(lease.name);
     if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
       return { renewed: false, current: cur ? this.info(lease.name, cur) : null };
     }
     cur.expiresAt = this.clock.now() + ttlMs;
-    return { renewed: true };
+    return RENEWED;
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
