@@ -57,33 +57,30 @@ export function createMetrics(
   const base = holderLabel ? ["lease", "holder"] : ["lease"];
   const registry = opts.registry ?? new Registry();
   const registers = [registry];
+  // One definition of "a metric whose value is collected at scrape time".
+  const collected = <M extends { reset(): void }>(
+    name: string,
+    help: string,
+    labelNames: string[],
+    collect: (m: M) => void,
+  ) => ({
+    name: p + name,
+    help,
+    labelNames,
+    registers,
+    collect(this: M) {
+      this.reset();
+      collect(this);
+    },
+  });
   const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
-    new Gauge({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        collect(this);
-      },
-    });
+    new Gauge(collected(name, help, labelNames, collect));
   const counter = (
     name: string,
     help: string,
     labelNames: string[],
     collect: (c: Counter) => void,
-  ) =>
-    new Counter({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        collect(this);
-      },
-    });
+  ) => new Counter(collected(name, help, labelNames, collect));
 
   gauge(
     "leader_info",
