@@ -79,9 +79,9 @@ function bySlot(ctx: RedisRenewManyContext, items: readonly RenewItem[]): number
   const groups = new Map<number, number[]>();
   for (const [i, it] of items.entries()) {
     const slot = hashSlot(ctx.keys(it.lease.name).lease);
-    let g = groups.get(slot);
-    if (!g) groups.set(slot, (g = []));
-    g.push(i);
+    const g = groups.get(slot);
+    if (g) g.push(i);
+    else groups.set(slot, [i]);
   }
   return [...groups.values()];
 }
