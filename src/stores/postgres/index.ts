@@ -19,6 +19,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -44,6 +45,7 @@ import {
   type Queryable,
 } from "./adapters.js";
 import { classifyPostgres } from "./classify.js";
+import { type PgRenewManyContext, renewMany } from "./renew-many.js";
 import * as SQL from "./sql.js";
 
 export type { Listener, PgQueryTarget, PgRow, PostgresJsLike, Queryable } from "./adapters.js";
@@ -425,11 +427,13 @@ export class PostgresStore implements LeaseStore {
   }
 
   /**
-   * Renewals are coalesced: while RENEW_BATCHES_IN_FLIGHT batches are out,
-   * new renewals queue and go out together in one statement (one commit, one
-   * WAL flush), so one process can hold many leases. A lone renewal uses the
-   * one-lease statement. The elector's trust window counts from its own call,
-   * so time spent queued only shortens it.
+   * Renewals are coalesced: while RENEW_BATCHES_IN_FLIGHT statements are out,
+   * new renewals queue and go out together through {@link renewMany} (one
+   * statement, one commit, one WAL flush), so one process can hold many
+   * leases even when its callers renew one by one. A lone renewal uses the
+   * one-lease statement. The elector's trust window counts from its own
+   * call, so time spent queued only shortens it. (The shared renewal path
+   * calls renewMany itself and bypasses the queue.)
    */
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     validateLeaseRef(lease);
@@ -441,19 +445,25 @@ export class PostgresStore implements LeaseStore {
     });
   }
 
+  /** Every item in one statement: see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany(this.batchContext("renewMany"), items);
+  }
+
+  private batchContext(op: string): PgRenewManyContext {
+    return {
+      exec: (text, params) => this.exec(op, text, params),
+      text: SQL.renewMany(this.t),
+      checkToken: checkPgToken,
+      array: pgArray,
+      parseInfo,
+      schemaError,
+    };
+  }
+
   private flushRenewals(): void {
     while (this.renewQueue.length > 0 && this.renewBatches < RENEW_BATCHES_IN_FLIGHT) {
-      // Distinct names per batch: a name twice in one UPDATE … FROM is ambiguous.
-      const batch: PendingRenew[] = [];
-      const names = new Set<string>();
-      const rest: PendingRenew[] = [];
-      for (const r of this.renewQueue) {
-        if (batch.length < RENEW_BATCH_MAX && !names.has(r.lease.name)) {
-          names.add(r.lease.name);
-          batch.push(r);
-        } else rest.push(r);
-      }
-      this.renewQueue = rest;
+      const batch = this.renewQueue.splice(0, RENEW_BATCH_MAX);
       this.renewBatches += 1;
       const done = () => {
         this.renewBatches -= 1;
@@ -463,38 +473,16 @@ export class PostgresStore implements LeaseStore {
         const one = batch[0]!;
         this.renewOne(one.lease, one.ttlMs).then(one.resolve, one.reject).finally(done);
       } else {
-        this.renewBatch(batch).finally(done);
-      }
-    }
-  }
-
-  private async renewBatch(batch: PendingRenew[]): Promise<void> {
-    let rows: PgRow[];
-    try {
-      rows = await this.exec("renew", SQL.renewMany(this.t), [
-        pgArray(batch.map((b) => b.lease.name)),
-        pgArray(batch.map((b) => b.lease.holder)),
-        pgArray(batch.map((b) => b.lease.token.toString())),
-        pgArray(batch.map((b) => String(b.ttlMs))),
-      ]);
-    } catch (e) {
-      for (const b of batch) b.reject(e);
-      return;
-    }
-    const byName = new Map<string, PgRow>();
-    for (const r of rows) if (typeof r.name === "string") byName.set(r.name, r);
-    for (const b of batch) {
-      try {
-        const r = byName.get(b.lease.name);
-        if (!r) throw schemaError(`renew: no result row for ${JSON.stringify(b.lease.name)}`);
-        if (r.won === true) b.resolve({ renewed: true });
-        else
-          b.resolve({
-            renewed: false,
-            current: r.holder == null ? null : parseInfo(r, b.lease.name),
-          });
-      } catch (e) {
-        b.reject(e);
+        renewMany(this.batchContext("renew"), batch)
+          .then(
+            (res) => {
+              for (const [i, b] of batch.entries()) b.resolve(res[i]!);
+            },
+            (e: unknown) => {
+              for (const b of batch) b.reject(e);
+            },
+          )
+          .finally(done);
       }
     }
   }
