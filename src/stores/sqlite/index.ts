@@ -25,6 +25,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
 } from "../../store/types.js";
 import {
@@ -50,6 +51,7 @@ import {
   type SqliteDriverName,
   type SqliteStatement,
 } from "./driver.js";
+import { renewMany } from "./renew-many.js";
 
 export {
   type NodeDatabaseSync,
@@ -355,16 +357,30 @@ export class SqliteStore implements LeaseStore {
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     validateLeaseRef(lease);
     validateTtl(ttlMs);
-    return this.write("renew", () => {
-      const now = this.now();
-      const r = this.row(lease.name);
-      const cur = r ? this.info(lease.name, r, now) : null;
-      if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
-        return { renewed: false, current: cur };
-      }
-      this.stmts.extend.run(now + BigInt(ttlMs), this.boot, lease.name);
-      return { renewed: true };
-    });
+    return this.write("renew", () => this.renewAt(lease, ttlMs, this.now()));
+  }
+
+  /** Every item in one `BEGIN IMMEDIATE` transaction: see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany(
+      {
+        write: (fn) => this.write("renewMany", fn),
+        now: this.now,
+        renew: (l, t, now) => this.renewAt(l, t, now),
+      },
+      items,
+    );
+  }
+
+  /** The renewal of one term inside a write transaction, judged at monotonic time `now`. */
+  private renewAt(lease: LeaseRef, ttlMs: number, now: bigint): RenewResult {
+    const r = this.row(lease.name);
+    const cur = r ? this.info(lease.name, r, now) : null;
+    if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
+      return { renewed: false, current: cur };
+    }
+    this.stmts.extend.run(now + BigInt(ttlMs), this.boot, lease.name);
+    return { renewed: true };
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
