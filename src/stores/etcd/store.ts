@@ -16,6 +16,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -29,6 +30,7 @@ import {
 } from "../../store/validate.js";
 import { toEtcdStoreError } from "./classify.js";
 import { KeepAliveChannel, type KeepAliveStream } from "./keepalive.js";
+import { type EtcdRenewManyContext, renewMany } from "./renew-many.js";
 import { monotonicMs, SessionLease, staleAfterMs } from "./session.js";
 
 /** gRPC call options the store sets: an absolute deadline (ms since the epoch). */
@@ -705,6 +707,40 @@ export class EtcdStore implements LeaseStore {
     } finally {
       if (mine) h.pending--;
     }
+  }
+
+  /** One keep-alive per session and one read transaction per batch: see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany(this.batchContext(), items);
+  }
+
+  private batchContext(): EtcdRenewManyContext {
+    return {
+      run: (fn) => this.run("renewMany", fn),
+      key: (name) => this.leaseKey(name),
+      begin: (lease, since) => {
+        const h = this.held.get(lease.name);
+        if (!h || h.token !== lease.token || h.holder !== lease.holder) return () => {};
+        if (EtcdStore.overdue(h, since)) {
+          // Past its ttl here: the term is over even if its session still lives.
+          this.check();
+          void this.end(lease.name, h);
+          return "over";
+        }
+        h.pending++;
+        return () => {
+          h.pending--;
+        };
+      },
+      liveSession: (ttlSec) => this.liveSession(ttlSec),
+      ttlSeconds,
+      read: async (ops, o) =>
+        (await this.txn([], ops, [], o)).responses.map((r) => r.response_range),
+      info: (name, kv, o) => this.info("renewMany", name, kv, o),
+      forget: (name, token) => this.forget(name, token),
+      hold: (lease, ttlMs, since) => this.hold(lease, ttlMs, since),
+      renew: (lease, ttlMs) => this.renew(lease, ttlMs),
+    };
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
