@@ -8,13 +8,18 @@ export class TenureError extends Error {
   override name = "TenureError";
 }
 
-/** A configuration value is invalid. `field` names it; the message states what is accepted. */
+/**
+ * A configuration value is invalid. `field` names it; `detail` states what is
+ * accepted (the message is `tenure config: FIELD: DETAIL`).
+ */
 export class ConfigError extends TenureError {
   override name = "ConfigError";
   readonly field: string;
-  constructor(field: string, message: string) {
-    super(`tenure config: ${field}: ${message}`);
+  readonly detail: string;
+  constructor(field: string, detail: string) {
+    super(`tenure config: ${field}: ${detail}`);
     this.field = field;
+    this.detail = detail;
   }
 }
 
@@ -75,6 +80,17 @@ export class NotLeaderError extends TenureError {
   }
 }
 
+/**
+ * A call made in the wrong order for the object's lifecycle: a caller
+ * mistake, not a store failure (e.g. `start()` after `stop()`).
+ */
+export class LifecycleError extends TenureError {
+  override name = "LifecycleError";
+  constructor(component: string, message: string) {
+    super(`tenure ${component}: ${message}`);
+  }
+}
+
 /** A bounded wait ran out. */
 export class TimeoutError extends TenureError {
   override name = "TimeoutError";
@@ -85,6 +101,7 @@ export const isConfigError = (e: unknown): e is ConfigError => e instanceof Conf
 export const isStoreError = (e: unknown): e is StoreError => e instanceof StoreError;
 export const isFencedError = (e: unknown): e is FencedError => e instanceof FencedError;
 export const isNotLeaderError = (e: unknown): e is NotLeaderError => e instanceof NotLeaderError;
+export const isLifecycleError = (e: unknown): e is LifecycleError => e instanceof LifecycleError;
 export const isTimeoutError = (e: unknown): e is TimeoutError => e instanceof TimeoutError;
 
 /** A transient store error: retrying after a reconnect may succeed. */

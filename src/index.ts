@@ -45,9 +45,14 @@ export {
 } from "./store/open.js";
 export type {
   AcquireResult,
+  ElectorStore,
   FencedPutResult,
   FencedValue,
+  FencedValues,
   InvalidLease,
+  LeaderStore,
+  LeaseAdmin,
+  LeaseCore,
   LeaseEvent,
   LeaseInfo,
   LeaseRef,

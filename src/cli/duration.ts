@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from "../limits.js";
 import { UsageError } from "./exit-codes.js";
 
 const UNITS: Record<string, number> = {
@@ -8,7 +9,6 @@ const UNITS: Record<string, number> = {
   ms: 1,
 };
 const ORDER = Object.keys(UNITS);
-const MAX_MS = 2_147_483_647;
 const PART = /(\d+(?:\.\d+)?)(ms|d|h|m|s)/gy;
 
 /**
@@ -38,9 +38,9 @@ export function parseDuration(flag: string, text: string, { min = 0 } = {}): num
     if (last < 0 || end !== t.length) throw bad();
   }
   const ms = Math.round(total);
-  if (ms < min || ms > MAX_MS) {
+  if (ms < min || ms > MAX_TIMER_MS) {
     throw new UsageError(
-      `${flag}: ${text} is out of range; use ${formatDuration(min)} to ${formatDuration(MAX_MS)}`,
+      `${flag}: ${text} is out of range; use ${formatDuration(min)} to ${formatDuration(MAX_TIMER_MS)}`,
     );
   }
   return ms;

@@ -1,13 +1,16 @@
+import { formatDuration } from "./duration.js";
+import { CLI_DEFAULTS } from "./flags.js";
 import { defaultStorePath } from "./store.js";
 
 /** `tenure --help` and `tenure <command> --help`. */
 export function helpText(command?: string): string {
+  const d = CLI_DEFAULTS;
   const store = `  --store URL           where leases live (default $TENURE_STORE, else
                         sqlite:${defaultStorePath()})
                         sqlite:PATH | postgres://… | redis://… | etcd://host:port
   --connect-timeout D   how long to wait for an unreachable store at start-up,
-                        on every backend, showing the wait (default 5s)
-  --log-format F        human (default) or json, on stderr
+                        on every backend, showing the wait (default ${formatDuration(d.connectTimeoutMs)})
+  --log-format F        ${d.logFormat} (default) or json, on stderr
   --log-level L         debug, info (default), warn or error
   -h, --help            this help`;
   const exits = `Exit codes:
@@ -33,9 +36,9 @@ SIGINT/SIGTERM stop CMD the same way, release the lease (fast handoff) and exit.
 
 Options:
   --name NAME           lease name (required): A–Z a–z 0–9 . _ : / -
-  --ttl D               lease time-to-live (default 15s); a crashed leader is
+  --ttl D               lease time-to-live (default ${formatDuration(d.ttlMs)}); a crashed leader is
                         replaced within about this long
-  --grace D             SIGTERM → SIGKILL delay when stopping CMD (default 10s)
+  --grace D             SIGTERM → SIGKILL delay when stopping CMD (default ${formatDuration(d.graceMs)})
   --once                run CMD once as leader, release, exit with its code;
                         processes that waited on that run exit 0 without running it
   --no-wait             exit 75 at once if another process leads
@@ -43,13 +46,13 @@ Options:
                         finish when it exits 0; always: restart on any exit;
                         never: exit with CMD's code when it exits
   --max-restarts N      failed runs in a row before resigning the lease so
-                        another process can try (default 5)
+                        another process can try (default ${d.maxRestarts})
   --max-terms N         give up and exit 76 after N terms in a row ended
-                        that way (default 0: never give up)
-  --restart-delay D     first restart delay, doubling up to 30s (default 1s)
+                        that way (default ${d.maxTerms}: never give up)
+  --restart-delay D     first restart delay, doubling up to ${formatDuration(d.restartMaxDelayMs)} (default ${formatDuration(d.restartDelayMs)})
   --holder ID           this process's identity (default hostname:pid:random)
   --health-port N       serve /livez /readyz /leader /healthz /metrics on this port
-  --health-host H       address for --health-port (default 127.0.0.1)
+  --health-host H       address for --health-port (default ${d.healthHost})
   --readiness R         when /readyz is 200: reachable (default: the store
                         answers) or leader (only while leading)
 ${store}

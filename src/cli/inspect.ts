@@ -2,7 +2,7 @@ import { errorMessage, isStoreError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { RepeatLimiter } from "../logger.js";
 import { redactSecrets } from "../store/classify.js";
-import type { InvalidLease, LeaseInfo, LeaseStore } from "../store/types.js";
+import type { InvalidLease, LeaseAdmin, LeaseCore, LeaseInfo } from "../store/types.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 
@@ -42,7 +42,7 @@ function table(head: string[], rows: string[][]): string {
 
 /** `tenure status [NAME] [--json]`. */
 export async function statusCommand(
-  store: LeaseStore,
+  store: LeaseAdmin & Pick<LeaseCore, "read">,
   name: string | undefined,
   json: boolean,
   out: Out,
@@ -84,7 +84,11 @@ export async function statusCommand(
 }
 
 /** `tenure release NAME --force` (the caller has checked --force). */
-export async function releaseCommand(store: LeaseStore, name: string, out: Out): Promise<number> {
+export async function releaseCommand(
+  store: LeaseAdmin & Pick<LeaseCore, "read">,
+  name: string,
+  out: Out,
+): Promise<number> {
   const before = await store.read(name);
   const released = await store.forceRelease(name);
   if (released) {
@@ -109,7 +113,7 @@ export const WATCH_POLL_MS = 250;
  * streak and polling carries on.
  */
 export async function watchCommand(
-  store: LeaseStore,
+  store: LeaseCore,
   name: string,
   json: boolean,
   out: Out,

@@ -4,14 +4,15 @@ import { pause } from "../async.js";
 import { backoffDelay } from "../backoff.js";
 import { systemClock } from "../clock.js";
 import { createElector, type Elector } from "../elector/index.js";
-import type { Term } from "../elector/types.js";
 import { type DemotionReason, errorMessage, isTermEndedError } from "../errors.js";
 import type { LeaderHooks } from "../leader/hooks.js";
 import type { Logger } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore, LeaderStore } from "../store/types.js";
+import type { Term } from "../term.js";
 import { type ChildExit, CommandRun, shellStatus } from "./child.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
+import { CLI_DEFAULTS } from "./flags.js";
 
 /** What `tenure run` does after the command exits. */
 export type RestartPolicy = "on-failure" | "always" | "never";
@@ -51,7 +52,7 @@ export interface RunOptions {
 /** Key under which `--once` records a finished run (see docs/cli.md). */
 export const ONCE_KEY = "tenure.once";
 /** Longest delay between restarts of a failing command. */
-export const RESTART_MAX_DELAY_MS = 30_000;
+export const RESTART_MAX_DELAY_MS = CLI_DEFAULTS.restartMaxDelayMs;
 /** How often a leader re-checks its deadline while the command runs (F1: react right after a stall). */
 const DEADLINE_CHECK_MS = 100;
 
@@ -83,7 +84,7 @@ export function checkCommand(cmd: string, env: NodeJS.ProcessEnv = process.env):
  * Resolves with the process's exit code.
  */
 export async function runCommand(
-  store: LeaseStore,
+  store: ElectorStore,
   o: RunOptions,
   logger: Logger,
 ): Promise<number> {
@@ -120,7 +121,7 @@ class Supervisor implements LeaderHooks {
 
   constructor(
     private readonly elector: Elector,
-    private readonly store: LeaseStore,
+    private readonly store: LeaderStore,
     private readonly o: RunOptions,
     private readonly log: Logger,
   ) {}
@@ -201,7 +202,7 @@ class Supervisor implements LeaderHooks {
     let failures = 0;
     // F1: a timer that asks the elector (a clock check) so a stalled process that
     // resumes past its deadline demotes — and stops the command — right away.
-    const deadlineCheck = setInterval(() => this.elector.isLeader(), DEADLINE_CHECK_MS);
+    const deadlineCheck = setInterval(() => this.elector.enforceDeadline(), DEADLINE_CHECK_MS);
     try {
       while (!term.signal.aborted && !this.finishing) {
         const run = this.start(term);

@@ -68,7 +68,7 @@ export async function openCliStore(
           store: w.store,
           waited: formatDuration(w.waitedMs),
           attempt: w.attempt,
-          ...(w.error ? { err: stripPrefix(w.error.message) } : {}),
+          ...(w.error ? { err: errorText(w.error) } : {}),
         };
         if (w.phase === "waiting") {
           opts.logger.info(
@@ -84,16 +84,16 @@ export async function openCliStore(
       },
     });
   } catch (e) {
-    if (isConfigError(e)) throw new UsageError(`--store: ${redactSecrets(stripPrefix(e.message))}`);
+    if (isConfigError(e)) throw new UsageError(`--store: ${redactSecrets(errorText(e))}`);
     throw new CliExit(
       EXIT.UNAVAILABLE,
-      `store ${shown} is unavailable: ${redactSecrets(stripPrefix(errorMessage(e)))}`,
+      `store ${shown} is unavailable: ${redactSecrets(errorText(e))}`,
     );
   }
   const end = ended as StoreWait | null;
   if (end?.phase === "timed-out") {
     await store.close().catch(() => {});
-    const why = end.error ? `: ${redactSecrets(stripPrefix(end.error.message))}` : "";
+    const why = end.error ? `: ${redactSecrets(errorText(end.error))}` : "";
     throw new CliExit(
       EXIT.UNAVAILABLE,
       `store ${shown} is unavailable (gave up after ${formatDuration(end.waitedMs)}, ${end.attempt} attempt${end.attempt > 1 ? "s" : ""})${why}`,
@@ -103,6 +103,12 @@ export async function openCliStore(
   return store;
 }
 
-function stripPrefix(msg: string): string {
-  return msg.replace(/^tenure config: (store: )?/, "").replace(/^tenure ([a-z]+): /, "$1: ");
+/**
+ * An error's text for a CLI line (which starts with its own "tenure: "): a
+ * ConfigError as `FIELD: DETAIL` (just DETAIL for the store URL itself),
+ * "tenure postgres: …" as "postgres: …".
+ */
+function errorText(e: unknown): string {
+  if (isConfigError(e)) return e.field === "store" ? e.detail : `${e.field}: ${e.detail}`;
+  return errorMessage(e).replace(/^tenure ([a-z]+): /, "$1: ");
 }

@@ -4,6 +4,7 @@ import {
   type DemotionReason,
   errorMessage,
   isStoreError,
+  LifecycleError,
   StoreError,
   TermEndedError,
   toError,
@@ -11,6 +12,8 @@ import {
 import { type Disposable, describeListenerError, TypedEmitter } from "../events.js";
 import type { LeaderContext, LeaderHooks } from "../leader/hooks.js";
 import type { ServiceDefinition } from "../leader/service.js";
+import type { StreamDefinition } from "../leader/stream.js";
+import type { CronOptions, EveryOptions, TickFn } from "../leader/tick.js";
 import { LeaderWork } from "../leader/work.js";
 import { RepeatLimiter } from "../logger.js";
 import type { LeaseInfo, LeaseRef, Unwatch } from "../store/types.js";
@@ -93,6 +96,7 @@ export class Elector {
       logger: this.options.logger,
       random: this.options.random,
       isLeader: () => this.isLeader(),
+      enforceDeadline: () => this.enforceDeadline(),
       term: () => this.term(),
       resignTerm: (t) => this.resignTerm(t, "resigned"),
       confirmTerm: (t) => this.confirmTerm(t),
@@ -133,7 +137,7 @@ export class Elector {
   attach(hooks: LeaderHooks): Disposable {
     this.hooks.push(hooks);
     const t = this.current;
-    if (t && this.isLeader()) safeCall(() => hooks.onElected(t.term));
+    if (t && this.isLeader()) this.safeCall(() => hooks.onElected(t.term));
     return () => {
       const i = this.hooks.indexOf(hooks);
       if (i >= 0) this.hooks.splice(i, 1);
@@ -148,30 +152,26 @@ export class Elector {
   // ------------------------------------------------ leader work (src/leader)
 
   /** Runs `fn` every `ms` while leader; see LeaderWork.every. Returns an unregister function. */
-  every(...args: Parameters<LeaderWork["every"]>): ReturnType<LeaderWork["every"]> {
-    return this.work.every(...args);
+  every(ms: number, fn: TickFn, opts?: EveryOptions): () => void {
+    return this.work.every(ms, fn, opts);
   }
-  /** Runs `fn` on a cron schedule while leader; see LeaderWork.cron. */
-  cron(...args: Parameters<LeaderWork["cron"]>): ReturnType<LeaderWork["cron"]> {
-    return this.work.cron(...args);
+  /** Runs `fn` on a cron schedule while leader; see LeaderWork.cron. Returns an unregister function. */
+  cron(expr: string, fn: TickFn, opts?: CronOptions): () => void {
+    return this.work.cron(expr, fn, opts);
   }
-  /** Registers a leader-only service; see LeaderWork.service. */
-  service<T>(def: ServiceDefinition<T>): ReturnType<LeaderWork["service"]> {
+  /** Registers a leader-only service; see LeaderWork.service. Returns an unregister function. */
+  service<T>(def: ServiceDefinition<T>): () => void {
     return this.work.service(def);
   }
-  /** Registers leader-held long-running work with a recovery strategy; see LeaderWork.stream. */
-  stream(...args: Parameters<LeaderWork["stream"]>): ReturnType<LeaderWork["stream"]> {
-    return this.work.stream(...args);
+  /** Registers leader-held long-running work with a recovery strategy; see LeaderWork.stream. Returns an unregister function. */
+  stream(def: StreamDefinition): () => void {
+    return this.work.stream(def);
   }
 
   /** Starts campaigning. Resolves once the loop is running (not when elected). Idempotent. */
   async start(): Promise<void> {
     if (this.loop) return;
-    if (this.stopping)
-      throw new StoreError("tenure elector: cannot start after stop()", {
-        transient: false,
-        kind: "closed",
-      });
+    if (this.stopping) throw new LifecycleError("elector", "cannot start after stop()");
     this.startedAt = this.options.clock.now();
     this.expectedWakeAt = this.startedAt;
     this.state = "follower";
@@ -206,6 +206,16 @@ export class Elector {
     this.checkDeadline();
     const cur = this.current;
     return cur !== null && this.options.clock.now() < cur.validUntil;
+  }
+
+  /**
+   * Enforces the trust window now: a leader whose window has passed demotes
+   * (reason `expired`, leader work aborted) before this returns. Returns
+   * whether this process still leads. Call it from timers that must react
+   * right after a stall; `isLeader()` gives the same answer.
+   */
+  enforceDeadline(): boolean {
+    return this.isLeader();
   }
 
   /** The current term if leader (clock-checked), else null. */
@@ -431,7 +441,7 @@ export class Elector {
     this.events.emit("elected", st.term);
     for (const h of [...this.hooks]) {
       if (this.current !== st) break;
-      safeCall(() => h.onElected(st.term));
+      this.safeCall(() => h.onElected(st.term));
     }
     let nextRenewAt = st.validUntil - (o.ttlMs - o.safetyMarginMs) + o.renewIntervalMs;
     let renewFailures = 0;
@@ -620,6 +630,18 @@ export class Elector {
     this.wakeController.abort();
   }
 
+  /** Calls a hook that must not throw; if one does, the error is logged and the elector carries on. */
+  private safeCall(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.options.logger.error("leader work failed on election", {
+        lease: this.options.name,
+        err: e,
+      });
+    }
+  }
+
   private failureDelay(): number {
     return backoffDelay(
       this.consecutiveFailures,
@@ -710,12 +732,4 @@ export class Elector {
 /** Creates an elector for one lease. Validates options (throws ConfigError). Call `start()` to campaign. */
 export function createElector(opts: ElectorOptions): Elector {
   return new Elector(opts);
-}
-
-function safeCall(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // hooks must not throw; if one does, the elector carries on
-  }
 }

@@ -2,14 +2,15 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { type Clock, systemClock } from "../clock.js";
 import { ConfigError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
 import { isLoggerLike, type Logger, type LoggerLike, noopLogger, toLogger } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
 /** Options of {@link createElector}. Every timing is in milliseconds. */
 export interface ElectorOptions {
   /** Where leases live (see `openStore`). Required. The elector never closes it. */
-  store: LeaseStore;
+  store: ElectorStore;
   /** Lease name: 1–128 characters of `A–Z a–z 0–9 . _ : / -`, starting with a letter or digit. Required. */
   name: string;
   /** Lease time-to-live. Default 15 000. */
@@ -49,7 +50,7 @@ export interface ElectorOptions {
 
 /** Fully resolved options. */
 export interface ResolvedElectorOptions {
-  readonly store: LeaseStore;
+  readonly store: ElectorStore;
   readonly name: string;
   readonly ttlMs: number;
   readonly renewIntervalMs: number;
@@ -78,18 +79,9 @@ export const ELECTOR_DEFAULTS = Object.freeze({
   stopTimeoutMs: 10_000,
 });
 
-function positiveInt(field: string, v: unknown, max = 2_147_483_647): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max) {
-    throw new ConfigError(field, `must be an integer from 1 to ${max} (ms), got ${String(v)}`);
-  }
-  return v;
-}
-
-function nonNegativeInt(field: string, v: unknown, max = 2_147_483_647): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) {
-    throw new ConfigError(field, `must be an integer from 0 to ${max} (ms), got ${String(v)}`);
-  }
-  return v;
+/** A duration option: an integer number of ms from `min` to the longest timer. */
+function ms(field: string, v: unknown, min: 0 | 1 = 1): number {
+  return checkInt(field, v, min, MAX_TIMER_MS, " (ms)");
 }
 
 /** The default holder id: `hostname:pid:random`. */
@@ -97,7 +89,7 @@ export function defaultHolderId(): string {
   return `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
 }
 
-function isStore(s: unknown): s is LeaseStore {
+function isStore(s: unknown): s is ElectorStore {
   return (
     !!s &&
     typeof s === "object" &&
@@ -114,15 +106,34 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     throw new ConfigError("store", "must be a LeaseStore (from openStore(url) or a store class)");
   }
   const name = validateLeaseName(o.name, "name");
-  const ttlMs = positiveInt("ttlMs", o.ttlMs ?? ELECTOR_DEFAULTS.ttlMs);
+  const timing = resolveTiming(o);
+  const holderId = validateHolder(o.holderId ?? defaultHolderId(), "holderId");
+  const bounds = resolveBounds(o, timing);
+  const hooks = resolveHooks(o);
+  return Object.freeze({ store: o.store, name, ...timing, holderId, ...bounds, ...hooks });
+}
+
+type Timing = Pick<
+  ResolvedElectorOptions,
+  "ttlMs" | "safetyMarginMs" | "renewIntervalMs" | "retryMs"
+>;
+
+/**
+ * The lease timing and its relations: safetyMarginMs < ttlMs, and
+ * renewIntervalMs < ttlMs − safetyMarginMs (the trust window), so a leader
+ * renews before it stops trusting itself.
+ */
+function resolveTiming(o: ElectorOptions): Timing {
+  const ttlMs = ms("ttlMs", o.ttlMs ?? ELECTOR_DEFAULTS.ttlMs);
   if (ttlMs < 10) throw new ConfigError("ttlMs", `must be at least 10 ms, got ${ttlMs}`);
-  const safetyMarginMs = nonNegativeInt(
+  const safetyMarginMs = ms(
     "safetyMarginMs",
     o.safetyMarginMs ??
       Math.max(
         ELECTOR_DEFAULTS.safetyMarginMinMs,
         Math.round(ttlMs * ELECTOR_DEFAULTS.safetyMarginFraction),
       ),
+    0,
   );
   if (safetyMarginMs >= ttlMs) {
     throw new ConfigError(
@@ -131,7 +142,7 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
     );
   }
   const window = ttlMs - safetyMarginMs;
-  const renewIntervalMs = positiveInt(
+  const renewIntervalMs = ms(
     "renewIntervalMs",
     o.renewIntervalMs ?? Math.max(1, Math.floor(ttlMs * ELECTOR_DEFAULTS.renewIntervalFraction)),
   );
@@ -141,44 +152,34 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
       `must be less than ttlMs − safetyMarginMs (${ttlMs} − ${safetyMarginMs} = ${window}), got ${renewIntervalMs}`,
     );
   }
-  const retryMs = positiveInt(
+  const retryMs = ms(
     "retryMs",
     o.retryMs ?? Math.max(1, Math.floor(ttlMs * ELECTOR_DEFAULTS.retryFraction)),
   );
-  const holderId = validateHolder(o.holderId ?? defaultHolderId(), "holderId");
-  const resignCooldownMs = nonNegativeInt("resignCooldownMs", o.resignCooldownMs ?? retryMs);
-  const maxBackoffMs = positiveInt(
-    "maxBackoffMs",
-    o.maxBackoffMs ?? Math.max(retryMs, Math.floor(ttlMs / 2)),
-  );
-  const storeTimeoutMs = positiveInt(
-    "storeTimeoutMs",
-    o.storeTimeoutMs ?? Math.min(ttlMs, ELECTOR_DEFAULTS.storeTimeoutMaxMs),
-  );
-  const unreachableAfterMs = positiveInt(
-    "unreachableAfterMs",
-    o.unreachableAfterMs ?? Math.max(ELECTOR_DEFAULTS.unreachableAfterMinMs, 4 * ttlMs),
-  );
-  const stopTimeoutMs = positiveInt(
-    "stopTimeoutMs",
-    o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs,
-  );
-  const hooks = resolveHooks(o);
-  return Object.freeze({
-    store: o.store,
-    name,
-    ttlMs,
-    renewIntervalMs,
-    retryMs,
-    safetyMarginMs,
-    holderId,
-    resignCooldownMs,
-    maxBackoffMs,
-    storeTimeoutMs,
-    unreachableAfterMs,
-    stopTimeoutMs,
-    ...hooks,
-  });
+  return { ttlMs, safetyMarginMs, renewIntervalMs, retryMs };
+}
+
+/** Cooldown, backoff and the bounds on store calls, health and stopping; defaults derive from the timing. */
+function resolveBounds(
+  o: ElectorOptions,
+  { ttlMs, retryMs }: Timing,
+): Pick<
+  ResolvedElectorOptions,
+  "resignCooldownMs" | "maxBackoffMs" | "storeTimeoutMs" | "unreachableAfterMs" | "stopTimeoutMs"
+> {
+  return {
+    resignCooldownMs: ms("resignCooldownMs", o.resignCooldownMs ?? retryMs, 0),
+    maxBackoffMs: ms("maxBackoffMs", o.maxBackoffMs ?? Math.max(retryMs, Math.floor(ttlMs / 2))),
+    storeTimeoutMs: ms(
+      "storeTimeoutMs",
+      o.storeTimeoutMs ?? Math.min(ttlMs, ELECTOR_DEFAULTS.storeTimeoutMaxMs),
+    ),
+    unreachableAfterMs: ms(
+      "unreachableAfterMs",
+      o.unreachableAfterMs ?? Math.max(ELECTOR_DEFAULTS.unreachableAfterMinMs, 4 * ttlMs),
+    ),
+    stopTimeoutMs: ms("stopTimeoutMs", o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs),
+  };
 }
 
 /**

@@ -1,14 +1,8 @@
 import type { DemotionReason } from "../errors.js";
 
-/** One continuous tenure of one holder. */
-export interface Term {
-  readonly name: string;
-  readonly holder: string;
-  /** Fencing token: strictly increases with every new term of this lease. */
-  readonly token: bigint;
-  /** Aborted the moment the term ends; `signal.reason` is a `TermEndedError` saying why. */
-  readonly signal: AbortSignal;
-}
+import type { Term } from "../term.js";
+
+export type { Term };
 
 /** Payload of the `demoted` event. */
 export interface Demotion {

@@ -1,4 +1,4 @@
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore } from "../store/types.js";
 import { createElector } from "./elector.js";
 import type { ElectorOptions } from "./options.js";
 import type { Term } from "./types.js";
@@ -26,7 +26,7 @@ export interface WithLeaseOptions extends Omit<ElectorOptions, "store" | "name">
  * ```
  */
 export async function withLease<T>(
-  store: LeaseStore,
+  store: ElectorStore,
   name: string,
   fn: (term: Term) => T | Promise<T>,
   opts: WithLeaseOptions = {},

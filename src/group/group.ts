@@ -1,11 +1,17 @@
 import { createHash } from "node:crypto";
 import { createElector, type Elector } from "../elector/elector.js";
-import type { Term } from "../elector/types.js";
-import { ConfigError, type DemotionReason, errorMessage, StoreError } from "../errors.js";
+import {
+  ConfigError,
+  type DemotionReason,
+  LifecycleError,
+  StoreError,
+  toError,
+} from "../errors.js";
 import { type Disposable, describeListenerError, TypedEmitter } from "../events.js";
 import type { ServiceDefinition } from "../leader/service.js";
 import type { EveryOptions, TickInfo } from "../leader/tick.js";
 import type { LeaseInfo, Unwatch } from "../store/types.js";
+import type { Term } from "../term.js";
 import { type AssignMember, assignPartitions } from "./assign.js";
 import { type GroupOptions, type ResolvedGroupOptions, resolveGroupOptions } from "./options.js";
 
@@ -75,8 +81,7 @@ export class Group {
     this.memberLease = `${o.name}/members/${o.partitions}/${o.weight}/${hash}`;
     this.events = new TypedEmitter<GroupEvents>((event, err) => {
       o.logger.error(describeListenerError(event, err), { lease: o.name });
-      if (event !== "error")
-        this.events.emit("error", err instanceof Error ? err : new Error(String(err)));
+      if (event !== "error") this.events.emit("error", toError(err));
     });
   }
 
@@ -108,7 +113,7 @@ export class Group {
    */
   async start(): Promise<void> {
     if (this.loop) return;
-    if (this.stopping) throw new ConfigError("group", "cannot start after stop()");
+    if (this.stopping) throw new LifecycleError("group", "cannot start after stop()");
     const first = this.readView(await this.options.store.list());
     const problem = first.problems[0];
     if (problem) throw problem;
@@ -227,7 +232,7 @@ export class Group {
       try {
         await this.reconcile();
       } catch (e) {
-        this.report("refresh", e instanceof Error ? e : new Error(errorMessage(e)));
+        this.report("refresh", toError(e));
       }
       await this.idle(this.options.refreshMs);
     }
@@ -313,7 +318,7 @@ export class Group {
       const w = store
         .watch(n, () => this.wake())
         .catch((err) => {
-          this.report(`watch ${n}`, err instanceof Error ? err : new Error(String(err)));
+          this.report(`watch ${n}`, toError(err));
           return null;
         });
       this.watches.set(n, w);

@@ -1,8 +1,9 @@
 import type { Clock } from "../clock.js";
-import { defaultHolderId, resolveHooks } from "../elector/options.js";
+import { defaultHolderId, ELECTOR_DEFAULTS, resolveHooks } from "../elector/options.js";
 import { ConfigError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
 import type { Logger, LoggerLike } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { ElectorStore, LeaseAdmin } from "../store/types.js";
 import { validateHolder, validateLeaseName } from "../store/validate.js";
 
 /** Most partitions a group may have. */
@@ -18,7 +19,7 @@ export const MAX_GROUP_NAME = 92;
 /** Options of {@link createGroup}. Every timing is in milliseconds. */
 export interface GroupOptions {
   /** Where partition and member leases live. Required. The group never closes it. */
-  store: LeaseStore;
+  store: ElectorStore & Pick<LeaseAdmin, "list">;
   /** Group name: a lease name (see `LEASE_NAME_PATTERN`) of at most 92 characters. Required. */
   name: string;
   /** Number of partitions, an integer from 1 to 65 536. Every member of a group must agree on it. Required. */
@@ -40,7 +41,7 @@ export interface GroupOptions {
 }
 
 export interface ResolvedGroupOptions {
-  readonly store: LeaseStore;
+  readonly store: ElectorStore & Pick<LeaseAdmin, "list">;
   readonly name: string;
   readonly partitions: number;
   readonly ttlMs: number;
@@ -50,16 +51,6 @@ export interface ResolvedGroupOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: () => number;
-}
-
-function intIn(field: string, v: unknown, min: number, max: number, what = ""): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(
-      field,
-      `must be an integer from ${min} to ${max}${what}, got ${String(v)}`,
-    );
-  }
-  return v;
 }
 
 /** Validates group options and fills defaults; throws ConfigError naming the first bad field. */
@@ -80,15 +71,15 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
       `a group name must be at most ${MAX_GROUP_NAME} characters (its member and partition leases are longer), got ${name.length}`,
     );
   }
-  const partitions = intIn("partitions", o.partitions, 1, MAX_PARTITIONS);
-  const ttlMs = intIn("ttlMs", o.ttlMs ?? 15_000, 10, 2_147_483_647, " (ms)");
-  const weight = intIn("weight", o.weight ?? 1, 1, MAX_WEIGHT);
+  const partitions = checkInt("partitions", o.partitions, 1, MAX_PARTITIONS);
+  const ttlMs = checkInt("ttlMs", o.ttlMs ?? ELECTOR_DEFAULTS.ttlMs, 10, MAX_TIMER_MS, " (ms)");
+  const weight = checkInt("weight", o.weight ?? 1, 1, MAX_WEIGHT);
   const holderId = validateHolder(o.holderId ?? defaultHolderId(), "holderId");
-  const refreshMs = intIn(
+  const refreshMs = checkInt(
     "refreshMs",
     o.refreshMs ?? Math.max(1, Math.floor(ttlMs / 5)),
     1,
-    2_147_483_647,
+    MAX_TIMER_MS,
     " (ms)",
   );
   const hooks = resolveHooks(o);

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Elector } from "../elector/elector.js";
 import { ConfigError } from "../errors.js";
+import { checkInt } from "../limits.js";
 import { logReplacer } from "../logger.js";
 import { createMetrics, type MetricsOptions, type TenureMetrics } from "./metrics.js";
 
@@ -165,9 +166,7 @@ export async function serveHealth(
   electors: Elector | readonly Elector[],
   opts: ServeHealthOptions,
 ): Promise<HealthServer> {
-  if (!opts || !Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65_535) {
-    throw new ConfigError("port", `must be an integer from 0 to 65535, got ${String(opts?.port)}`);
-  }
+  checkInt("port", opts?.port, 0, 65_535);
   const handler = healthHandler(electors, opts);
   const server = createServer((req, res) => handler(req, res));
   await new Promise<void>((resolve, reject) => {

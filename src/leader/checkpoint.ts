@@ -1,6 +1,6 @@
-import type { Term } from "../elector/types.js";
 import { FencedError } from "../errors.js";
-import type { LeaseStore } from "../store/types.js";
+import type { LeaderStore } from "../store/types.js";
+import type { Term } from "../term.js";
 
 /** A checkpoint stored under a lease and written only with the current fencing token. */
 export interface Checkpoint {
@@ -22,7 +22,7 @@ export function checkpointKey(name: string): string {
  * A fenced checkpoint `name` of `term`'s lease, kept in `store` with
  * `putFenced` / `getFenced` (so it lives wherever the lease lives).
  */
-export function fencedCheckpoint(store: LeaseStore, term: Term, name: string): Checkpoint {
+export function fencedCheckpoint(store: LeaderStore, term: Term, name: string): Checkpoint {
   const key = checkpointKey(name);
   return {
     async load() {

@@ -1,8 +1,8 @@
 import type { Clock } from "../clock.js";
-import type { Term } from "../elector/types.js";
 import type { DemotionReason } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { LeaseStore } from "../store/types.js";
+import type { LeaderStore } from "../store/types.js";
+import type { Term } from "../term.js";
 
 /**
  * What the elector offers to leader work (services, ticks, streams). Leader
@@ -11,12 +11,17 @@ import type { LeaseStore } from "../store/types.js";
 export interface LeaderContext {
   readonly name: string;
   readonly holderId: string;
-  readonly store: LeaseStore;
+  readonly store: LeaderStore;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly random: () => number;
   /** Clock-checked leadership (demotes on the spot when the trust window has passed). */
   isLeader(): boolean;
+  /**
+   * Demotes now (reason `expired`) if the trust window has passed; returns
+   * whether this process still leads. Use it where the point is the demotion.
+   */
+  enforceDeadline(): boolean;
   /** The current term if leader (clock-checked), else null. */
   term(): Term | null;
   /** Resigns `term` only if it is still the current term. Resolves false otherwise. */

@@ -1,4 +1,5 @@
 import { ConfigError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
 
 /** Reconnect after a failure with exponential backoff (the default strategy). */
 export interface ReconnectStrategy {
@@ -48,18 +49,6 @@ export const RECOVERY_DEFAULTS = Object.freeze({
   exitCode: 1,
 });
 
-const MAX_MS = 2_147_483_647;
-
-function int(field: string, v: unknown, min: number, max: number, unit = ""): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(
-      field,
-      `must be an integer from ${min} to ${max}${unit}, got ${String(v)}`,
-    );
-  }
-  return v;
-}
-
 /**
  * Validates a recovery strategy and fills its defaults. `fieldPrefix` is
  * prepended to field names in errors. Throws ConfigError.
@@ -75,39 +64,39 @@ export function resolveRecovery(
   const f = (n: string) => `${fieldPrefix}${n}`;
   if (strategy === "reconnect") {
     const i = input as Partial<ReconnectStrategy>;
-    const initialDelayMs = int(
+    const initialDelayMs = checkInt(
       f("initialDelayMs"),
       i.initialDelayMs ?? RECOVERY_DEFAULTS.initialDelayMs,
       1,
-      MAX_MS,
+      MAX_TIMER_MS,
       " (ms)",
     );
-    const maxDelayMs = int(
+    const maxDelayMs = checkInt(
       f("maxDelayMs"),
       i.maxDelayMs ?? Math.max(initialDelayMs, RECOVERY_DEFAULTS.maxDelayMs),
       initialDelayMs,
-      MAX_MS,
+      MAX_TIMER_MS,
       " (ms; at least initialDelayMs)",
     );
-    const maxAttempts = int(
+    const maxAttempts = checkInt(
       f("maxAttempts"),
       i.maxAttempts ?? RECOVERY_DEFAULTS.maxAttempts,
       0,
-      MAX_MS,
+      MAX_TIMER_MS,
       " (0 = unlimited)",
     );
     return Object.freeze({ strategy, initialDelayMs, maxDelayMs, maxAttempts });
   }
   if (strategy === "exit") {
     const i = input as Partial<ExitStrategy>;
-    const exitDelayMs = int(
+    const exitDelayMs = checkInt(
       f("exitDelayMs"),
       i.exitDelayMs ?? RECOVERY_DEFAULTS.exitDelayMs,
       0,
-      MAX_MS,
+      MAX_TIMER_MS,
       " (ms)",
     );
-    const exitCode = int(f("exitCode"), i.exitCode ?? RECOVERY_DEFAULTS.exitCode, 0, 255);
+    const exitCode = checkInt(f("exitCode"), i.exitCode ?? RECOVERY_DEFAULTS.exitCode, 0, 255);
     return Object.freeze({ strategy, exitDelayMs, exitCode });
   }
   if (strategy === "log") return Object.freeze({ strategy });
@@ -126,13 +115,8 @@ function envInt(
   const raw = env[name];
   if (raw === undefined || raw.trim() === "") return undefined;
   const s = raw.trim();
-  if (!/^-?\d+$/.test(s) || Number(s) < min || Number(s) > max) {
-    throw new ConfigError(
-      name,
-      `must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`,
-    );
-  }
-  return Number(s);
+  // Only plain decimal digits count ("1e3", "0x10" and " 5 " inside are refused as text).
+  return checkInt(name, /^-?\d+$/.test(s) ? Number(s) : JSON.stringify(raw), min, max);
 }
 
 /**
@@ -165,10 +149,10 @@ export function strategyFromEnv(
       `must be "reconnect", "exit" or "log", got ${JSON.stringify(env[v("ERROR_STRATEGY")])}`,
     );
   }
-  const initialDelayMs = envInt(env, v("RECONNECT_INITIAL_DELAY_MS"), 1, MAX_MS);
-  const maxDelayMs = envInt(env, v("RECONNECT_MAX_DELAY_MS"), 1, MAX_MS);
-  const maxAttempts = envInt(env, v("RECONNECT_MAX_ATTEMPTS"), 0, MAX_MS);
-  const exitDelayMs = envInt(env, v("EXIT_DELAY_MS"), 0, MAX_MS);
+  const initialDelayMs = envInt(env, v("RECONNECT_INITIAL_DELAY_MS"), 1, MAX_TIMER_MS);
+  const maxDelayMs = envInt(env, v("RECONNECT_MAX_DELAY_MS"), 1, MAX_TIMER_MS);
+  const maxAttempts = envInt(env, v("RECONNECT_MAX_ATTEMPTS"), 0, MAX_TIMER_MS);
+  const exitDelayMs = envInt(env, v("EXIT_DELAY_MS"), 0, MAX_TIMER_MS);
   const exitCode = envInt(env, v("EXIT_CODE"), 0, 255);
   const initial = initialDelayMs ?? RECOVERY_DEFAULTS.initialDelayMs;
   if (maxDelayMs !== undefined && maxDelayMs < initial) {

@@ -1,7 +1,8 @@
 import { callAsync, pause, raceDeadline, TIMED_OUT } from "../async.js";
 import { backoffDelay } from "../backoff.js";
-import type { Term } from "../elector/types.js";
 import { ConfigError, type DemotionReason, TimeoutError, toError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
+import type { Term } from "../term.js";
 import type { LeaderContext } from "./hooks.js";
 
 /** How a failing `start` is retried before the leader resigns. */
@@ -58,6 +59,15 @@ export const SERVICE_DEFAULTS = Object.freeze({
 });
 
 /**
+ * How long a new term of this process waits for the previous term's services
+ * to stop before it starts its own (a quick re-election can overlap the old
+ * term's teardown). Each stop is already bounded by its service's
+ * `stopTimeoutMs`; this bounds the whole wait, so an old term's stuck
+ * teardown delays the new term's services by at most this long.
+ */
+export const PREVIOUS_TERM_WAIT_MS = 10_000;
+
+/**
  * Where a service stands in the current term. `starting`: the first attempt
  * is running (healthy for `startGraceMs`); `retrying`: an attempt failed and
  * the service waits for, or runs, the next one (unhealthy: it is not running).
@@ -82,15 +92,6 @@ interface SvcStatus {
   since: number;
 }
 
-const MAX_MS = 2_147_483_647;
-
-function int(field: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(field, `must be an integer from ${min} to ${max}, got ${String(v)}`);
-  }
-  return v;
-}
-
 function resolveService(def: ServiceDefinition<unknown>): Svc {
   if (!def || typeof def !== "object") throw new ConfigError("service", "must be an object");
   if (typeof def.name !== "string" || def.name.length === 0 || def.name.length > 128) {
@@ -99,23 +100,25 @@ function resolveService(def: ServiceDefinition<unknown>): Svc {
   if (typeof def.start !== "function") throw new ConfigError("service.start", "must be a function");
   if (typeof def.stop !== "function") throw new ConfigError("service.stop", "must be a function");
   const r = def.startRetry ?? {};
-  const attempts = int(
+  const attempts = checkInt(
     "service.startRetry.attempts",
     r.attempts ?? SERVICE_DEFAULTS.attempts,
     1,
     1000,
   );
-  const initialDelayMs = int(
+  const initialDelayMs = checkInt(
     "service.startRetry.initialDelayMs",
     r.initialDelayMs ?? SERVICE_DEFAULTS.initialDelayMs,
     0,
-    MAX_MS,
+    MAX_TIMER_MS,
+    " (ms)",
   );
-  const maxDelayMs = int(
+  const maxDelayMs = checkInt(
     "service.startRetry.maxDelayMs",
     r.maxDelayMs ?? Math.max(initialDelayMs, SERVICE_DEFAULTS.maxDelayMs),
     initialDelayMs,
-    MAX_MS,
+    MAX_TIMER_MS,
+    " (ms)",
   );
   const jitter = r.jitter ?? SERVICE_DEFAULTS.jitter;
   if (typeof jitter !== "number" || !(jitter >= 0 && jitter <= 1)) {
@@ -131,17 +134,19 @@ function resolveService(def: ServiceDefinition<unknown>): Svc {
     initialDelayMs,
     maxDelayMs,
     jitter,
-    stopTimeoutMs: int(
+    stopTimeoutMs: checkInt(
       "service.stopTimeoutMs",
       def.stopTimeoutMs ?? SERVICE_DEFAULTS.stopTimeoutMs,
       1,
-      MAX_MS,
+      MAX_TIMER_MS,
+      " (ms)",
     ),
-    startGraceMs: int(
+    startGraceMs: checkInt(
       "service.startGraceMs",
       def.startGraceMs ?? SERVICE_DEFAULTS.startGraceMs,
       0,
-      MAX_MS,
+      MAX_TIMER_MS,
+      " (ms)",
     ),
     removed: false,
   };
@@ -390,12 +395,12 @@ export class ServiceSet {
     };
   }
 
-  onElected(term: Term, waitBoundMs: number): void {
+  onElected(term: Term): void {
     const r = new TermServices(this.ctx, term, [...this.services]);
     this.runner = r;
     const prev = this.teardown;
     // A newer term starts its services once the previous term's have stopped (bounded).
-    void raceDeadline(this.ctx.clock, prev, waitBoundMs).then(() => r.pump());
+    void raceDeadline(this.ctx.clock, prev, PREVIOUS_TERM_WAIT_MS).then(() => r.pump());
   }
 
   onTermEnded(term: Term, reason: DemotionReason): Promise<void> {

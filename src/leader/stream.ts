@@ -1,7 +1,8 @@
 import { callAsync, pause, raceDeadline, TIMED_OUT } from "../async.js";
 import { backoffDelay } from "../backoff.js";
-import type { Term } from "../elector/types.js";
 import { ConfigError, type DemotionReason, isFencedError, toError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
+import type { Term } from "../term.js";
 import { type Checkpoint, fencedCheckpoint } from "./checkpoint.js";
 import type { LeaderContext } from "./hooks.js";
 import { type RecoveryInput, type RecoveryStrategy, resolveRecovery } from "./recovery.js";
@@ -68,6 +69,12 @@ interface Stream {
 
 const NONE = Symbol("none");
 
+/** Log fields of one stream in one term. */
+type StreamFields = { lease: string; token: bigint; stream: string };
+
+/** Defaults of a stream definition. */
+export const STREAM_DEFAULTS = Object.freeze({ stopTimeoutMs: 5_000 });
+
 /** A FencedError for this very term: its own write was refused because the lease moved on. */
 function isOwnFence(e: unknown, term: Term): boolean {
   return isFencedError(e) && e.lease === term.name && e.token === term.token;
@@ -93,13 +100,13 @@ export class StreamSet {
     if (this.streams.some((s) => s.name === def.name)) {
       throw new ConfigError("stream.name", `a stream named "${def.name}" is already registered`);
     }
-    const stopTimeoutMs = def.stopTimeoutMs ?? 5_000;
-    if (!Number.isInteger(stopTimeoutMs) || stopTimeoutMs < 1) {
-      throw new ConfigError(
-        "stream.stopTimeoutMs",
-        `must be a positive integer (ms), got ${String(stopTimeoutMs)}`,
-      );
-    }
+    const stopTimeoutMs = checkInt(
+      "stream.stopTimeoutMs",
+      def.stopTimeoutMs ?? STREAM_DEFAULTS.stopTimeoutMs,
+      1,
+      MAX_TIMER_MS,
+      " (ms)",
+    );
     const s: Stream = {
       name: def.name,
       def,
@@ -211,62 +218,24 @@ export class StreamSet {
     return true;
   }
 
+  /**
+   * Runs `s` for `term`: one run after another until the term (or the stream)
+   * ends, the run finishes, or the recovery strategy gives up. Each run,
+   * reconnects included, re-checks leadership against the clock first.
+   */
   private async runTerm(s: Stream, term: Term): Promise<void> {
     const { ctx } = this;
     const signal = anySignal(term.signal, s.ac.signal, this.closeAc.signal);
     const checkpoint = fencedCheckpoint(ctx.store, term, s.name);
-    const fields = { lease: ctx.name, token: term.token, stream: s.name };
-    let failures = 0;
+    const fields: StreamFields = { lease: ctx.name, token: term.token, stream: s.name };
+    const failures = { count: 0 };
     while (!signal.aborted) {
-      // Each run, reconnects included, re-checks leadership against the clock: a reconnect
-      // timer can fire after the trust window closed, before anything demoted the term.
-      if (!ctx.isLeader() || ctx.term() !== term) break;
-      const attemptAc = new AbortController();
-      let failedWith: unknown = NONE;
-      let onFail: () => void = () => {};
-      const failed = new Promise<void>((r) => {
-        onFail = r;
-      });
-      const sctx: StreamContext = {
-        checkpoint,
-        signal: anySignal(signal, attemptAc.signal),
-        attempt: failures + 1,
-        healthy: () => {
-          if (attemptAc.signal.aborted || signal.aborted) return;
-          if (failures > 0)
-            ctx.logger.info("stream healthy again", { ...fields, attempt: failures });
-          failures = 0;
-          s.state = "running";
-        },
-        fail: (err) => {
-          if (failedWith !== NONE || attemptAc.signal.aborted) return;
-          failedWith = err ?? new Error("stream failed");
-          attemptAc.abort(failedWith);
-          onFail();
-        },
-      };
-      s.state = "running";
-      let error: unknown = NONE;
-      try {
-        await Promise.race([callAsync(() => s.def.run(term, sctx)), failed]);
-        error = failedWith;
-      } catch (e) {
-        error = failedWith !== NONE ? failedWith : e;
-      }
-      attemptAc.abort();
-      // Losing the election is not an error: the clock check demotes on the spot if the window passed.
-      ctx.isLeader();
-      if (!signal.aborted && error !== NONE && isOwnFence(error, term)) {
-        // The store refused this term's own write: the lease has moved on. That
-        // ends the term (or the elector ends it shortly); recovery never sees it.
-        ctx.logger.debug("stream write fenced: the lease was lost (not an error)", fields);
-        if (await this.awaitLoss(term, signal)) {
-          ctx.logger.debug("stream ended with its term (not an error)", fields);
-          s.state = "idle";
-          return;
-        }
-      }
-      if (signal.aborted) {
+      // A reconnect timer can fire after the trust window closed, before anything demoted the term.
+      if (!ctx.enforceDeadline() || ctx.term() !== term) break;
+      const error = await this.runOnce(s, term, signal, checkpoint, failures, fields);
+      // Losing the election is not an error: demote on the spot if the window passed.
+      ctx.enforceDeadline();
+      if (await this.endedWithTerm(error, term, signal, fields)) {
         ctx.logger.debug("stream ended with its term (not an error)", fields);
         s.state = "idle";
         return;
@@ -276,64 +245,143 @@ export class StreamSet {
         s.state = "finished";
         return;
       }
-      failures += 1;
+      failures.count += 1;
       s.failures += 1;
       ctx.reportError(toError(error));
-      const r = s.recovery;
-      if (r.strategy === "log") {
-        ctx.logger.error("stream failed; leaving it stopped (strategy log)", {
-          ...fields,
-          err: error,
-        });
-        s.state = "failed";
-        return;
-      }
-      if (r.strategy === "exit") {
-        ctx.logger.error(
-          "stream failed; exiting so a supervisor restarts the process (strategy exit)",
-          {
-            ...fields,
-            err: error,
-            delayMs: r.exitDelayMs,
-            exitCode: r.exitCode,
-          },
-        );
-        s.state = "exiting";
-        if (!(await pause(ctx.clock, r.exitDelayMs, signal))) {
-          ctx.logger.info("exit cancelled: the term ended first", fields);
-          s.state = "idle";
-          return;
-        }
-        s.exit(r.exitCode);
-        return;
-      }
-      if (r.maxAttempts > 0 && failures > r.maxAttempts) {
-        ctx.logger.error("stream failed; reconnect attempts exhausted", {
-          ...fields,
-          err: error,
-          attempt: failures - 1,
-        });
-        s.state = "failed";
-        return;
-      }
-      const delayMs = backoffDelay(
-        failures,
-        { initialMs: r.initialDelayMs, maxMs: r.maxDelayMs, jitter: 0.2 },
-        ctx.random,
-      );
-      ctx.logger.warn("stream failed; reconnecting", {
-        ...fields,
-        err: error,
-        attempt: failures,
-        delayMs,
-      });
-      s.state = "reconnecting";
-      if (!(await pause(ctx.clock, delayMs, signal))) {
-        s.state = "idle";
-        return;
-      }
+      if (!(await this.recover(s, error, failures.count, signal, fields))) return;
       s.reconnects += 1;
     }
     s.state = "idle";
+  }
+
+  /** One run of `s`: resolves with what it failed with, or {@link NONE} when it finished. */
+  private async runOnce(
+    s: Stream,
+    term: Term,
+    signal: AbortSignal,
+    checkpoint: Checkpoint,
+    failures: { count: number },
+    fields: StreamFields,
+  ): Promise<unknown> {
+    const attemptAc = new AbortController();
+    let failedWith: unknown = NONE;
+    let onFail: () => void = () => {};
+    const failed = new Promise<void>((r) => {
+      onFail = r;
+    });
+    const sctx: StreamContext = {
+      checkpoint,
+      signal: anySignal(signal, attemptAc.signal),
+      attempt: failures.count + 1,
+      healthy: () => {
+        if (attemptAc.signal.aborted || signal.aborted) return;
+        if (failures.count > 0)
+          this.ctx.logger.info("stream healthy again", { ...fields, attempt: failures.count });
+        failures.count = 0;
+        s.state = "running";
+      },
+      fail: (err) => {
+        if (failedWith !== NONE || attemptAc.signal.aborted) return;
+        failedWith = err ?? new Error("stream failed");
+        attemptAc.abort(failedWith);
+        onFail();
+      },
+    };
+    s.state = "running";
+    let error: unknown = NONE;
+    try {
+      await Promise.race([callAsync(() => s.def.run(term, sctx)), failed]);
+      error = failedWith;
+    } catch (e) {
+      error = failedWith !== NONE ? failedWith : e;
+    }
+    attemptAc.abort();
+    return error;
+  }
+
+  /**
+   * True when the run ended because the term (or stream) did. A fenced
+   * rejection of the term's own write means the lease has moved on: that ends
+   * the term (or the elector ends it shortly), and recovery never sees it.
+   */
+  private async endedWithTerm(
+    error: unknown,
+    term: Term,
+    signal: AbortSignal,
+    fields: StreamFields,
+  ): Promise<boolean> {
+    if (!signal.aborted && error !== NONE && isOwnFence(error, term)) {
+      this.ctx.logger.debug("stream write fenced: the lease was lost (not an error)", fields);
+      if (await this.awaitLoss(term, signal)) return true;
+    }
+    return signal.aborted;
+  }
+
+  /**
+   * Applies the stream's recovery strategy to a failed run. Resolves true to
+   * run again (after the reconnect delay), false when the stream stays stopped.
+   */
+  private async recover(
+    s: Stream,
+    error: unknown,
+    failures: number,
+    signal: AbortSignal,
+    fields: StreamFields,
+  ): Promise<boolean> {
+    const { ctx } = this;
+    const r = s.recovery;
+    if (r.strategy === "log") {
+      ctx.logger.error("stream failed; leaving it stopped (strategy log)", {
+        ...fields,
+        err: error,
+      });
+      s.state = "failed";
+      return false;
+    }
+    if (r.strategy === "exit") {
+      ctx.logger.error(
+        "stream failed; exiting so a supervisor restarts the process (strategy exit)",
+        {
+          ...fields,
+          err: error,
+          delayMs: r.exitDelayMs,
+          exitCode: r.exitCode,
+        },
+      );
+      s.state = "exiting";
+      if (!(await pause(ctx.clock, r.exitDelayMs, signal))) {
+        ctx.logger.info("exit cancelled: the term ended first", fields);
+        s.state = "idle";
+        return false;
+      }
+      s.exit(r.exitCode);
+      return false;
+    }
+    if (r.maxAttempts > 0 && failures > r.maxAttempts) {
+      ctx.logger.error("stream failed; reconnect attempts exhausted", {
+        ...fields,
+        err: error,
+        attempt: failures - 1,
+      });
+      s.state = "failed";
+      return false;
+    }
+    const delayMs = backoffDelay(
+      failures,
+      { initialMs: r.initialDelayMs, maxMs: r.maxDelayMs, jitter: 0.2 },
+      ctx.random,
+    );
+    ctx.logger.warn("stream failed; reconnecting", {
+      ...fields,
+      err: error,
+      attempt: failures,
+      delayMs,
+    });
+    s.state = "reconnecting";
+    if (!(await pause(ctx.clock, delayMs, signal))) {
+      s.state = "idle";
+      return false;
+    }
+    return true;
   }
 }

@@ -1,7 +1,8 @@
 import { Cron } from "croner";
 import { callAsync, pause } from "../async.js";
-import type { Term } from "../elector/types.js";
 import { ConfigError, type DemotionReason, toError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
+import type { Term } from "../term.js";
 import type { LeaderContext } from "./hooks.js";
 import { anySignal } from "./util.js";
 
@@ -83,7 +84,6 @@ interface Tick {
 
 /** Longest single clock sleep while waiting for a wall-clock fire time, so wall-clock jumps are noticed. */
 const MAX_WALL_SLEEP_MS = 60_000;
-const MAX_MS = 2_147_483_647;
 
 /** Store key of a claimed tick's "last claimed fire time". */
 export function tickClaimKey(name: string): string {
@@ -105,12 +105,7 @@ function validateCommon(
     throw new ConfigError("name", "must be a non-empty string of at most 200 characters");
   }
   const catchUpLimit = o.catchUpLimit ?? TICK_DEFAULTS.catchUpLimit;
-  if (!Number.isInteger(catchUpLimit) || catchUpLimit < 0 || catchUpLimit > 1000) {
-    throw new ConfigError(
-      "catchUpLimit",
-      `must be an integer from 0 to 1000, got ${String(catchUpLimit)}`,
-    );
-  }
+  checkInt("catchUpLimit", catchUpLimit, 0, 1000);
   return { name, claim, catchUpLimit };
 }
 
@@ -122,9 +117,7 @@ export class TickSet {
   constructor(private readonly ctx: LeaderContext) {}
 
   every(ms: number, fn: TickFn, opts: EveryOptions = {}): () => void {
-    if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_MS) {
-      throw new ConfigError("ms", `must be an integer from 1 to ${MAX_MS} (ms), got ${String(ms)}`);
-    }
+    checkInt("ms", ms, 1, MAX_TIMER_MS, " (ms)");
     const c = validateCommon(opts, `every:${ms}`);
     const schedule: Schedule = c.claim
       ? {

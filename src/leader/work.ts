@@ -1,5 +1,5 @@
-import type { Term } from "../elector/types.js";
 import type { DemotionReason } from "../errors.js";
+import type { Term } from "../term.js";
 import type { LeaderContext, LeaderHooks } from "./hooks.js";
 import { type ServiceDefinition, ServiceSet, type ServiceStatus } from "./service.js";
 import { type StreamDefinition, StreamSet, type StreamStatus } from "./stream.js";
@@ -17,9 +17,6 @@ export interface LeaderWorkStats {
   readonly services: readonly ServiceStatus[];
   readonly streams: readonly StreamStatus[];
 }
-
-/** How long a new term waits for the previous term's services to stop before starting its own. */
-const PREVIOUS_TERM_WAIT_MS = 10_000;
 
 /**
  * The leader work of one elector: services, ticks (interval and cron) and
@@ -41,7 +38,7 @@ export class LeaderWork implements LeaderHooks {
   onElected(term: Term): void {
     this.ticks.onElected(term);
     this.streams.onElected(term);
-    this.services.onElected(term, PREVIOUS_TERM_WAIT_MS);
+    this.services.onElected(term);
   }
 
   async onTermEnded(term: Term, reason: DemotionReason): Promise<void> {

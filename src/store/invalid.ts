@@ -19,8 +19,9 @@ export function reportInvalid(
   if (opts.onInvalid) {
     try {
       opts.onInvalid({ name, problem });
-    } catch {
-      // the caller's callback is its own business
+    } catch (err) {
+      // the caller's callback is its own business; it is logged, not passed on
+      logger?.warn("onInvalid callback threw", { lease: name, err });
     }
   } else logger?.warn("not a valid lease; left out of the list", { lease: name, err: problem });
 }

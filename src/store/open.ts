@@ -1,16 +1,12 @@
-import { type Clock, systemClock } from "../clock.js";
+import { raceDeadline, TIMED_OUT } from "../async.js";
+import { systemClock } from "../clock.js";
 import { ConfigError, errorMessage, isStoreError, StoreError } from "../errors.js";
+import { MAX_TIMER_MS } from "../limits.js";
 import { type Logger, type LoggerLike, toLogger } from "../logger.js";
 import { redactSecrets, redactUrl, registerUrlSecrets } from "./classify.js";
-import type { LeaseStore } from "./types.js";
+import type { LeaseStore, OpenStoreOptions } from "./types.js";
 
-/** Options every backend understands when opened by URL. */
-export interface OpenStoreOptions {
-  /** Clock for the memory store's expiry. Other stores use their server's clock. */
-  clock?: Clock;
-  /** Where the store logs reconnects and notifications. Default: silent. */
-  logger?: Logger;
-}
+export type { OpenStoreOptions } from "./types.js";
 
 /** What {@link openStore} reports while it waits for a server (see `onWait`). */
 export interface StoreWait {
@@ -63,7 +59,10 @@ type Opener = (url: string, opts: OpenStoreOptions) => Promise<LeaseStore>;
 const OPENERS: Record<string, Opener> = {
   "memory:": async (_url, opts) => {
     const m = await import("../stores/memory/index.js");
-    return new m.MemoryStore(opts.clock ? { clock: opts.clock } : {});
+    return new m.MemoryStore({
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
   },
   "sqlite:": async (url, opts) =>
     (await import("../stores/sqlite/index.js")).openSqliteStore(url, opts),
@@ -110,8 +109,11 @@ export async function openStore(
     ["connectTimeoutMs", connectTimeoutMs],
     ["progressEveryMs", progressEveryMs],
   ] as const) {
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 2_147_483_647) {
-      throw new ConfigError(field, `must be a number of ms from 0 to 2147483647, got ${String(v)}`);
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > MAX_TIMER_MS) {
+      throw new ConfigError(
+        field,
+        `must be a number of ms from 0 to ${MAX_TIMER_MS}, got ${String(v)}`,
+      );
     }
   }
   const log = logger ? toLogger(logger) : undefined;
@@ -214,25 +216,13 @@ async function waitForStore(
 
 /** One probe read, failing as a transient timeout if it takes longer than `ms`. */
 async function boundedProbe(store: LeaseStore, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const slow = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new StoreError(`tenure: the store gave no answer within ${Math.round(ms)} ms`, {
-            transient: true,
-            kind: "timeout",
-          }),
-        ),
-      ms,
-    );
-  });
   const p = store.read(PROBE_LEASE);
   p.catch(() => {});
-  try {
-    await Promise.race([p, slow]);
-  } finally {
-    clearTimeout(timer);
+  if ((await raceDeadline(systemClock, p, ms)) === TIMED_OUT) {
+    throw new StoreError(`tenure: the store gave no answer within ${Math.round(ms)} ms`, {
+      transient: true,
+      kind: "timeout",
+    });
   }
 }
 

@@ -4,6 +4,8 @@
  * a compare-and-set on `(name, holder, token)`, so a call from an old term can
  * never touch a newer one.
  */
+import type { Clock } from "../clock.js";
+import type { Logger } from "../logger.js";
 
 /** Identifies one term of one lease: what renew and release compare against. */
 export interface LeaseRef {
@@ -41,7 +43,7 @@ export type RenewResult =
   /** The term is over: someone else holds the lease (`current`), or nobody does (null). */
   | { readonly renewed: false; readonly current: LeaseInfo | null };
 
-/** One lease of a {@link LeaseStore.renewMany} batch: the term and the ttl to extend it to. */
+/** One lease of a {@link LeaseCore.renewMany} batch: the term and the ttl to extend it to. */
 export interface RenewItem {
   readonly lease: LeaseRef;
   readonly ttlMs: number;
@@ -53,13 +55,13 @@ export interface LeaseEvent {
   readonly type: "released" | "acquired" | "changed";
 }
 
-/** Result of {@link LeaseStore.putFenced}. */
+/** Result of {@link FencedValues.putFenced}. */
 export type FencedPutResult =
   | { readonly ok: true }
   /** `fenced`: the token is not the lease's current token. `conflict`: `expect` did not match. */
   | { readonly ok: false; readonly reason: "fenced" | "conflict" };
 
-/** A value stored under a lease by {@link LeaseStore.putFenced}. */
+/** A value stored under a lease by {@link FencedValues.putFenced}. */
 export interface FencedValue {
   readonly value: string;
   /** Token of the term that wrote it. */
@@ -74,7 +76,7 @@ export interface InvalidLease {
   readonly problem: string;
 }
 
-/** Options of {@link LeaseStore.list}. */
+/** Options of {@link LeaseAdmin.list}. */
 export interface ListOptions {
   /** Called once for each record that is not a valid lease; it is left out of the result. */
   onInvalid?: (bad: InvalidLease) => void;
@@ -83,7 +85,12 @@ export interface ListOptions {
 /** Unsubscribes a watch. */
 export type Unwatch = () => Promise<void>;
 
-export interface LeaseStore {
+/**
+ * The lease core: what an elector needs to hold a lease. Term-scoped
+ * compare-and-set on `(name, holder, token)`, a read, and release
+ * notifications where the backend has them.
+ */
+export interface LeaseCore {
   /** Backend name: `memory`, `sqlite`, `postgres`, `redis`, `etcd`. */
   readonly kind: string;
   /**
@@ -115,17 +122,15 @@ export interface LeaseStore {
   release(lease: LeaseRef): Promise<boolean>;
   /** The live lease, or null when nobody holds it (never held, released or expired). */
   read(name: string): Promise<LeaseInfo | null>;
-  /**
-   * Every live lease this store holds. A record that is not a valid lease does
-   * not fail the call: it is left out and reported to `opts.onInvalid` (its
-   * name and what is wrong with it).
-   */
-  list(opts?: ListOptions): Promise<LeaseInfo[]>;
-  /** Break-glass release of whoever holds `name`. True when something was released. */
-  forceRelease(name: string): Promise<boolean>;
   /** Calls `onChange` when the lease changes hands or is released. Optional. */
   watch?(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch>;
+}
 
+/**
+ * Fenced values: what leader work writes under its lease. A write goes
+ * through only while the writing term is the lease's current term.
+ */
+export interface FencedValues {
   /**
    * Writes `value` under `key` of lease `name` only if `token` is the lease's
    * current token (and, with `expect`, only if the stored value equals it; null
@@ -142,7 +147,43 @@ export interface LeaseStore {
   ): Promise<FencedPutResult>;
   /** Reads a value written by {@link putFenced}. */
   getFenced(name: string, key: string): Promise<FencedValue | null>;
+}
 
+/** Administration: what an operator's tools (the CLI) need beyond the core. */
+export interface LeaseAdmin {
+  /**
+   * Every live lease this store holds. A record that is not a valid lease does
+   * not fail the call: it is left out and reported to `opts.onInvalid` (its
+   * name and what is wrong with it).
+   */
+  list(opts?: ListOptions): Promise<LeaseInfo[]>;
+  /** Break-glass release of whoever holds `name`. True when something was released. */
+  forceRelease(name: string): Promise<boolean>;
+}
+
+/**
+ * The one interface every backend implements: the three roles above and
+ * `close`. Code that needs only one role takes that role's type, so leader
+ * work, for example, is never handed `forceRelease`.
+ */
+export interface LeaseStore extends LeaseCore, FencedValues, LeaseAdmin {
   /** Closes connections the store opened itself. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * What an elector takes: the lease core, and the fenced values it hands to
+ * leader work (checkpoints, tick claims, `tenure run --once`).
+ */
+export type ElectorStore = LeaseCore & FencedValues;
+
+/** What leader work gets ({@link LeaderContext}.store): fenced values, and a read to name the current token. */
+export type LeaderStore = FencedValues & Pick<LeaseCore, "read">;
+
+/** Options every backend understands when opened by URL. */
+export interface OpenStoreOptions {
+  /** Clock for the memory store's expiry. Other stores use their server's clock. */
+  clock?: Clock;
+  /** Where the store logs reconnects and notifications. Default: silent. */
+  logger?: Logger;
 }

@@ -1,4 +1,10 @@
+/**
+ * Argument checks of every store operation, the same on every backend: each
+ * store calls the check of its operation first, before it looks at its own
+ * state (closed or not) or asks its server anything.
+ */
 import { ConfigError } from "../errors.js";
+import { checkInt, MAX_TIMER_MS } from "../limits.js";
 
 /** Lease names: 1–128 characters from `A–Z a–z 0–9 . _ : / -`, starting with a letter or digit. */
 export const LEASE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/;
@@ -21,13 +27,7 @@ export function validateHolder(holder: unknown, field = "holderId"): string {
 }
 
 export function validateTtl(ttlMs: unknown, field = "ttlMs"): number {
-  if (typeof ttlMs !== "number" || !Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > 2_147_483_647) {
-    throw new ConfigError(
-      field,
-      `must be an integer number of milliseconds from 1 to 2147483647 (got ${String(ttlMs)})`,
-    );
-  }
-  return ttlMs;
+  return checkInt(field, ttlMs, 1, MAX_TIMER_MS, " (ms)");
 }
 
 /**
@@ -45,10 +45,12 @@ export function validateToken(token: unknown, field = "token"): bigint {
 }
 
 /** A term's lease reference `{ name, holder, token }`, as renew and release take it. */
-export function validateLeaseRef(lease: unknown, field = "lease"): void {
-  if (!lease || typeof lease !== "object") {
-    throw new ConfigError(field, "must be a lease { name, holder, token } from acquire");
-  }
+export function validateLeaseRef(
+  lease: unknown,
+  field = "lease",
+  what = "a lease { name, holder, token } from acquire",
+): void {
+  if (!lease || typeof lease !== "object") throw new ConfigError(field, `must be ${what}`);
   const l = lease as Record<string, unknown>;
   validateLeaseName(l.name, `${field}.name`);
   validateHolder(l.holder, `${field}.holder`);
@@ -70,13 +72,7 @@ export function validateFencedPut(
   value: unknown,
   opts: unknown,
 ): void {
-  if (!lease || typeof lease !== "object") {
-    throw new ConfigError("lease", "must be a lease or term { name, holder, token }");
-  }
-  const l = lease as Record<string, unknown>;
-  validateLeaseName(l.name, "lease.name");
-  validateHolder(l.holder, "lease.holder");
-  validateToken(l.token, "lease.token");
+  validateLeaseRef(lease, "lease", "a lease or term { name, holder, token }");
   validateFencedKey(key);
   if (typeof value !== "string") throw new ConfigError("value", "must be a string");
   if (opts !== undefined && (opts === null || typeof opts !== "object")) {
@@ -86,6 +82,25 @@ export function validateFencedPut(
   if (expect !== undefined && expect !== null && typeof expect !== "string") {
     throw new ConfigError("opts.expect", "must be a string, null (absent) or left out");
   }
+}
+
+/** Arguments of `acquire(name, holder, ttlMs)`. */
+export function validateAcquire(name: unknown, holder: unknown, ttlMs: unknown): void {
+  validateLeaseName(name);
+  validateHolder(holder, "holder");
+  validateTtl(ttlMs);
+}
+
+/** Arguments of `renew(lease, ttlMs)`. */
+export function validateRenew(lease: unknown, ttlMs: unknown): void {
+  validateLeaseRef(lease);
+  validateTtl(ttlMs);
+}
+
+/** Arguments of `getFenced(name, key)`. */
+export function validateFencedGet(name: unknown, key: unknown): void {
+  validateLeaseName(name);
+  validateFencedKey(key);
 }
 
 /**

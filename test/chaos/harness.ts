@@ -35,6 +35,22 @@ import {
   type FencedWrite,
   type WorkerLine,
 } from "./checker.js";
+import {
+  ETCD_CLUSTER_FAULTS,
+  type EtcdClusterFault,
+  runEtcdClusterFault,
+} from "./faults-etcd-cluster.js";
+import {
+  integrity,
+  isSqliteFault,
+  type Launch,
+  runSqliteFault,
+  SQLITE_FAULTS,
+  type SqlitePlan,
+  sqliteDir,
+  sqliteFaultsHere,
+  sqlitePlan,
+} from "./faults-sqlite.js";
 import type { WorkerConfig } from "./worker.js";
 
 export const BACKENDS = [
@@ -44,6 +60,7 @@ export const BACKENDS = [
   "redis",
   "etcd",
   "postgres-standby",
+  "etcd-cluster",
 ] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
@@ -67,19 +84,24 @@ export type FaultKind =
   | (typeof PROCESS_FAULTS)[number]
   | (typeof NET_FAULTS)[number]
   | (typeof SERVER_FAULTS)[number]
-  | (typeof REPLICA_FAULTS)[number];
+  | (typeof REPLICA_FAULTS)[number]
+  | EtcdClusterFault
+  | (typeof SQLITE_FAULTS)[number];
 export const ALL_FAULTS: readonly FaultKind[] = [
   ...PROCESS_FAULTS,
   ...NET_FAULTS,
   ...SERVER_FAULTS,
   ...REPLICA_FAULTS,
+  ...ETCD_CLUSTER_FAULTS,
+  ...SQLITE_FAULTS,
 ];
 
 /** Which faults apply to a backend: SQLite has no network; etcd has no server-side connection kill. */
 export function faultsFor(b: BackendName): FaultKind[] {
-  if (b === "sqlite") return [...PROCESS_FAULTS];
+  if (b === "sqlite") return [...PROCESS_FAULTS, ...sqliteFaultsHere()];
   if (b === "etcd") return [...PROCESS_FAULTS, ...NET_FAULTS, "restart-server"];
   if (b === "postgres-standby") return [...REPLICA_FAULTS];
+  if (b === "etcd-cluster") return [...ETCD_CLUSTER_FAULTS];
   return [...PROCESS_FAULTS, ...NET_FAULTS, ...SERVER_FAULTS];
 }
 
@@ -134,6 +156,8 @@ interface Backend {
   restart?: (r: number) => Promise<string>;
   /** A primary with an async standby behind `url` (a forwarder to the current primary). */
   standby?: PgStandbyPair;
+  /** The etcd cluster whose members `proxies` front, in member order (backend `etcd-cluster`). */
+  etcdCluster?: EtcdCluster;
 }
 
 /** Starts (lazily) and owns the throwaway servers and proxies of every backend. */
@@ -183,9 +207,12 @@ export class ChaosEnv {
   private async open(b: BackendName): Promise<Backend> {
     const putFenced = { mode: "put-fenced" as const };
     if (b === "sqlite") {
+      // On a small tmpfs of its own where the machine allows it (fault disk-full).
+      const fs = sqliteDir(this.scratch);
+      this.cleanups.push(async () => fs.cleanup());
       return {
         name: b,
-        url: `sqlite:${join(this.scratch, "leases.db")}`,
+        url: `sqlite:${join(fs.dir, "leases.db")}`,
         proxies: [],
         fence: putFenced,
       };
@@ -274,6 +301,16 @@ export class ChaosEnv {
     this.cleanups.push(() => cluster.stop());
     await cluster.start(3);
     const proxies = await Promise.all(cluster.members.map((m) => this.proxy(m.client)));
+    if (b === "etcd-cluster") {
+      // Its own cluster: its faults stop members, the etcd backend's must not see that.
+      return {
+        name: b,
+        url: `etcd://${proxies.map((p) => `127.0.0.1:${p.port}`).join(",")}`,
+        proxies,
+        fence: putFenced,
+        etcdCluster: cluster,
+      };
+    }
     let next = 0;
     return {
       name: b,
@@ -329,10 +366,11 @@ class Candidate {
   stderr = "";
   paused = false;
   stopping = false;
-  constructor(cfg: WorkerConfig) {
-    this.proc = spawn(process.execPath, [WORKER], {
+  constructor(cfg: WorkerConfig, launch?: Launch) {
+    const argv = [...(launch?.prefix ?? []), process.execPath, WORKER];
+    this.proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, CHAOS_WORKER: JSON.stringify(cfg) },
+      env: { ...process.env, ...launch?.env, CHAOS_WORKER: JSON.stringify(cfg) },
     });
     let buf = "";
     this.proc.stdout!.on("data", (d: Buffer) => {
@@ -508,16 +546,27 @@ export async function runEpisode(
   const cands: Candidate[] = [];
   const deaths: { pid: number; t: string }[] = [];
   const pauses: { pid: number; from: string; to: string }[] = [];
-  const spawnOne = (i: number) =>
-    new Candidate({
-      url: b.url,
-      name,
-      holder: `c${i}-${spec.seed}`,
-      ttlMs,
-      retryMs,
-      tickMs,
-      fence: fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
-    });
+  const sqliteFile = spec.backend === "sqlite" ? b.url.slice("sqlite:".length) : "";
+  const sqlite: SqlitePlan | null = isSqliteFault(spec.fault)
+    ? sqlitePlan(spec.fault, rand, timing.candidates, join(sqliteFile, ".."), id)
+    : null;
+  const spawnOne = (i: number) => {
+    const launch = sqlite?.launch[i];
+    return new Candidate(
+      {
+        url: b.url,
+        name,
+        holder: `c${i}-${spec.seed}`,
+        ttlMs,
+        retryMs,
+        tickMs,
+        fence:
+          fence.mode === "store-fence" ? { mode: fence.mode, pgUrl: fence.pgUrl, table } : fence,
+        ...(launch?.txHook ? { txHook: launch.txHook } : {}),
+      },
+      launch,
+    );
+  };
   for (let i = 0; i < timing.candidates; i++) cands.push(spawnOne(i));
   const leader = () => cands.find((c) => c.leading());
   let faultAt = now();
@@ -642,6 +691,14 @@ export async function runEpisode(
         healAt = now();
         break;
       }
+      case "kill-raft-leader":
+      case "partition-member":
+      case "rolling-restart": {
+        if (!b.etcdCluster) throw new Error(`${spec.backend} is not an etcd cluster`);
+        const run = await runEtcdClusterFault(spec.fault, b.etcdCluster, b.proxies, ttlMs, r);
+        ({ faultAt, healAt, detail } = run);
+        break;
+      }
       case "promote-standby": {
         const pair = b.standby;
         if (!pair) throw new Error(`${spec.backend} has no standby`);
@@ -688,6 +745,21 @@ export async function runEpisode(
           pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
         }
         detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms`;
+        break;
+      }
+      default: {
+        if (!sqlite) throw new Error(`${spec.fault} needs the sqlite backend`);
+        const f = await runSqliteFault({
+          plan: sqlite,
+          r,
+          ttlMs,
+          dbFile: sqliteFile,
+          cands,
+          lead,
+          deaths,
+          pauses,
+        });
+        ({ detail, faultAt, healAt } = f);
         break;
       }
     }
@@ -763,6 +835,11 @@ export async function runEpisode(
     }
     writes = chainWrites(lines, last);
   }
+  if (spec.backend === "sqlite") {
+    // Nothing corrupted, whatever the fault did to the file.
+    const ok = await integrity(sqliteFile).catch((e: Error) => `could not check: ${e.message}`);
+    if (ok !== "ok") episodeError ??= `PRAGMA integrity_check: ${ok}`;
+  }
 
   if (process.env.CHAOS_DEBUG)
     for (const c of cands)
@@ -787,11 +864,14 @@ export async function runEpisode(
     // Restarting an etcd member can restart the raft leader: electing a new one
     // takes up to two election timeouts, and the new leader extends every etcd
     // lease by one more (lessor Promote), so a dead holder's lease outlives the
-    // ttl by up to three election timeouts.
+    // ttl by up to three election timeouts. The same holds for the
+    // etcd-cluster faults that stop and restart members.
     recoverySlackMs:
       tickMs +
       250 +
-      (spec.backend === "etcd" && spec.fault === "restart-server"
+      ((spec.backend === "etcd" && spec.fault === "restart-server") ||
+      spec.fault === "kill-raft-leader" ||
+      spec.fault === "rolling-restart"
         ? 3 * ETCD_ELECTION_TIMEOUT_MS
         : 0),
     // Once per backoff step: never more than one identical line per retry interval.

@@ -22,7 +22,8 @@ import {
 
 /**
  * The short CI profile: every backend, every fault kind at least once. SQLite
- * gets every process fault; each networked backend gets its server faults,
+ * gets every process fault and every storage fault this machine can make
+ * (test/chaos/faults-sqlite.ts); each networked backend gets its server faults,
  * a seeded half of the network faults and one seeded process fault, and
  * between them the networked backends cover every network fault.
  */
@@ -35,8 +36,9 @@ export function shortPlan(seed: number, backends: readonly BackendName[]): Episo
   let ni = Math.floor(r() * net.length);
   for (const b of backends) {
     const faults = new Set<FaultKind>();
-    if (b === "sqlite") for (const f of PROCESS_FAULTS) faults.add(f);
-    else if (b === "postgres-standby") for (const f of faultsFor(b)) faults.add(f);
+    if (b === "sqlite") for (const f of faultsFor(b)) faults.add(f);
+    else if (b === "postgres-standby" || b === "etcd-cluster")
+      for (const f of faultsFor(b)) faults.add(f);
     else {
       for (const f of faultsFor(b)) if (f === "kill-conns" || f === "restart-server") faults.add(f);
       faults.add(net[ni++ % net.length]!);
@@ -248,6 +250,7 @@ export function markdown(rep: ChaosReport, command: string): string {
     "- `test/helpers/chaos-servers.ts`: throwaway redis-server (no persistence), PostgreSQL (initdb/pg_ctl), PgBouncer (transaction mode) and a 3-member etcd cluster on free loopback ports; only these are restarted or have their connections killed.",
     "- `test/chaos/worker.ts`: a candidate. Logs `lead-start`/`renewed` with the end of its trust window (from `health().validForMs`, to the microsecond, rounded down), `lead-end`, each `tick`, every elector log line, and its state on SIGUSR2, stamped with CLOCK_MONOTONIC (shared by all processes on the host). Each tick makes one fenced write through the store's own fencing: for PostgreSQL and PgBouncer a row inserted inside a transaction after the store's `fence(tx, term)`; for SQLite, Redis and etcd a compare-and-set chain on one key with `putFenced` (each value names its sequence number, token and writer, so the accepted writes are known in commit order). Refused writes are logged with the time the answer came back.",
     "- `test/helpers/pg-standby.ts` (backend `postgres-standby`, fault `promote-standby`): a throwaway PostgreSQL primary with a `pg_basebackup` asynchronous standby behind a forwarder that leads to the current primary. The fault freezes the walsender, SIGKILLs the leader so another candidate starts a term on the primary only, pauses that candidate, crashes the primary, promotes the standby and moves the forwarder; the fenced writes go through the forwarder with the store's `fence(tx, term)`, so they land on whichever server is primary; the lost term's refusals after the promotion are excused like a Redis restart without persistence. Its trust-overlap bound is one ttl (an async standby can lose a term; its holder may trust it meanwhile), while fenced writes must stay ordered and no token may serve two processes.",
+    "- `test/chaos/faults-sqlite.ts` (backend `sqlite`): SQLite's own storage faults. `kill-in-tx` / `stop-in-tx`: the leader SIGKILLed, or SIGSTOPped for 1.3–2.3 ttl, inside the store's own fenced write transaction (write lock held, row written, not committed; caught by a hook on the worker's connection, `test/chaos/faults-sqlite-hook.ts`). `lock-held`: a foreign process holds the write lock (`BEGIN IMMEDIATE`) for 1.5–2.5 ttl. `disk-full`: the database lives on a 16 MiB tmpfs the harness mounts; the WAL is truncated and a filler file takes every free byte (real ENOSPC) for 1.5–2.5 ttl. `clock-jump`: one candidate's wall clock jumps ±1 min … 1 day under libfaketime (monotonic untouched). `clock-skew`: one candidate's CLOCK_MONOTONIC is 1 min … 1 day ahead or behind (its own time namespace, `unshare --time`), then the leader is SIGKILLed. `PRAGMA integrity_check` must answer `ok` after every sqlite episode. A fault the machine cannot make (no tmpfs mount, no libfaketime, no time namespace) is left out of the plan.",
     "- `test/chaos/checker.ts`: the invariants above, from the recorded history alone; `test/chaos/checker.test.ts` feeds it hand-written histories, among them three the checker before issue 17 passed (a restart giving token 5 after 900 with every write refused; a dead leader named by both followers while the new one demoted; a lone election with no ticks, writes or probes).",
     "- Replay one episode: `node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED`.",
     "",

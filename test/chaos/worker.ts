@@ -9,11 +9,15 @@
  * write-error (stamped when the store's answer came back), log (every line the
  * elector logs), state (on SIGUSR2), stopped.
  * SIGTERM: elector.stop() (graceful handoff), then exit 0.
+ * A worker in a time namespace (fault clock-skew) stamps with the host's
+ * CLOCK_MONOTONIC all the same: its namespace's offset is taken off.
  */
+import { readFileSync } from "node:fs";
 import pg from "pg";
 import { createElector, openStore } from "../../src/index.js";
 import type { Logger } from "../../src/logger.js";
 import { CHAIN_KEY, chainValue, parseChainValue } from "./chain.js";
+import { openHookedSqliteStore } from "./faults-sqlite-hook.js";
 
 export interface WorkerConfig {
   url: string;
@@ -32,6 +36,12 @@ export interface WorkerConfig {
    * writes form one chain in commit order (see `chainValue`).
    */
   fence: { mode: "store-fence"; pgUrl: string; table: string } | { mode: "put-fenced" };
+  /**
+   * SQLite only (faults kill-in-tx, stop-in-tx): while this file exists, the
+   * store's fenced write stops inside its write transaction, after its row is
+   * written and before COMMIT (see ./faults-sqlite-hook.ts).
+   */
+  txHook?: string;
 }
 
 const cfg = JSON.parse(process.env.CHAOS_WORKER ?? "null") as WorkerConfig | null;
@@ -39,7 +49,19 @@ if (!cfg) {
   process.stderr.write("chaos worker: set CHAOS_WORKER to a JSON WorkerConfig\n");
   process.exit(64);
 }
-const now = () => process.hrtime.bigint();
+/** This process's time-namespace offset of CLOCK_MONOTONIC in ns (0 outside one). */
+function timensOffsetNs(): bigint {
+  try {
+    const m = /^\s*(?:monotonic|1)\s+(-?\d+)\s+(\d+)/m.exec(
+      readFileSync("/proc/self/timens_offsets", "utf8"),
+    );
+    return m ? BigInt(m[1]!) * 1_000_000_000n + BigInt(m[2]!) : 0n;
+  } catch {
+    return 0n;
+  }
+}
+const offsetNs = timensOffsetNs();
+const now = () => process.hrtime.bigint() - offsetNs;
 const out = (event: string, extra: Record<string, unknown> = {}) =>
   process.stdout.write(
     `${JSON.stringify({ pid: process.pid, holder: cfg.holder, event, t: now().toString(), ...extra })}\n`,
@@ -63,7 +85,10 @@ const logger: Logger = {
   error: log("error"),
 };
 
-const store = await openStore(cfg.url);
+const hooked = cfg.txHook
+  ? await openHookedSqliteStore(cfg.url, cfg.txHook, () => out("in-tx"))
+  : null;
+const store = hooked?.store ?? (await openStore(cfg.url));
 const elector = createElector({
   store,
   name: cfg.name,
@@ -180,6 +205,7 @@ process.on("SIGUSR2", () => {
     leader: h.leader?.holder ?? null,
     token: h.token?.toString() ?? null,
     healthy: h.healthy,
+    wall: Date.now(),
   });
 });
 let stopping = false;
@@ -189,6 +215,7 @@ const stop = async () => {
   await elector.stop();
   out("stopped");
   await store.close().catch(() => {});
+  hooked?.close();
   await client?.end().catch(() => {});
   process.exit(0);
 };

@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { formatDuration } from "../../src/cli/duration.js";
 import { EXIT } from "../../src/cli/exit-codes.js";
-import { COMMANDS, OPTIONS } from "../../src/cli/flags.js";
+import { CLI_DEFAULTS, COMMANDS, OPTIONS } from "../../src/cli/flags.js";
 import { helpText } from "../../src/cli/help.js";
+import { ELECTOR_DEFAULTS } from "../../src/elector/options.js";
 import { REPO_ROOT } from "../helpers/services.js";
 
 const doc = readFileSync(join(REPO_ROOT, "docs", "cli.md"), "utf8");
@@ -69,6 +71,24 @@ describe("the CLI's help, docs/cli.md and the parser agree", () => {
         }
       }
     }
+  });
+
+  it("--help states the defaults the CLI uses; --ttl's is the library's own ELECTOR_DEFAULTS.ttlMs", () => {
+    const run = helpText("run");
+    assert.equal(CLI_DEFAULTS.ttlMs, ELECTOR_DEFAULTS.ttlMs);
+    assert.ok(run.includes(`(default ${formatDuration(ELECTOR_DEFAULTS.ttlMs)})`), "--ttl");
+    assert.ok(run.includes(`(default ${formatDuration(CLI_DEFAULTS.graceMs)})`), "--grace");
+    assert.ok(run.includes(`(default ${CLI_DEFAULTS.maxRestarts})`), "--max-restarts");
+    assert.ok(
+      run.includes(`(default ${formatDuration(CLI_DEFAULTS.restartDelayMs)})`),
+      "--restart-delay",
+    );
+    assert.ok(
+      run.includes(`(default ${formatDuration(CLI_DEFAULTS.connectTimeoutMs)})`),
+      "--connect-timeout",
+    );
+    // and docs/cli.md says the same
+    assert.ok(doc.includes(formatDuration(ELECTOR_DEFAULTS.ttlMs)), "docs/cli.md --ttl default");
   });
 
   it("the default store in --help is the one README names", () => {

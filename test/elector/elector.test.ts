@@ -7,6 +7,8 @@ import {
   type Elector,
   type ElectorOptions,
   isConfigError,
+  isLifecycleError,
+  isStoreError,
   isTermEndedError,
   type Term,
 } from "../../src/index.js";
@@ -381,6 +383,57 @@ describe("elector", () => {
     assert.equal(b.leader()?.holder, "dead");
     const dt = await clock.advanceUntil(() => b.isLeader(), 5000);
     assert.ok(dt >= 700 && dt <= 700 + 50, `took over after ${dt} ms`);
+    await stopAll();
+  });
+
+  it("start() after stop() is a caller mistake: a LifecycleError, not a store failure", async () => {
+    const { make } = setup();
+    const a = make("a");
+    await a.stop();
+    await assert.rejects(a.start(), (e: unknown) => {
+      assert.ok(isLifecycleError(e), String(e));
+      assert.equal(isStoreError(e), false);
+      assert.match((e as Error).message, /^tenure elector: cannot start after stop\(\)$/);
+      return true;
+    });
+  });
+
+  it("enforceDeadline() demotes a leader past its trust window at once and says whether it still leads", async () => {
+    const { clock, make, record, stopAll } = setup();
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    assert.equal(a.enforceDeadline(), true);
+    assert.equal(r.demoted.length, 0);
+    clock.stall(5 * TTL); // the event loop was blocked: no timer has run yet
+    assert.equal(a.enforceDeadline(), false);
+    assert.deepEqual(
+      r.demoted.map((d) => d.reason),
+      ["expired"],
+      "demoted by the call itself, before any timer ran",
+    );
+    await stopAll();
+  });
+
+  it("a leader-work hook that throws on election is logged; the elector still leads", async () => {
+    const { clock, make, log, stopAll } = setup();
+    const a = make("a");
+    a.attach({
+      onElected: () => {
+        throw new Error("hook broke");
+      },
+      onTermEnded: async () => {},
+      healthProblem: () => null,
+      close: async () => {},
+    });
+    await a.start();
+    await clock.advance(0);
+    assert.equal(a.isLeader(), true);
+    const line = log.lines.find((l) => l.msg === "leader work failed on election");
+    assert.ok(line, "logged");
+    assert.equal(line.level, "error");
+    assert.match(String((line.fields?.err as Error | undefined)?.message), /hook broke/);
     await stopAll();
   });
 

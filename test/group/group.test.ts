@@ -19,13 +19,13 @@ const P = 8;
 function setup() {
   const clock = new FakeClock();
   const mem = new MemoryStore({ clock });
-  const store = new ScriptedStore(mem);
+  const store = new ScriptedStore(mem, { expect: ["list"] });
   const groups: Group[] = [];
   /** Each member's own view of the one memory store, so one member's calls can fail alone. */
   const stores = new Map<string, ScriptedStore>();
   const log: string[] = [];
   const make = (holderId: string, o: Partial<GroupOptions> = {}) => {
-    const own = new ScriptedStore(mem);
+    const own = new ScriptedStore(mem, { expect: ["list"] });
     stores.set(holderId, own);
     const g = createGroup({
       store: own,

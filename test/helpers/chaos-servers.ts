@@ -287,14 +287,23 @@ export class EtcdCluster {
   }
   /** Kills member `i` (SIGKILL) and starts it again with its data. */
   async restartMember(i: number): Promise<void> {
+    await this.stopMember(i, "SIGKILL");
+    await this.startMember(i);
+  }
+  /** Stops member `i` (SIGKILL: a crash; SIGTERM: etcd's graceful stop) and waits for its exit. */
+  async stopMember(i: number, signal: "SIGKILL" | "SIGTERM"): Promise<void> {
     const m = this.members[i]!;
     const p = m.proc;
     m.proc = null;
     if (p) {
-      p.kill("SIGKILL");
+      p.kill(signal);
       await exited(p);
     }
-    this.spawnMember(i, "existing");
+  }
+  /** Starts a stopped member `i` again with its data dir; waits until every running member is healthy. */
+  async startMember(i: number): Promise<void> {
+    const m = this.members[i]!;
+    if (!m.proc) this.spawnMember(i, "existing");
     await waitForPort(m.client, `etcd ${m.name}`);
     await this.waitHealthy();
   }

@@ -538,12 +538,21 @@ export function describeLeaseStore(
         const pr = new FaultProxy(px.target.host, px.target.port);
         proxy = pr;
         const s = await px.open(await pr.start());
+        let open = 0;
         stalled = {
           store: s,
-          stall: async () => pr.blackhole(),
+          stall: async () => {
+            open = pr.connections;
+            pr.blackhole();
+          },
           // The partition heals: held bytes flow on (as TCP retransmits them).
           heal: async () => pr.heal(),
           close: async () => {
+            // A driver that cancels a timed-out query over a new connection
+            // (postgres.js) finishes that cancel before the proxy resets it.
+            await waitFor("cancel connections to end", () => pr.connections <= open, {
+              timeoutMs: 3000,
+            }).catch(() => {});
             await s.close();
             await pr.stop();
           },

@@ -76,7 +76,9 @@ describe("leader-held streams", () => {
   it("F2: the stream's own checkpoint write fenced off after a takeover ends the term (`lost`); recovery (exit) never sees it", async () => {
     const { clock, mem, make, record, steal, stopAll } = setup();
     // No notifications: only the fenced write can tell the elector before its renewal.
-    const a = make("a", { store: new ScriptedStore(mem, { quiet: true }) });
+    const a = make("a", {
+      store: new ScriptedStore(mem, { quiet: true, expect: ["getFenced", "putFenced"] }),
+    });
     const r = record(a);
     const exits: number[] = [];
     const go = deferred();

@@ -148,7 +148,7 @@ describe("leader-only ticks", () => {
 
   it("claim: each fire time runs exactly once across the fleet, across a leadership change, with missed fire times caught up once", async () => {
     const { clock, mem, make, record, stopAll } = setup({ wallStart: Date.UTC(2026, 0, 1) });
-    const sa = new ScriptedStore(mem);
+    const sa = new ScriptedStore(mem, { expect: ["getFenced", "putFenced"] });
     // ttl 3 s: the failover gap spans fire times that nobody ran
     const a = make("a", { store: sa, ttlMs: 3000 });
     const b = make("b", { ttlMs: 3000 });
@@ -197,7 +197,7 @@ describe("leader-only ticks", () => {
     const { clock, mem, make, record, steal, stopAll } = setup({ wallStart: Date.UTC(2026, 0, 1) });
     // No notifications, ttl 60 s (renewal every 20 s): after the theft below, a keeps
     // trusting its term, and only the store's fence on the claim can stop its ticks.
-    const quiet = new ScriptedStore(mem);
+    const quiet = new ScriptedStore(mem, { expect: ["getFenced", "putFenced"] });
     quiet.watch = undefined;
     const a = make("a", { store: quiet, ttlMs: 60_000 });
     const r = record(a);

@@ -62,7 +62,7 @@ export const MUTANTS = {
   /** A re-acquire by the holder that still holds the lease keeps the old token. */
   "same-holder-same-token": [
     {
-      file: "stores/memory/index.js",
+      file: "stores/memory/store.js",
       from: "const token = (this.rows.get(name)?.token ?? 0n) + 1n;",
       to: "const token = cur && cur.holder === holder ? cur.token : (this.rows.get(name)?.token ?? 0n) + 1n;",
     },
@@ -78,7 +78,7 @@ export const MUTANTS = {
   /** Extra (two holders): the store grants a live lease to a second holder. */
   "store-double-grant": [
     {
-      file: "stores/memory/index.js",
+      file: "stores/memory/store.js",
       from: "if (cur && cur.holder !== holder)",
       to: "if (cur && cur.holder !== holder && cur.token % 3n !== 0n)",
     },
@@ -86,7 +86,7 @@ export const MUTANTS = {
   /** Extra (fenced order): the memory store's fenced write ignores the token. */
   "fence-unchecked": [
     {
-      file: "stores/memory/index.js",
+      file: "stores/memory/store.js",
       from: 'if (!row || row.token !== lease.token)\n            return { ok: false, reason: "fenced" };',
       to: 'if (!row)\n            return { ok: false, reason: "fenced" };',
     },

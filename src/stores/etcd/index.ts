@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import type { Etcd3, IOptions } from "etcd3";
 import { ConfigError, StoreError } from "../../errors.js";
 import { redactSecrets } from "../../store/classify.js";
-import type { OpenStoreOptions } from "../../store/open.js";
+import type { OpenStoreOptions } from "../../store/types.js";
+import { intOption } from "../common/options.js";
 import { toEtcdStoreError } from "./classify.js";
 import {
   DEFAULT_ETCD_CALL_TIMEOUT_MS,
@@ -115,14 +116,6 @@ export function parseEtcdUrl(url: string): EtcdUrl {
     throw new ConfigError("store ?ca", "ca, cert and key need an etcds:// (TLS) URL");
   }
   return { tls, hosts, username, password, params };
-}
-
-function intOption(field: string, v: unknown, min: number, max: number): number {
-  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError(field, `must be an integer from ${min} to ${max} (got ${String(v)})`);
-  }
-  return n;
 }
 
 function readPem(field: string, path: string | undefined): Buffer | undefined {

@@ -11,7 +11,7 @@
  * (other keys between ours) is read again key by key (a second round trip,
  * only for that span). An item renews only when the read shows its term
  * (create revision = token, value = holder) on the very session whose
- * keep-alive found it alive: the argument of liveSession() in store.ts, per
+ * keep-alive found it alive: the argument of SessionPool.live() in pool.ts, per
  * item. Every other case (no live session of that TTL yet, the key on another
  * lease, the session gone) is left to `renew` for that item alone.
  */

@@ -6,7 +6,8 @@ import type { Redis, RedisOptions } from "ioredis";
 import { ConfigError, StoreError } from "../../errors.js";
 import { RepeatLimiter } from "../../logger.js";
 import { redactSecrets, redactUrl } from "../../store/classify.js";
-import type { OpenStoreOptions } from "../../store/open.js";
+import type { OpenStoreOptions } from "../../store/types.js";
+import { intOption } from "../common/options.js";
 import { scrub, toRedisStoreError } from "./classify.js";
 import { type RedisClientLike, RedisStore, type RedisStoreOptions } from "./store.js";
 
@@ -73,14 +74,6 @@ function boolOption(field: string, v: unknown): boolean {
   if (v === true || v === "true" || v === "1") return true;
   if (v === false || v === "false" || v === "0") return false;
   throw new ConfigError(field, `must be true or false (got ${String(v)})`);
-}
-
-function intOption(field: string, v: unknown, min: number, max: number): number {
-  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError(field, `must be an integer from ${min} to ${max} (got ${String(v)})`);
-  }
-  return n;
 }
 
 /**

@@ -16,13 +16,16 @@ import type {
 } from "../../store/types.js";
 import {
   LEASE_NAME_PATTERN,
-  validateFencedKey,
+  validateAcquire,
+  validateFencedGet,
   validateFencedPut,
-  validateHolder,
   validateLeaseName,
   validateLeaseRef,
+  validateRenew,
   validateTtl,
 } from "../../store/validate.js";
+import { closedError, schemaError } from "../common/errors.js";
+import { type WatchCallback, WatcherSet } from "../common/watchers.js";
 import { classifyRedisError, toRedisStoreError } from "./classify.js";
 import { renewMany } from "./renew-many.js";
 import { SCRIPTS, type ScriptClient } from "./scripts.js";
@@ -138,7 +141,7 @@ export class RedisStore implements LeaseStore {
   private guarded = false;
   private sub: RedisSubscriberLike | undefined;
   private subReady: Promise<void> | undefined;
-  private readonly watchers = new Map<string, Set<(e: LeaseEvent) => void>>();
+  private readonly watchers: WatcherSet;
   private closed = false;
   /** The last connection failure that retrying cannot fix (bad credentials), until the next `ready`. */
   private fatalConnError: unknown;
@@ -170,6 +173,7 @@ export class RedisStore implements LeaseStore {
     this.client = client;
     this.prefix = prefix;
     this.logger = opts.logger ?? noopLogger;
+    this.watchers = new WatcherSet(this.logger);
     this.secrets = opts.secrets ?? [];
     if (opts.restartGuard !== undefined && typeof opts.restartGuard !== "boolean") {
       throw new ConfigError(
@@ -222,12 +226,7 @@ export class RedisStore implements LeaseStore {
   }
 
   private check(op: string): void {
-    if (this.closed) {
-      throw new StoreError(`tenure redis: ${op} failed: store is closed`, {
-        transient: false,
-        kind: "closed",
-      });
-    }
+    if (this.closed) throw closedError("redis", op);
   }
 
   private async run(
@@ -259,10 +258,7 @@ export class RedisStore implements LeaseStore {
   }
 
   private schemaError(op: string, what: string): StoreError {
-    return new StoreError(`tenure redis: ${op} failed: unexpected reply ${what}`, {
-      transient: false,
-      kind: "schema",
-    });
+    return schemaError("redis", op, `reply ${what}`);
   }
 
   private token(op: string, v: unknown): bigint {
@@ -280,9 +276,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
-    validateLeaseName(name);
-    validateHolder(holder, "holder");
-    validateTtl(ttlMs);
+    validateAcquire(name, holder, ttlMs);
     const k = this.keys(name);
     const r = await this.run(
       "acquire",
@@ -310,8 +304,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
-    validateLeaseRef(lease);
-    validateTtl(ttlMs);
+    validateRenew(lease, ttlMs);
     const k = this.keys(lease.name);
     const r = await this.run(
       "renew",
@@ -445,8 +438,7 @@ export class RedisStore implements LeaseStore {
   }
 
   async getFenced(name: string, key: string): Promise<FencedValue | null> {
-    validateLeaseName(name);
-    validateFencedKey(key);
+    validateFencedGet(name, key);
     const r = await this.run("getFenced", "getFenced", [this.keys(name).data], [key]);
     if (r === null || r === undefined) return null;
     if (!Array.isArray(r) || typeof r[1] !== "string") {
@@ -515,7 +507,7 @@ export class RedisStore implements LeaseStore {
    * closed by `close()`. After the subscriber reconnects, every watcher gets a
    * `changed` event (events may have been missed meanwhile).
    */
-  async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+  async watch(name: string, onChange: WatchCallback): Promise<Unwatch> {
     validateLeaseName(name);
     this.check("watch");
     if (!this.makeSubscriber) {
@@ -526,27 +518,19 @@ export class RedisStore implements LeaseStore {
     }
     await this.ensureSubscriber();
     const channel = this.keys(name).events;
-    let set = this.watchers.get(channel);
-    if (!set) {
-      set = new Set();
-      this.watchers.set(channel, set);
+    if (this.watchers.add(channel, onChange)) {
       try {
         await this.sub!.subscribe(channel);
       } catch (e) {
-        this.watchers.delete(channel);
+        this.watchers.delete(channel, onChange);
         throw toRedisStoreError("watch", e, this.secrets);
       }
     }
-    set.add(onChange);
     let done = false;
     return async () => {
       if (done) return;
       done = true;
-      const s = this.watchers.get(channel);
-      if (!s) return;
-      s.delete(onChange);
-      if (s.size === 0) {
-        this.watchers.delete(channel);
+      if (this.watchers.delete(channel, onChange)) {
         if (!this.closed && this.sub) {
           await this.sub.unsubscribe(channel).catch((e: unknown) => {
             this.logger.debug("redis unsubscribe failed", { lease: name, err: e });
@@ -580,19 +564,12 @@ export class RedisStore implements LeaseStore {
   }
 
   private deliver(channel: string, message: string): void {
-    const set = this.watchers.get(channel);
-    if (!set) return;
+    if (!this.watchers.has(channel)) return;
     const head = `${this.prefix}{`;
     const name = channel.slice(head.length, -"}:events".length);
     const type: LeaseEvent["type"] =
       message === "released" ? "released" : message === "acquired" ? "acquired" : "changed";
-    for (const fn of [...set]) {
-      try {
-        fn({ name, type });
-      } catch (e) {
-        this.logger.warn("lease watcher threw", { lease: name, err: e });
-      }
-    }
+    this.watchers.emit(channel, { name, type });
   }
 
   /** `await using store = …`: closes the store at the end of the scope. */

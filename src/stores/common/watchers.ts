@@ -1,0 +1,64 @@
+/**
+ * The set of `watch` callbacks a store keeps per key (a lease name, or the
+ * channel it is published on), and the one way they are called: in order of
+ * subscription, each alone, a throw logged and never passed on.
+ */
+import type { Logger } from "../../logger.js";
+import type { LeaseEvent } from "../../store/types.js";
+
+export type WatchCallback = (event: LeaseEvent) => void;
+
+/** Calls one watcher; a throw is logged at warn (the store carries on). */
+export function callWatcher(fn: WatchCallback, event: LeaseEvent, logger: Logger): void {
+  try {
+    fn(event);
+  } catch (e) {
+    logger.warn("lease watcher threw", { lease: event.name, err: e });
+  }
+}
+
+export class WatcherSet<K = string> {
+  private readonly byKey = new Map<K, Set<WatchCallback>>();
+
+  constructor(private readonly logger: Logger) {}
+
+  /** Adds `fn` under `key`. True when it is the key's first watcher (subscribe now). */
+  add(key: K, fn: WatchCallback): boolean {
+    const set = this.byKey.get(key);
+    if (set) {
+      set.add(fn);
+      return false;
+    }
+    this.byKey.set(key, new Set([fn]));
+    return true;
+  }
+
+  /** Removes `fn` from `key`. True when that left the key without watchers (unsubscribe now). */
+  delete(key: K, fn: WatchCallback): boolean {
+    const set = this.byKey.get(key);
+    if (!set?.delete(fn)) return false;
+    if (set.size > 0) return false;
+    this.byKey.delete(key);
+    return true;
+  }
+
+  has(key: K): boolean {
+    return this.byKey.has(key);
+  }
+
+  /** The keys with at least one watcher. */
+  keys(): K[] {
+    return [...this.byKey.keys()];
+  }
+
+  /** Calls every watcher of `key` (those present when the call began). */
+  emit(key: K, event: LeaseEvent): void {
+    const set = this.byKey.get(key);
+    if (!set) return;
+    for (const fn of [...set]) callWatcher(fn, event, this.logger);
+  }
+
+  clear(): void {
+    this.byKey.clear();
+  }
+}

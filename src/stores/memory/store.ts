@@ -1,0 +1,182 @@
+import { type Clock, systemClock } from "../../clock.js";
+import { type Logger, noopLogger } from "../../logger.js";
+import type {
+  AcquireResult,
+  FencedPutResult,
+  FencedValue,
+  LeaseInfo,
+  LeaseRef,
+  LeaseStore,
+  ListOptions,
+  RenewResult,
+  Unwatch,
+} from "../../store/types.js";
+import {
+  validateAcquire,
+  validateFencedGet,
+  validateFencedPut,
+  validateLeaseName,
+  validateLeaseRef,
+  validateRenew,
+} from "../../store/validate.js";
+import { closedError } from "../common/errors.js";
+import { type WatchCallback, WatcherSet } from "../common/watchers.js";
+
+interface Row {
+  holder: string | null;
+  token: bigint;
+  expiresAt: number;
+}
+
+export interface MemoryStoreOptions {
+  /** Clock that judges expiry. Default: the system monotonic clock. */
+  clock?: Clock;
+  /** Where a watcher that throws is logged. Default: silent. */
+  logger?: Logger;
+}
+
+/**
+ * An in-process lease store: the reference every other backend is held to.
+ * For tests and single-process apps. Expiry is judged by the injected clock;
+ * watchers are notified synchronously after each change.
+ */
+export class MemoryStore implements LeaseStore {
+  readonly kind = "memory";
+  readonly notifies = true;
+  private readonly clock: Clock;
+  private readonly rows = new Map<string, Row>();
+  private readonly data = new Map<string, FencedValue>();
+  private readonly watchers: WatcherSet;
+  private closed = false;
+
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.watchers = new WatcherSet(opts.logger ?? noopLogger);
+  }
+
+  private check(op: string): void {
+    if (this.closed) throw closedError("memory", op);
+  }
+
+  private live(name: string): (Row & { holder: string }) | null {
+    const row = this.rows.get(name);
+    if (!row || row.holder === null || row.expiresAt <= this.clock.now()) return null;
+    return row as Row & { holder: string };
+  }
+
+  private info(name: string, row: Row & { holder: string }): LeaseInfo {
+    return {
+      name,
+      holder: row.holder,
+      token: row.token,
+      expiresInMs: Math.max(0, row.expiresAt - this.clock.now()),
+    };
+  }
+
+  async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
+    validateAcquire(name, holder, ttlMs);
+    this.check("acquire");
+    const cur = this.live(name);
+    if (cur && cur.holder !== holder) return { acquired: false, current: this.info(name, cur) };
+    const token = (this.rows.get(name)?.token ?? 0n) + 1n;
+    this.rows.set(name, { holder, token, expiresAt: this.clock.now() + ttlMs });
+    this.watchers.emit(name, { name, type: "acquired" });
+    return { acquired: true, lease: { name, holder, token } };
+  }
+
+  async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
+    validateRenew(lease, ttlMs);
+    this.check("renew");
+    const cur = this.live(lease.name);
+    if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
+      return { renewed: false, current: cur ? this.info(lease.name, cur) : null };
+    }
+    cur.expiresAt = this.clock.now() + ttlMs;
+    return { renewed: true };
+  }
+
+  async release(lease: LeaseRef): Promise<boolean> {
+    validateLeaseRef(lease);
+    this.check("release");
+    const row = this.rows.get(lease.name);
+    if (!row || row.holder !== lease.holder || row.token !== lease.token) return false;
+    const wasLive = row.expiresAt > this.clock.now();
+    row.holder = null;
+    row.expiresAt = 0;
+    this.watchers.emit(lease.name, { name: lease.name, type: "released" });
+    return wasLive;
+  }
+
+  async read(name: string): Promise<LeaseInfo | null> {
+    validateLeaseName(name);
+    this.check("read");
+    const cur = this.live(name);
+    return cur ? this.info(name, cur) : null;
+  }
+
+  async list(_opts?: ListOptions): Promise<LeaseInfo[]> {
+    this.check("list");
+    const out: LeaseInfo[] = [];
+    for (const name of [...this.rows.keys()].sort()) {
+      const cur = this.live(name);
+      if (cur) out.push(this.info(name, cur));
+    }
+    return out;
+  }
+
+  async forceRelease(name: string): Promise<boolean> {
+    validateLeaseName(name);
+    this.check("forceRelease");
+    const cur = this.live(name);
+    if (!cur) return false;
+    const row: Row = cur;
+    row.holder = null;
+    row.expiresAt = 0;
+    this.watchers.emit(name, { name, type: "released" });
+    return true;
+  }
+
+  async watch(name: string, onChange: WatchCallback): Promise<Unwatch> {
+    validateLeaseName(name);
+    this.check("watch");
+    this.watchers.add(name, onChange);
+    return async () => {
+      this.watchers.delete(name, onChange);
+    };
+  }
+
+  async putFenced(
+    lease: Pick<LeaseRef, "name" | "holder" | "token">,
+    key: string,
+    value: string,
+    opts?: { expect?: string | null },
+  ): Promise<FencedPutResult> {
+    validateFencedPut(lease, key, value, opts);
+    this.check("putFenced");
+    const row = this.rows.get(lease.name);
+    if (!row || row.token !== lease.token) return { ok: false, reason: "fenced" };
+    const k = `${lease.name}\u0000${key}`;
+    if (opts && opts.expect !== undefined) {
+      const cur = this.data.get(k)?.value ?? null;
+      if (cur !== opts.expect) return { ok: false, reason: "conflict" };
+    }
+    this.data.set(k, { value, token: lease.token });
+    return { ok: true };
+  }
+
+  async getFenced(name: string, key: string): Promise<FencedValue | null> {
+    validateFencedGet(name, key);
+    this.check("getFenced");
+    return this.data.get(`${name}\u0000${key}`) ?? null;
+  }
+
+  /** `await using store = …`: closes the store at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watchers.clear();
+  }
+}
