@@ -3,7 +3,8 @@
  * `renewMany` call versus N single `renew` calls issued at once (what N
  * electors would do; the stores coalesce some of those themselves). Prints
  * the median wall time of each over a few rounds and their ratio, per backend.
- * Run: `npm run build && node dist/bench/renew-many.js [N…]` (default 1000 10000);
+ * Run: `npm run build && node dist/bench/renew-many.js [N…] [backend…]` (default
+ * 1000 10000, every backend);
  * store URLs from TENURE_TEST_* / .services/env like the tests.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -41,10 +42,9 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const ns = process.argv
-    .slice(2)
-    .map(Number)
-    .filter((n) => n > 0);
+  const args = process.argv.slice(2);
+  const ns = args.map(Number).filter((n) => n > 0);
+  const only = args.filter((a) => !/^\d+$/.test(a));
   const sizes = ns.length > 0 ? ns : [1000, 10_000];
   const dir = mkdtempSync(join(tmpdir(), "tenure-bench-rm-"));
   const backends: [string, string | undefined][] = [
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
   ];
   console.log("backend   N       renewMany ms   N× renew ms   ratio (single / batch)");
   for (const [name, url] of backends) {
+    if (only.length > 0 && !only.includes(name)) continue;
     if (!url) {
       console.log(`${name.padEnd(9)} (not configured)`);
       continue;
@@ -92,7 +93,9 @@ async function main(): Promise<void> {
         console.log(
           `${name.padEnd(9)} ${String(n).padEnd(7)} ${b.toFixed(1).padStart(12)}   ${s.toFixed(1).padStart(11)}   ${(s / b).toFixed(1).padStart(6)}×`,
         );
-        await Promise.all(leases.map((l) => store.release(l)));
+        for (let i = 0; i < leases.length; i += 200) {
+          await Promise.all(leases.slice(i, i + 200).map((l) => store.release(l)));
+        }
       }
     } finally {
       await store.close();

@@ -185,12 +185,17 @@ for (const d of DRIVERS) {
                     if (prop === "transaction") {
                       return (fn: (...a: unknown[]) => unknown) => {
                         const tx = (v as typeof db.transaction).call(target, fn);
-                        const wrap = Object.assign((...a: unknown[]) => (n++, tx(...a)), {
-                          immediate: (...a: unknown[]) => (n++, tx.immediate(...a)),
-                          deferred: (...a: unknown[]) => (n++, tx.deferred(...a)),
-                          exclusive: (...a: unknown[]) => (n++, tx.exclusive(...a)),
+                        const one =
+                          (f: (...a: unknown[]) => unknown) =>
+                          (...a: unknown[]) => {
+                            n++;
+                            return f(...a);
+                          };
+                        return Object.assign(one(tx), {
+                          immediate: one(tx.immediate),
+                          deferred: one(tx.deferred),
+                          exclusive: one(tx.exclusive),
                         });
-                        return wrap;
                       };
                     }
                     return typeof v === "function" ? v.bind(target) : v;
