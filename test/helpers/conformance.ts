@@ -454,6 +454,20 @@ export function describeLeaseStore(
       assert.equal(cur(5)?.holder, "a", "wrong holder: a holds it");
       assert.equal(cur(5)?.token, kept1.lease.token);
       assert.equal(cur(6)?.holder, "a", "stale token: a holds it");
+      // The same batch again at the same ttl (on etcd the kept keys now sit on
+      // the session of that ttl, so this is the one-round-trip path).
+      const again = await store.renewMany!(itemsOf(batch, 8000));
+      assert.deepEqual(
+        again.map((r) => r.renewed),
+        [true, false, false, false, false, false, false, true],
+      );
+      for (const i of [5, 6]) {
+        const r = again[i]!;
+        assert.ok(
+          !r.renewed && r.current?.holder === "a",
+          `item ${i}: ${JSON.stringify(r.renewed)}`,
+        );
+      }
       for (const kept of [kept1.lease, kept2.lease]) {
         const info = await store.read(kept.name);
         assert.equal(info?.token, kept.token, "renewing keeps the token");
