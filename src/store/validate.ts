@@ -102,3 +102,21 @@ export function validateFencedGet(name: unknown, key: unknown): void {
   validateLeaseName(name);
   validateFencedKey(key);
 }
+
+/**
+ * The items of `renewMany(items)`: an array of `{ lease, ttlMs }`, each checked
+ * as `renew(lease, ttlMs)` checks its arguments (the field names the index).
+ */
+export function validateRenewItems(items: unknown): void {
+  if (!Array.isArray(items)) {
+    throw new ConfigError("items", "must be an array of { lease, ttlMs }");
+  }
+  for (const [i, item] of items.entries()) {
+    if (!item || typeof item !== "object") {
+      throw new ConfigError(`items[${i}]`, "must be { lease, ttlMs }");
+    }
+    const it = item as Record<string, unknown>;
+    validateLeaseRef(it.lease, `items[${i}].lease`);
+    validateTtl(it.ttlMs, `items[${i}].ttlMs`);
+  }
+}

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { isStoreError } from "../../src/errors.js";
-import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
+import type { LeaseEvent, LeaseRef, LeaseStore, RenewItem } from "../../src/store/types.js";
 import { FaultProxy } from "./fault-proxy.js";
 import { uniqueName, waitFor } from "./wait.js";
 
@@ -30,6 +30,57 @@ export interface ConformanceOptions {
   skip?: string;
   /** Number of concurrent acquirers (separate connections). Default 8. */
   concurrency?: number;
+  /**
+   * A store whose requests to the server are counted (a wrapped client or
+   * driver: see each store's test file for what exactly is counted), for
+   * "renewMany of 1 000 items is one round trip". `perBatch`: the requests one
+   * batch sends, all at once (1, or 2 on etcd: a read and a keep-alive).
+   */
+  counted?: {
+    readonly open: () => Promise<{ store: LeaseStore; requests: () => number }>;
+    readonly perBatch: number;
+  };
+  /**
+   * A store whose next calls can be made to hang until they time out (when
+   * the store is not reached through `proxied`, whose black hole does that):
+   * `stall()` starts it, `heal()` ends it.
+   */
+  stallable?: () => Promise<{
+    store: LeaseStore;
+    stall: () => Promise<void>;
+    heal: () => Promise<void>;
+    close: () => Promise<void>;
+  }>;
+}
+
+/** `renewMany` items of these terms, each with `ttlMs`. */
+const itemsOf = (leases: readonly LeaseRef[], ttlMs: number): RenewItem[] =>
+  leases.map((lease) => ({ lease, ttlMs }));
+
+/** Acquires `n` leases named `<prefix>-<i>` for `holder` (a few at a time); their terms in order. */
+async function acquireMany(
+  store: LeaseStore,
+  prefix: string,
+  n: number,
+  holder: string,
+  ttlMs: number,
+): Promise<LeaseRef[]> {
+  const out: LeaseRef[] = [];
+  for (let i = 0; i < n; i += 50) {
+    const rs = await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, (_, j) =>
+        store.acquire(`${prefix}-${i + j}`, holder, ttlMs),
+      ),
+    );
+    for (const r of rs) {
+      assert.ok(
+        r.acquired,
+        `acquire: ${JSON.stringify(r, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`,
+      );
+      out.push(r.lease);
+    }
+  }
+  return out;
 }
 
 /**
@@ -321,6 +372,268 @@ export function describeLeaseStore(
       } finally {
         await s.close();
         await proxy.stop();
+      }
+    });
+
+    // ── renewMany: the shared renewal path's one round trip per batch ───────
+    const needsBatch = (t: { skip: (m: string) => void }, s: LeaseStore): boolean => {
+      if (s.renewMany) return true;
+      t.skip(`${name} has no renewMany`);
+      return false;
+    };
+
+    it("renewMany: an empty batch answers []", async (t) => {
+      if (!needsBatch(t, store)) return;
+      assert.deepEqual(await store.renewMany!([]), []);
+    });
+
+    it("renewMany: renews the held terms and answers renewed:false with current for exactly the lost ones", async (t) => {
+      if (!needsBatch(t, store)) return;
+      const n = uniqueName("many");
+      const other = await fresh();
+      const [kept1, released, takenOver, expired, expiredTaken, kept2] = await Promise.all([
+        store.acquire(`${n}-kept1`, "a", 1500),
+        store.acquire(`${n}-released`, "a", 5000),
+        store.acquire(`${n}-taken`, "a", 5000),
+        store.acquire(`${n}-expired`, "a", 200),
+        store.acquire(`${n}-expired-taken`, "a", 200),
+        store.acquire(`${n}-kept2`, "a", 1500),
+      ]);
+      for (const r of [kept1, released, takenOver, expired, expiredTaken, kept2])
+        assert.ok(r.acquired);
+      if (
+        !kept1.acquired ||
+        !released.acquired ||
+        !takenOver.acquired ||
+        !expired.acquired ||
+        !expiredTaken.acquired ||
+        !kept2.acquired
+      )
+        return;
+      assert.equal(await store.release(released.lease), true);
+      assert.equal(await other.forceRelease(takenOver.lease.name), true);
+      const b = await other.acquire(takenOver.lease.name, "b", 5000);
+      assert.ok(b.acquired);
+      await waitFor(
+        "the short leases to expire",
+        async () =>
+          (await store.read(expired.lease.name)) === null &&
+          (await store.read(expiredTaken.lease.name)) === null,
+        { timeoutMs: 5000 },
+      );
+      const c = await other.acquire(expiredTaken.lease.name, "c", 5000);
+      assert.ok(c.acquired);
+      const wrongHolder = { ...kept1.lease, holder: "mallory" };
+      const staleToken = { ...kept2.lease, token: kept2.lease.token - 1n };
+      const batch = [
+        kept1.lease,
+        released.lease,
+        takenOver.lease,
+        expired.lease,
+        expiredTaken.lease,
+        wrongHolder,
+        staleToken,
+        kept2.lease,
+      ];
+      const res = await store.renewMany!(itemsOf(batch, 8000));
+      assert.equal(res.length, batch.length);
+      assert.deepEqual(
+        res.map((r) => r.renewed),
+        [true, false, false, false, false, false, false, true],
+      );
+      const cur = (i: number) => {
+        const r = res[i]!;
+        assert.ok(!r.renewed);
+        return r.current;
+      };
+      assert.equal(cur(1), null, "released: nobody holds it");
+      assert.equal(cur(2)?.holder, "b", "taken over: b holds it");
+      assert.equal(cur(2)?.token, b.lease.token);
+      assert.equal(cur(3), null, "expired: nobody holds it");
+      assert.equal(cur(4)?.holder, "c", "expired and taken: c holds it");
+      assert.equal(cur(5)?.holder, "a", "wrong holder: a holds it");
+      assert.equal(cur(5)?.token, kept1.lease.token);
+      assert.equal(cur(6)?.holder, "a", "stale token: a holds it");
+      // The same batch again at the same ttl (on etcd the kept keys now sit on
+      // the session of that ttl, so this is the one-round-trip path).
+      const again = await store.renewMany!(itemsOf(batch, 8000));
+      assert.deepEqual(
+        again.map((r) => r.renewed),
+        [true, false, false, false, false, false, false, true],
+      );
+      for (const i of [5, 6]) {
+        const r = again[i]!;
+        assert.ok(
+          !r.renewed && r.current?.holder === "a",
+          `item ${i}: ${JSON.stringify(r.renewed)}`,
+        );
+      }
+      for (const kept of [kept1.lease, kept2.lease]) {
+        const info = await store.read(kept.name);
+        assert.equal(info?.token, kept.token, "renewing keeps the token");
+        assert.ok((info?.expiresInMs ?? 0) > 5000, `extended to 8000: ${info?.expiresInMs}`);
+      }
+      // Nothing lost was touched.
+      assert.equal(await store.read(released.lease.name), null);
+      assert.equal(await store.read(expired.lease.name), null);
+      assert.equal((await store.read(takenOver.lease.name))?.token, b.lease.token);
+      assert.equal((await store.read(expiredTaken.lease.name))?.token, c.lease.token);
+    });
+
+    it("renewMany: duplicate items are each judged as renew would judge them", async (t) => {
+      if (!needsBatch(t, store)) return;
+      const n = uniqueName("dup");
+      const a = await store.acquire(`${n}-a`, "a", 5000);
+      const b = await store.acquire(`${n}-b`, "a", 5000);
+      assert.ok(a.acquired && b.acquired);
+      const stale = { ...a.lease, token: a.lease.token - 1n };
+      // The longer ttl comes last: as renewed one after the other, and so that
+      // every caller's trust window ends before the lease does.
+      const res = await store.renewMany!([
+        { lease: a.lease, ttlMs: 6000 },
+        { lease: b.lease, ttlMs: 6000 },
+        { lease: a.lease, ttlMs: 20_000 },
+        { lease: stale, ttlMs: 7000 },
+        { lease: b.lease, ttlMs: 20_000 },
+      ]);
+      assert.deepEqual(
+        res.map((r) => r.renewed),
+        [true, true, true, false, true],
+      );
+      const r3 = res[3]!;
+      assert.ok(!r3.renewed && r3.current?.holder === "a" && r3.current.token === a.lease.token);
+      for (const l of [a.lease, b.lease]) {
+        const info = await store.read(l.name);
+        assert.equal(info?.token, l.token);
+        assert.ok(
+          (info?.expiresInMs ?? 0) > 15_000,
+          `renewed to the longer ttl: ${info?.expiresInMs}`,
+        );
+      }
+    });
+
+    it("renewMany: a lease released by someone else while the batch is out is not revived; the others renew", async (t) => {
+      if (!needsBatch(t, store)) return;
+      const n = uniqueName("midbatch");
+      const other = await fresh();
+      const leases = await acquireMany(store, n, 200, "a", 5000);
+      const victim = leases[137]!;
+      // Both go out at once: the release lands before, during or after the batch.
+      const [res, released] = await Promise.all([
+        store.renewMany!(itemsOf(leases, 8000)),
+        other.forceRelease(victim.name),
+      ]);
+      assert.equal(released, true);
+      assert.equal(res.length, leases.length);
+      for (const [i, r] of res.entries()) {
+        if (i === 137) {
+          // Renewed before the release, or found gone: never someone else's.
+          if (!r.renewed) assert.equal(r.current, null);
+        } else assert.equal(r.renewed, true, `item ${i}`);
+      }
+      assert.equal(
+        await store.read(victim.name),
+        null,
+        `the released lease stays released (its answer ${JSON.stringify(res[137])}; read by the releaser ${JSON.stringify(await other.read(victim.name), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`,
+      );
+      assert.equal((await store.renew(victim, 5000)).renewed, false);
+      const [again] = await store.renewMany!([{ lease: victim, ttlMs: 5000 }]);
+      assert.deepEqual(again, { renewed: false, current: null });
+      assert.equal(await store.read(victim.name), null);
+    });
+
+    it("renewMany: a batch that times out throws a transient StoreError; the next batch renews", async (t) => {
+      if (!needsBatch(t, store)) return;
+      let stalled: Awaited<ReturnType<NonNullable<ConformanceOptions["stallable"]>>> | undefined;
+      let proxy: FaultProxy | undefined;
+      if (opts.stallable) stalled = await opts.stallable();
+      else if (opts.proxied) {
+        const px = opts.proxied;
+        const pr = new FaultProxy(px.target.host, px.target.port);
+        proxy = pr;
+        const s = await px.open(await pr.start());
+        let open = 0;
+        stalled = {
+          store: s,
+          stall: async () => {
+            open = pr.connections;
+            pr.blackhole();
+          },
+          // The partition heals: held bytes flow on (as TCP retransmits them).
+          heal: async () => pr.heal(),
+          close: async () => {
+            // A driver that cancels a timed-out query over a new connection
+            // (postgres.js) finishes that cancel before the proxy resets it.
+            await waitFor("cancel connections to end", () => pr.connections <= open, {
+              timeoutMs: 3000,
+            }).catch(() => {});
+            await s.close();
+            await pr.stop();
+          },
+        };
+      } else {
+        t.skip(`${name}: no way to stall it`);
+        return;
+      }
+      try {
+        const s = stalled.store;
+        const n = uniqueName("timeout");
+        const leases = await acquireMany(s, n, 20, "a", 30_000);
+        const before = await Promise.all(leases.map((l) => store.read(l.name)));
+        await stalled.stall();
+        const out = await s.renewMany!(itemsOf(leases, 60_000)).then(
+          (v) => ({ ok: true as const, v }),
+          (e: unknown) => ({ ok: false as const, e }),
+        );
+        assert.equal(out.ok, false, "the stalled batch answered");
+        const e = (out as { e: unknown }).e;
+        assert.ok(isStoreError(e), `not a StoreError: ${String(e)}`);
+        assert.equal(e.transient, true, `expected transient, got ${e.kind}: ${e.message}`);
+        await stalled.heal();
+        const res = await waitFor(
+          "a batch after the heal",
+          async () => {
+            try {
+              return await s.renewMany!(itemsOf(leases, 30_000));
+            } catch (err) {
+              assert.ok(isStoreError(err) && err.transient, `not transient: ${String(err)}`);
+              return null;
+            }
+          },
+          { timeoutMs: 10_000, intervalMs: 50 },
+        );
+        assert.ok(res.every((r) => r.renewed));
+        const afterHeal = await Promise.all(leases.map((l) => store.read(l.name)));
+        for (const [i, info] of afterHeal.entries()) {
+          assert.equal(info?.token, before[i]?.token, "same terms");
+        }
+      } finally {
+        await stalled.close();
+        await proxy?.stop();
+      }
+    });
+
+    it("renewMany: 1 000 items in one call is one round trip", async (t) => {
+      if (!needsBatch(t, store)) return;
+      if (!opts.counted) {
+        t.skip(`${name}: requests are not counted`);
+        return;
+      }
+      const { store: s, requests } = await opts.counted.open();
+      try {
+        const n = uniqueName("k");
+        const leases = await acquireMany(s, n, 1000, "a", 30_000);
+        // A first batch settles what a store sets up once (a session lease, a cached script).
+        assert.ok((await s.renewMany!(itemsOf(leases, 30_000))).every((r) => r.renewed));
+        const before = requests();
+        const res = await s.renewMany!(itemsOf(leases, 30_000));
+        const sent = requests() - before;
+        assert.equal(res.length, 1000);
+        assert.ok(res.every((r) => r.renewed));
+        t.diagnostic(`requests for 1 000 renewals: ${sent}`);
+        assert.equal(sent, opts.counted.perBatch, `requests sent for one batch of 1 000`);
+      } finally {
+        await s.close();
       }
     });
 

@@ -58,7 +58,65 @@ async function expectStoreError(p: Promise<unknown>): Promise<StoreError> {
 }
 
 // ── Conformance against the shared single member ───────────────────────────
-describeLeaseStore("etcd", () => openEtcdStore(SERVICES.etcd ?? "etcd://127.0.0.1:1"), single);
+describeLeaseStore("etcd", () => openEtcdStore(SERVICES.etcd ?? "etcd://127.0.0.1:1"), {
+  ...single,
+  // Counted: every KV and Lease request the store sends (unary calls, and each
+  // keep-alive message written on the shared stream). One batch is a read
+  // transaction and one keep-alive, in flight at once: one round trip.
+  counted: {
+    open: async () => {
+      const client = new Etcd3({
+        hosts: etcdPorts(SERVICES.etcd!).map((p) => `http://127.0.0.1:${p}`),
+      });
+      let n = 0;
+      const count = <T extends object>(
+        target: T,
+        wrapResult?: (prop: string, r: unknown) => unknown,
+      ): T =>
+        new Proxy(target, {
+          get(t, prop) {
+            const v = Reflect.get(t, prop);
+            if (typeof v !== "function") return v;
+            return (...args: unknown[]) => {
+              if (prop !== "leaseKeepAlive") n++;
+              const r = (v as (...a: unknown[]) => unknown).apply(t, args);
+              return wrapResult ? wrapResult(String(prop), r) : r;
+            };
+          },
+        });
+      const leaseClient = count(client.leaseClient, (prop, r) =>
+        prop === "leaseKeepAlive"
+          ? (r as Promise<{ write(m: unknown): unknown }>).then(
+              (stream) =>
+                new Proxy(stream, {
+                  get(t, p) {
+                    const v = Reflect.get(t, p);
+                    if (p === "write") {
+                      return (m: unknown) => {
+                        n++;
+                        return (v as (m: unknown) => unknown).call(t, m);
+                      };
+                    }
+                    return typeof v === "function" ? v.bind(t) : v;
+                  },
+                }),
+            )
+          : r,
+      );
+      const store = new EtcdStore(
+        {
+          kv: count(client.kv),
+          leaseClient,
+          watch: client.watch.bind(client),
+          close: client.close.bind(client),
+        } as unknown as ConstructorParameters<typeof EtcdStore>[0],
+        { ownsClient: true },
+      );
+      return { store, requests: () => n };
+    },
+    perBatch: 2,
+  },
+});
 
 // ── …and through a loopback TCP proxy, so a store's connections can be reset ─
 const proxies = new Map<LeaseStore, FaultProxy>();

@@ -94,6 +94,26 @@ function target(url: string): { host: string; port: number } {
 
 describeLeaseStore("postgres (pg, direct)", () => openPg(), {
   killConnection: kill,
+  // Counted: every statement the store sends through its Queryable (one query each).
+  counted: {
+    open: async () => {
+      const pool = new pg.Pool({ connectionString: SERVICES.postgres, max: 2 });
+      const inner = pgQueryable(pool);
+      let n = 0;
+      const store = new PostgresStore({
+        queryable: {
+          query: (text, params, timeoutMs) => {
+            n++;
+            return inner.query(text, params, timeoutMs);
+          },
+        },
+        table: TABLE,
+        onClose: () => pool.end(),
+      });
+      return { store, requests: () => n };
+    },
+    perBatch: 1,
+  },
   proxied: {
     target: target(SERVICES.postgres),
     open: (port) => openPg(viaPort(SERVICES.postgres, port)),

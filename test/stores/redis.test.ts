@@ -10,7 +10,7 @@ import {
   type StoreError,
 } from "../../src/errors.js";
 import type { Logger } from "../../src/logger.js";
-import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
+import type { LeaseEvent, LeaseRef, LeaseStore } from "../../src/store/types.js";
 import {
   classifyRedisError,
   openRedisStore,
@@ -18,6 +18,7 @@ import {
   RedisStore,
   SCRIPTS,
 } from "../../src/stores/redis/index.js";
+import { hashSlot } from "../../src/stores/redis/renew-many.js";
 import { describeLeaseStore } from "../helpers/conformance.js";
 import { hasRedisServerBinary, redisAnswers, ThrowawayRedis } from "../helpers/redis.js";
 import { requireService, SERVICES } from "../helpers/services.js";
@@ -92,6 +93,33 @@ describeLeaseStore("redis", () => openNamed(SERVICES.redis), {
     open: (port) => openNamed(`redis://127.0.0.1:${port}`),
     // ioredis resends the unanswered script on its new connection (renew is idempotent).
     inFlight: "resent",
+  },
+  // Counted: every EVALSHA / EVAL / SCAN the store sends (each one request, no pipelining).
+  counted: {
+    open: async () => {
+      const client = new Redis(SERVICES.redis, { maxRetriesPerRequest: 1 });
+      let n = 0;
+      const counting = new Proxy(client, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver);
+          if (prop === "evalsha" || prop === "eval" || prop === "scan") {
+            return (...args: unknown[]) => {
+              n++;
+              return (v as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          }
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      }) as unknown as RedisClientLike;
+      const store = new RedisStore(counting, {
+        restartGuard: false,
+        closeClient: async () => {
+          client.disconnect();
+        },
+      });
+      return { store, requests: () => n };
+    },
+    perBatch: 1,
   },
 });
 
@@ -513,6 +541,54 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
     assert.ok(b.lease.token > a.lease.token);
   });
 
+  it("restart guard: renewMany of leases a restart lost starts each one's guard clock, as renew does", async () => {
+    const TTL = 1500;
+    const srv = await start();
+    const s = track(await openNamed(srv.url, { restartGuard: true }));
+    const names = [uniqueName("gm1"), uniqueName("gm2")];
+    const leases: LeaseRef[] = [];
+    for (const n of names) {
+      const a = await waitFor(
+        "acquire once the fresh server is one ttl old",
+        async () => {
+          const r = await s.acquire(n, "a", TTL);
+          return r.acquired ? r : null;
+        },
+        { timeoutMs: 3 * TTL + 2000, intervalMs: 50 },
+      );
+      leases.push(a.lease);
+    }
+    await srv.restart(); // no persistence: both leases are gone
+    const lost = await waitFor(
+      "the old holder's batch after the restart",
+      async () => {
+        try {
+          return await s.renewMany(leases.map((lease) => ({ lease, ttlMs: TTL })));
+        } catch {
+          return null; // transient while the client reconnects
+        }
+      },
+      { timeoutMs: 5000, intervalMs: 20 },
+    );
+    assert.deepEqual(lost, [
+      { renewed: false, current: null },
+      { renewed: false, current: null },
+    ]);
+    const admin = srv.admin();
+    try {
+      const run = /run_id:(\w+)/.exec(String(await admin.call("INFO", "server")))?.[1];
+      for (const n of names) {
+        const boot = await admin.get(`tenure:{${n}}:boot`);
+        assert.ok(boot?.startsWith(`${run}:`), `boot key of ${n}: ${boot}`);
+      }
+      // …so a free lease is still refused until one ttl after the restart.
+      const early = await s.acquire(names[0]!, "b", TTL);
+      assert.ok(!early.acquired && early.retryInMs !== undefined && early.retryInMs > 0);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it("restart guard off (restartGuard=false in the URL): a restarted server grants at once", async () => {
     const srv = await start();
     const s = track(await openRedisStore(`${srv.url}/?restartGuard=false`));
@@ -862,6 +938,16 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
         },
       );
       await un();
+      // renewMany splits a batch per hash slot: every lease renewed, the released one lost.
+      for (const n of names) {
+        const key = `tenure:{${n}}:lease`;
+        assert.equal(hashSlot(key), Number(await cluster.call("CLUSTER", "KEYSLOT", key)), key);
+      }
+      const many = await s.renewMany(leases.map((lease) => ({ lease, ttlMs: 10_000 })));
+      assert.deepEqual(
+        many.map((r) => r.renewed),
+        leases.map((_, i) => i !== 1),
+      );
       await s.fencedSet(leases[0]!, s.taggedKey(names[0]!, "x"), "v");
       const e = await expectStoreError(s.fencedSet(leases[0]!, `elsewhere-${names[5]}`, "v"));
       assert.equal(e.kind, "config", e.message);

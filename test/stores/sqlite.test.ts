@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { type ConfigError, isConfigError, isStoreError } from "../../src/errors.js";
 import { openStore } from "../../src/store/open.js";
+import type { LeaseStore } from "../../src/store/types.js";
 import {
   loadBetterSqlite3,
   loadNodeSqlite,
@@ -145,9 +146,98 @@ for (const d of DRIVERS) {
       restartServer: async () => {
         await Promise.all(conformanceStores.splice(0).map((s) => s.close()));
       },
+      // Another connection holds the write lock: the store's writes wait
+      // busyTimeoutMs, then fail with SQLITE_BUSY (transient).
+      stallable: async () => {
+        const store = d.store(file, { busyTimeoutMs: 100 });
+        const raw = d.raw(file);
+        let locked = false;
+        const heal = async () => {
+          if (locked) raw.exec("COMMIT");
+          locked = false;
+        };
+        return {
+          store,
+          stall: async () => {
+            raw.exec("BEGIN IMMEDIATE");
+            locked = true;
+          },
+          heal,
+          close: async () => {
+            await heal();
+            raw.close();
+            await store.close();
+          },
+        };
+      },
+      // Counted (better-sqlite3): write transactions the store opens, each one
+      // BEGIN IMMEDIATE … COMMIT (`db.transaction` calls on the connection).
+      ...(d.name === "better-sqlite3"
+        ? {
+            counted: {
+              open: async () => {
+                const Database = Better as typeof import("better-sqlite3");
+                const db = new Database(file);
+                let n = 0;
+                const counting = new Proxy(db, {
+                  get(target, prop) {
+                    const v = Reflect.get(target, prop);
+                    if (prop === "transaction") {
+                      return (fn: (...a: unknown[]) => unknown) => {
+                        const tx = (v as typeof db.transaction).call(target, fn);
+                        const one =
+                          (f: (...a: unknown[]) => unknown) =>
+                          (...a: unknown[]) => {
+                            n++;
+                            return f(...a);
+                          };
+                        return Object.assign(one(tx), {
+                          immediate: one(tx.immediate),
+                          deferred: one(tx.deferred),
+                          exclusive: one(tx.exclusive),
+                        });
+                      };
+                    }
+                    return typeof v === "function" ? v.bind(target) : v;
+                  },
+                });
+                const store = new SqliteStore(counting);
+                return {
+                  store: {
+                    ...bindAll(store),
+                    close: async () => {
+                      await store.close();
+                      db.close();
+                    },
+                  },
+                  requests: () => n,
+                };
+              },
+              perBatch: 1,
+            },
+          }
+        : {}),
     },
   );
   describeSqlite(d, file);
+}
+
+/** The store's methods bound to it, as a plain object (to replace one of them). */
+function bindAll(s: SqliteStore): LeaseStore {
+  return {
+    kind: s.kind,
+    notifies: s.notifies,
+    acquire: s.acquire.bind(s),
+    renew: s.renew.bind(s),
+    renewMany: s.renewMany.bind(s),
+    release: s.release.bind(s),
+    read: s.read.bind(s),
+    list: s.list.bind(s),
+    forceRelease: s.forceRelease.bind(s),
+    putFenced: s.putFenced.bind(s),
+    getFenced: s.getFenced.bind(s),
+    close: s.close.bind(s),
+  };
 }
 
 function describeSqlite(d: Driver, file: string): void {

@@ -18,6 +18,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -35,6 +36,7 @@ import { toEtcdStoreError } from "./classify.js";
 import { HeldTerms, overdue } from "./held.js";
 import { type CallOptions, SessionPool } from "./pool.js";
 import { Reads } from "./reads.js";
+import { type EtcdRenewManyContext, renewMany } from "./renew-many.js";
 import { monotonicMs } from "./session.js";
 
 /** Default key prefix: lease keys look like `tenure/lease/<name>`. */
@@ -448,6 +450,40 @@ export class EtcdStore implements LeaseStore {
     } finally {
       if (h) h.pending--;
     }
+  }
+
+  /** One keep-alive per session and one read transaction per batch: see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany(this.batchContext(), items);
+  }
+
+  private batchContext(): EtcdRenewManyContext {
+    return {
+      run: (fn) => this.run("renewMany", fn),
+      key: (name) => this.leaseKey(name),
+      begin: (lease, since) => {
+        const h = this.held.mine(lease);
+        if (!h) return () => {};
+        if (overdue(h, since)) {
+          // Past its ttl here: the term is over even if its session still lives.
+          this.check("renewMany");
+          void this.held.end(lease.name, h);
+          return "over";
+        }
+        h.pending++;
+        return () => {
+          h.pending--;
+        };
+      },
+      liveSession: (ttlSec) => this.sessions.live(ttlSec),
+      ttlSeconds,
+      read: async (ops, o) =>
+        (await this.txn([], ops, [], o)).responses.map((r) => r.response_range),
+      info: (name, kv, o) => this.info("renewMany", name, kv, o),
+      forget: (name, token) => this.held.forget(name, token),
+      hold: (lease, ttlMs, since) => this.held.hold(lease, ttlMs, since),
+      renew: (lease, ttlMs) => this.renew(lease, ttlMs),
+    };
   }
 
   async release(lease: LeaseRef): Promise<boolean> {

@@ -1,14 +1,16 @@
 /**
  * Renewal coalescing: while {@link RENEW_BATCHES_IN_FLIGHT} renewal
  * statements are out, new renewals queue and go out together in one
- * statement (one commit, one WAL flush), so one process can hold many leases.
+ * statement (one commit, one WAL flush; {@link renewMany}), so one process can
+ * hold many leases even when its callers renew one by one (the shared renewal
+ * path calls the store's renewMany itself and bypasses this queue).
  * A lone renewal uses the one-lease statement. The elector's trust window
  * counts from its own call, so time spent queued only shortens it.
  */
 import type { LeaseRef, RenewResult } from "../../store/types.js";
-import { schemaError } from "../common/errors.js";
 import type { PgRow } from "./adapters.js";
-import { parseInfo, pgArray } from "./rows.js";
+import { renewMany } from "./renew-many.js";
+import { parseInfo } from "./rows.js";
 import * as SQL from "./sql.js";
 
 /** Renewal statements out at once; further renewals queue and go out together. */
@@ -46,17 +48,8 @@ export class RenewBatcher {
 
   private flush(): void {
     while (this.queue.length > 0 && this.inFlight < RENEW_BATCHES_IN_FLIGHT) {
-      // Distinct names per batch: a name twice in one UPDATE … FROM is ambiguous.
-      const batch: PendingRenew[] = [];
-      const names = new Set<string>();
-      const rest: PendingRenew[] = [];
-      for (const r of this.queue) {
-        if (batch.length < RENEW_BATCH_MAX && !names.has(r.lease.name)) {
-          names.add(r.lease.name);
-          batch.push(r);
-        } else rest.push(r);
-      }
-      this.queue = rest;
+      // renewMany handles the same term twice in one statement.
+      const batch = this.queue.splice(0, RENEW_BATCH_MAX);
       this.inFlight += 1;
       const done = () => {
         this.inFlight -= 1;
@@ -66,44 +59,16 @@ export class RenewBatcher {
         const one = batch[0]!;
         this.renewOne(one.lease, one.ttlMs).then(one.resolve, one.reject).finally(done);
       } else {
-        this.renewBatch(batch).finally(done);
-      }
-    }
-  }
-
-  private async renewBatch(batch: PendingRenew[]): Promise<void> {
-    let rows: PgRow[];
-    try {
-      rows = await this.exec("renew", SQL.renewMany(this.t), [
-        pgArray(batch.map((b) => b.lease.name)),
-        pgArray(batch.map((b) => b.lease.holder)),
-        pgArray(batch.map((b) => b.lease.token.toString())),
-        pgArray(batch.map((b) => String(b.ttlMs))),
-      ]);
-    } catch (e) {
-      for (const b of batch) b.reject(e);
-      return;
-    }
-    const byName = new Map<string, PgRow>();
-    for (const r of rows) if (typeof r.name === "string") byName.set(r.name, r);
-    for (const b of batch) {
-      try {
-        const r = byName.get(b.lease.name);
-        if (!r) {
-          throw schemaError(
-            "postgres",
-            "renew",
-            `no result row for ${JSON.stringify(b.lease.name)}`,
-          );
-        }
-        if (r.won === true) b.resolve({ renewed: true });
-        else
-          b.resolve({
-            renewed: false,
-            current: r.holder == null ? null : parseInfo(r, "renew", b.lease.name),
-          });
-      } catch (e) {
-        b.reject(e);
+        renewMany(this.exec, this.t, batch, "renew")
+          .then(
+            (res) => {
+              for (const [i, b] of batch.entries()) b.resolve(res[i]!);
+            },
+            (e: unknown) => {
+              for (const b of batch) b.reject(e);
+            },
+          )
+          .finally(done);
       }
     }
   }

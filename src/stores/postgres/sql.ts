@@ -105,6 +105,12 @@ export const acquire = (t: Tables) =>
    WHERE NOT EXISTS (SELECT 1 FROM won)
      AND NOT EXISTS (SELECT 1 FROM cur WHERE NOT takeable)`;
 
+/**
+ * Renew: the row must hold the term and be live. Not renewed: the live holder
+ * from the statement's snapshot, but never the term itself: a term the
+ * snapshot still shows that the row lock's re-check found gone (released or
+ * taken between the snapshot and the lock) answers "nobody", not itself.
+ */
 export const renew = (t: Tables) =>
   `WITH up AS (
      UPDATE ${t.leases} SET expires_at = ${ttl("$4")}
@@ -116,18 +122,24 @@ export const renew = (t: Tables) =>
    SELECT false, c.holder, c.token::text, ${ms("c.expires_at")}
    FROM ${t.leases} c
    WHERE c.name = $1::text AND NOT EXISTS (SELECT 1 FROM up)
-     AND c.holder IS NOT NULL AND c.expires_at > now()`;
+     AND c.holder IS NOT NULL AND c.expires_at > now()
+     AND NOT (c.holder = $2::text AND c.token = $3::bigint)`;
 
 /**
- * Many renewals in one statement (one commit, one WAL flush). $1..$4 are
- * arrays (names, holders, tokens, ttls in ms) of equal length with distinct
- * names. One row per input: `won`, else the live holder read from the
- * statement's snapshot (as in {@link renew}). Rows are locked in name order.
+ * Many renewals in one statement (one commit, one WAL flush): renewMany.
+ * $1..$4 are arrays (names, holders, tokens, ttls in ms) of equal length;
+ * no two elements may share name, holder and token (then two input rows
+ * would match one lease row in `UPDATE … FROM`, which is ambiguous). Rows of
+ * one name with different holders or tokens are fine: a lease row has one
+ * holder and one token, so at most one of them matches it. One row per
+ * input, `i` its 1-based position: `won`, else the live holder read from the
+ * statement's snapshot (as in {@link renew}), never the item's own term. Rows are locked in name order,
+ * so two batches over the same leases cannot deadlock.
  */
 export const renewMany = (t: Tables) =>
   `WITH t AS (
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-       AS t(name, holder, token, ttl)
+       WITH ORDINALITY AS t(name, holder, token, ttl, i)
    ), locked AS (
      SELECT l.name FROM ${t.leases} l JOIN t USING (name)
      WHERE l.holder = t.holder AND l.token = t.token AND l.expires_at > now()
@@ -137,14 +149,15 @@ export const renewMany = (t: Tables) =>
      FROM t, locked
      WHERE l.name = locked.name AND t.name = locked.name
        AND l.holder = t.holder AND l.token = t.token AND l.expires_at > now()
-     RETURNING l.name
+     RETURNING l.name, l.holder, l.token
    )
-   SELECT t.name, (up.name IS NOT NULL) AS won, c.holder, c.token::text AS token,
+   SELECT t.i::int AS i, t.name, (up.name IS NOT NULL) AS won, c.holder, c.token::text AS token,
           CASE WHEN c.name IS NULL THEN NULL ELSE ${ms("c.expires_at")} END AS ms
    FROM t
-   LEFT JOIN up ON up.name = t.name
+   LEFT JOIN up ON up.name = t.name AND up.holder = t.holder AND up.token = t.token
    LEFT JOIN ${t.leases} c ON up.name IS NULL AND c.name = t.name
-     AND c.holder IS NOT NULL AND c.expires_at > now()`;
+     AND c.holder IS NOT NULL AND c.expires_at > now()
+     AND NOT (c.holder = t.holder AND c.token = t.token)`;
 
 /** Release keeps the token in the row; `pg_notify` is sent on commit of the same statement. */
 export const release = (t: Tables) =>

@@ -12,6 +12,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -40,6 +41,7 @@ import {
 import { classifyPostgres } from "./classify.js";
 import { fence, type TermRef, termParams } from "./fence.js";
 import { run } from "./query.js";
+import { renewMany } from "./renew-many.js";
 import { RenewBatcher } from "./renewals.js";
 import { checkPgToken, parseInfo, parseToken } from "./rows.js";
 import * as SQL from "./sql.js";
@@ -232,6 +234,10 @@ export class PostgresStore implements LeaseStore {
     validateRenew(lease, ttlMs);
     checkPgToken(lease.token, "lease.token");
     return this.renewals.renew(lease, ttlMs);
+  }
+  /** Every item in one statement: see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany((op, text, params) => this.exec(op, text, params), this.t, items);
   }
 
   async release(lease: LeaseRef): Promise<boolean> {

@@ -82,31 +82,38 @@ end
    * whole-second clocks), and the time since a script first saw this run_id
    * (kept in bootKey, which a restart without persistence forgets and a
    * restart with it leaves under the old run_id).
+   * restart_window is the server-wide part (nil: old enough, else run_id and
+   * the coarse wait), restart_first the per-lease part (when a script first
+   * saw this run, recorded in bootKey): RENEW_MANY asks the first once per batch.
    */
   restartWait: `
-local function restart_wait(bootKey, guard, now)
-  if guard <= 0 then return 0 end
+local function restart_window(guard, now)
+  if guard <= 0 then return nil end
   local ok, saved = pcall(redis.call, 'LASTSAVE')
   if ok and type(saved) == 'number' and saved > 0 and now - (saved + 1) * 1000 >= guard then
-    return 0
+    return nil
   end
   local info = redis.call('INFO', 'server')
   local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
   local run = string.match(info, 'run_id:(%x+)')
-  if not up or not run then return 0 end
+  if not up or not run then return nil end
   local coarse = guard - (up - 1) * 1000
-  if coarse <= 0 then return 0 end
-  local first = nil
+  if coarse <= 0 then return nil end
+  return run, coarse
+end
+local function restart_first(bootKey, run, guard, now)
   local seen = redis.call('GET', bootKey)
   if seen then
     local r, f = string.match(seen, '^(%x+):(%d+)$')
-    if r == run then first = tonumber(f) end
+    if r == run then return tonumber(f) end
   end
-  if not first then
-    first = now
-    redis.call('SET', bootKey, run .. ':' .. string.format('%.0f', first), 'PX', string.format('%.0f', guard + 5000))
-  end
-  local fine = guard - (now - first)
+  redis.call('SET', bootKey, run .. ':' .. string.format('%.0f', now), 'PX', string.format('%.0f', guard + 5000))
+  return now
+end
+local function restart_wait(bootKey, guard, now)
+  local run, coarse = restart_window(guard, now)
+  if not run then return 0 end
+  local fine = guard - (now - restart_first(bootKey, run, guard, now))
   if fine <= 0 then return 0 end
   if fine < coarse then return fine end
   return coarse
@@ -204,6 +211,51 @@ if not tok then
   return {0}
 end
 return {0, tok, holder, pttl(KEYS[1])}
+`;
+
+/**
+ * Many renewals in one script (LeaseStore.renewMany). KEYS: lease and boot of
+ * item 1, lease and boot of item 2, … ARGV: guardMs, then holder, token,
+ * ttlMs of each item. → one reply per item, in order, each as RENEW's:
+ * {1} | {0, token, holder, pttl} | {0}. Each item is judged alone, exactly as
+ * RENEW judges it (the same item twice is renewed twice); a key that does not
+ * hold a Tenure lease answers {0} for its item instead of failing the others.
+ * The restart guard's server-wide check (LASTSAVE, INFO) runs at most once
+ * per batch, on the first item found gone; each gone item then starts its own
+ * lease's guard clock, as RENEW does. In Redis Cluster every key of one call
+ * must hash to one slot: the store sends one call per slot.
+ */
+const RENEW_MANY = `
+local guard = tonumber(ARGV[1]) or 0
+local out = {}
+local asked, run, now = false, nil, 0
+for i = 1, #KEYS / 2 do
+  local lk = KEYS[2 * i - 1]
+  local holder, tok, ttl = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local v = redis.call('GET', lk)
+  if v and v == 't1:' .. tok .. ':' .. holder then
+    redis.call('PEXPIRE', lk, ttl)
+    out[i] = {1}
+  else
+    local ok, ctok, cholder = pcall(lease, lk)
+    if ok and ctok then
+      local okt, left = pcall(pttl, lk)
+      if okt then out[i] = {0, ctok, cholder, left} else out[i] = {0} end
+    else
+      if ok and guard > 0 then
+        if not asked then
+          asked = true
+          local t = redis.call('TIME')
+          now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          run = restart_window(guard, now)
+        end
+        if run then restart_first(KEYS[2 * i], run, guard, now) end
+      end
+      out[i] = {0}
+    end
+  end
+end
+return out
 `;
 
 /** KEYS: lease. ARGV: holder, token, channel. → 1 | 0 (the lease value compared whole, as in RENEW) */
@@ -329,6 +381,7 @@ export class LuaScript {
 export const SCRIPTS = Object.freeze({
   acquire: new LuaScript("acquire", ACQUIRE, ["fmt", "lease", "pttl", "now", "restartWait"]),
   renew: new LuaScript("renew", RENEW, ["lease", "pttl", "restartWait"]),
+  renewMany: new LuaScript("renewMany", RENEW_MANY, ["lease", "pttl", "restartWait"]),
   release: new LuaScript("release", RELEASE, ["lease"]),
   read: new LuaScript("read", READ, ["lease", "pttl"]),
   forceRelease: new LuaScript("forceRelease", FORCE_RELEASE, ["lease"]),

@@ -10,6 +10,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
   Unwatch,
 } from "../../store/types.js";
@@ -26,6 +27,7 @@ import {
 import { closedError, schemaError } from "../common/errors.js";
 import { type WatchCallback, WatcherSet } from "../common/watchers.js";
 import { classifyRedisError, toRedisStoreError } from "./classify.js";
+import { renewMany } from "./renew-many.js";
 import { SCRIPTS, type ScriptClient } from "./scripts.js";
 
 /** Default key prefix: keys look like `tenure:{name}:lease`. */
@@ -319,6 +321,21 @@ export class RedisStore implements LeaseStore {
     if (r[0] === 1) return { renewed: true };
     if (r.length === 1) return { renewed: false, current: null };
     return { renewed: false, current: this.info("renew", lease.name, r[1], r[2], r[3]) };
+  }
+
+  /** Every item in one RENEW_MANY script call (one call per hash slot on a Cluster): see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany(
+      {
+        cluster: typeof this.client.nodes === "function",
+        guardMs: (ttlMs) => (this.restartGuard ? ttlMs : 0),
+        keys: (name) => this.keys(name),
+        run: (keys, args) => this.run("renewMany", "renewMany", keys, args),
+        info: (name, tok, holder, ttl) => this.info("renewMany", name, tok, holder, ttl),
+        schemaError: (what) => this.schemaError("renewMany", what),
+      },
+      items,
+    );
   }
 
   async release(lease: LeaseRef): Promise<boolean> {

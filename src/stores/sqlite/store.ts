@@ -13,6 +13,7 @@ import type {
   LeaseRef,
   LeaseStore,
   ListOptions,
+  RenewItem,
   RenewResult,
 } from "../../store/types.js";
 import {
@@ -38,6 +39,7 @@ import {
   type SqliteDriverName,
   type SqliteStatement,
 } from "./driver.js";
+import { renewMany } from "./renew-many.js";
 
 type BetterDatabase = import("better-sqlite3").Database;
 
@@ -298,16 +300,30 @@ export class SqliteStore implements LeaseStore {
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
     validateRenew(lease, ttlMs);
-    return this.write("renew", () => {
-      const now = this.now();
-      const r = this.row("renew", lease.name);
-      const cur = r ? this.info(lease.name, r, now) : null;
-      if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
-        return { renewed: false, current: cur };
-      }
-      this.stmts.extend.run(now + BigInt(ttlMs), this.boot, lease.name);
-      return { renewed: true };
-    });
+    return this.write("renew", () => this.renewAt("renew", lease, ttlMs, this.now()));
+  }
+
+  /** Every item in one `BEGIN IMMEDIATE` transaction: see renew-many.ts. */
+  renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
+    return renewMany(
+      {
+        write: (fn) => this.write("renewMany", fn),
+        now: this.now,
+        renew: (l, t, now) => this.renewAt("renewMany", l, t, now),
+      },
+      items,
+    );
+  }
+
+  /** The renewal of one term inside a write transaction, judged at monotonic time `now`. */
+  private renewAt(op: string, lease: LeaseRef, ttlMs: number, now: bigint): RenewResult {
+    const r = this.row(op, lease.name);
+    const cur = r ? this.info(lease.name, r, now) : null;
+    if (!cur || cur.holder !== lease.holder || cur.token !== lease.token) {
+      return { renewed: false, current: cur };
+    }
+    this.stmts.extend.run(now + BigInt(ttlMs), this.boot, lease.name);
+    return { renewed: true };
   }
 
   async release(lease: LeaseRef): Promise<boolean> {
