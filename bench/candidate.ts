@@ -15,7 +15,7 @@
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { createElector } from "../src/elector/index.js";
-import { openStore } from "../src/store/open.js";
+import { openStore } from "../src/open.js";
 import type { LeaseRef } from "../src/store/types.js";
 import { etcdHosts, nowNs, sleep } from "./lib/common.js";
 

@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openStore } from "../src/store/open.js";
+import { openStore } from "../src/open.js";
 import type { LeaseRef, LeaseStore } from "../src/store/types.js";
 import { SERVICES } from "../test/helpers/services.js";
 

@@ -7,8 +7,8 @@
  * Run with --expose-gc.
  */
 import { createElector, type Elector } from "../src/elector/index.js";
+import { openStore } from "../src/open.js";
 import { renewerFor } from "../src/renewal/index.js";
-import { openStore } from "../src/store/open.js";
 import type { LeaseStore } from "../src/store/types.js";
 import { childMain, msSince, nowNs, round, sleep, uniqueName } from "./lib/common.js";
 

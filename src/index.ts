@@ -36,6 +36,13 @@ export {
   toLogger,
 } from "./logger.js";
 export {
+  type DisposableLeaseStore,
+  type OpenStoreInput,
+  type OpenStoreOptions,
+  openStore,
+  STORE_SCHEMES,
+} from "./open.js";
+export {
   RENEWER_DEFAULTS,
   type Renewal,
   Renewer,
@@ -45,13 +52,6 @@ export {
   renewerFor,
 } from "./renewal/index.js";
 export { redactUrl } from "./store/classify.js";
-export {
-  type DisposableLeaseStore,
-  type OpenStoreInput,
-  type OpenStoreOptions,
-  openStore,
-  STORE_SCHEMES,
-} from "./store/open.js";
 export type {
   AcquireResult,
   ElectorStore,

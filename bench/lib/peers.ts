@@ -5,7 +5,7 @@
  * peer waits the same way under contention.
  */
 import { randomBytes } from "node:crypto";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseRef, LeaseStore } from "../../src/store/types.js";
 import { etcdHosts, serviceUrls } from "./common.js";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createElector, type Elector } from "../../src/elector/index.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
 import { EtcdCluster } from "../helpers/chaos-servers.js";
 import { FaultProxy } from "../helpers/fault-proxy.js";

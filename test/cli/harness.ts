@@ -184,7 +184,7 @@ export function checkRuns(runs: RunRecord[], boundMs = 0): string | null {
 
 /** True when a store at `url` answers (for requireService). */
 export async function storeAnswers(url: string): Promise<boolean> {
-  const { openStore } = await import("../../src/store/open.js");
+  const { openStore } = await import("../../src/open.js");
   try {
     const s = await openStore(url);
     try {

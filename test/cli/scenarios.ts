@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import { waitFor } from "../helpers/wait.js";
 import { alive, checkRuns, Sandbox, type Tenure } from "./harness.js";
 

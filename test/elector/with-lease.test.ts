@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { createElector } from "../../src/elector/index.js";
 import { withLease } from "../../src/elector/with-lease.js";
 import { isStoreError, isTermEndedError } from "../../src/errors.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import { MemoryStore } from "../../src/stores/memory/index.js";
 import { FakeClock } from "../../src/testing/index.js";
 import { deferred, TTL } from "../leader/setup.js";

@@ -4,7 +4,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { isStoreError, type StoreError } from "../../src/errors.js";
-import { openStore, type StoreWait } from "../../src/store/open.js";
+import { openStore, type StoreWait } from "../../src/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
 import { etcdPorts } from "../helpers/etcd.js";
 import { freePort } from "../helpers/ports.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import { etcdAnswers, etcdPorts } from "../helpers/etcd.js";
 import { requireService, SERVICES } from "../helpers/services.js";
 import { uniqueName, waitFor } from "../helpers/wait.js";

@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
 import { createElector } from "../../src/elector/index.js";
 import { isConfigError, isStoreError, type StoreError } from "../../src/errors.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseEvent, LeaseStore } from "../../src/store/types.js";
 import {
   classifyEtcdError,

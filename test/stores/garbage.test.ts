@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
 import { Redis } from "ioredis";
 import { isStoreError, type StoreError } from "../../src/errors.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { InvalidLease, LeaseStore } from "../../src/store/types.js";
 import { Tenure } from "../cli/harness.js";
 import { etcdAnswers, etcdPorts } from "../helpers/etcd.js";

@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import pg from "pg";
 import postgres from "postgres";
 import { isConfigError, isStoreError, type StoreError } from "../../src/errors.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
 import { openPostgresStore, PostgresStore, pgQueryable } from "../../src/stores/postgres/index.js";
 import { missingBinaries, PgBouncerServer } from "../helpers/chaos-servers.js";

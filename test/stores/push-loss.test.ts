@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import { after, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { createElector, type Demotion, type Term } from "../../src/index.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
 import { etcdAnswers } from "../helpers/etcd.js";
 import { withAdmin, withParams } from "../helpers/pg.js";

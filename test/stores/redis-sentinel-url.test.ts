@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isConfigError } from "../../src/errors.js";
-import { openStore, STORE_SCHEMES } from "../../src/store/open.js";
+import { openStore, STORE_SCHEMES } from "../../src/open.js";
 import { parseSentinelUrl } from "../../src/stores/redis/index.js";
 
 const SECRET = "hunter2pw";

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { type ConfigError, isConfigError, isStoreError } from "../../src/errors.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
 import {
   loadBetterSqlite3,

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { isConfigError } from "../../src/errors.js";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/open.js";
 import type { LeaseStore } from "../../src/store/types.js";
 import { etcdAnswers } from "../helpers/etcd.js";
 import { withAdmin, withParams } from "../helpers/pg.js";

@@ -1,12 +1,12 @@
-import { raceDeadline, TIMED_OUT } from "../async.js";
-import { systemClock } from "../clock.js";
-import { ConfigError, errorMessage, isStoreError, StoreError } from "../errors.js";
-import { MAX_TIMER_MS } from "../limits.js";
-import { type Logger, type LoggerLike, toLogger } from "../logger.js";
-import { redactSecrets, redactUrl, registerUrlSecrets } from "./classify.js";
-import type { LeaseStore, OpenStoreOptions } from "./types.js";
+import { raceDeadline, TIMED_OUT } from "./async.js";
+import { systemClock } from "./clock.js";
+import { ConfigError, errorMessage, isStoreError, StoreError } from "./errors.js";
+import { MAX_TIMER_MS } from "./limits.js";
+import { type Logger, type LoggerLike, toLogger } from "./logger.js";
+import { redactSecrets, redactUrl, registerUrlSecrets } from "./store/classify.js";
+import type { LeaseStore, OpenStoreOptions } from "./store/types.js";
 
-export type { OpenStoreOptions } from "./types.js";
+export type { OpenStoreOptions } from "./store/types.js";
 
 /** What {@link openStore} reports while it waits for a server (see `onWait`). */
 export interface StoreWait {
@@ -58,26 +58,26 @@ type Opener = (url: string, opts: OpenStoreOptions) => Promise<LeaseStore>;
 /** URL scheme → lazy opener, so each driver is loaded only when used. */
 const OPENERS: Record<string, Opener> = {
   "memory:": async (_url, opts) => {
-    const m = await import("../stores/memory/index.js");
+    const m = await import("./stores/memory/index.js");
     return new m.MemoryStore({
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
   },
   "sqlite:": async (url, opts) =>
-    (await import("../stores/sqlite/index.js")).openSqliteStore(url, opts),
+    (await import("./stores/sqlite/index.js")).openSqliteStore(url, opts),
   "postgres:": async (url, opts) =>
-    (await import("../stores/postgres/index.js")).openPostgresStore(url, opts),
+    (await import("./stores/postgres/index.js")).openPostgresStore(url, opts),
   "postgresql:": async (url, opts) =>
-    (await import("../stores/postgres/index.js")).openPostgresStore(url, opts),
+    (await import("./stores/postgres/index.js")).openPostgresStore(url, opts),
   "redis:": async (url, opts) =>
-    (await import("../stores/redis/index.js")).openRedisStore(url, opts),
+    (await import("./stores/redis/index.js")).openRedisStore(url, opts),
   "rediss:": async (url, opts) =>
-    (await import("../stores/redis/index.js")).openRedisStore(url, opts),
+    (await import("./stores/redis/index.js")).openRedisStore(url, opts),
   "redis+sentinel:": async (url, opts) =>
-    (await import("../stores/redis/index.js")).openRedisStore(url, opts),
-  "etcd:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
-  "etcds:": async (url, opts) => (await import("../stores/etcd/index.js")).openEtcdStore(url, opts),
+    (await import("./stores/redis/index.js")).openRedisStore(url, opts),
+  "etcd:": async (url, opts) => (await import("./stores/etcd/index.js")).openEtcdStore(url, opts),
+  "etcds:": async (url, opts) => (await import("./stores/etcd/index.js")).openEtcdStore(url, opts),
 };
 
 /** The URL schemes {@link openStore} accepts. */
