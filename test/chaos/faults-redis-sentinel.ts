@@ -19,9 +19,8 @@
  * Either way the old primary is then restarted, empty, as a replica of the
  * new one, and the next episode starts from primary + in-sync replica again.
  */
-import type { ChildProcess } from "node:child_process";
 import { RedisSentinelGroup, sentinelUnavailable } from "../helpers/redis-sentinel.js";
-import type { WorkerLine } from "./checker.js";
+import { type LostTermCandidate, loseTermOnPrimary } from "./lost-term.js";
 
 export const SENTINEL_FAULTS = ["failover-primary", "failover-lagging"] as const;
 export type SentinelFault = (typeof SENTINEL_FAULTS)[number];
@@ -52,15 +51,7 @@ export async function startSentinelGroup(
   return group;
 }
 
-/** The part of the harness's candidate this fault uses. */
-interface CandidateLike {
-  readonly proc: ChildProcess;
-  readonly pid: number;
-  readonly lines: readonly WorkerLine[];
-  paused: boolean;
-  leading(): boolean;
-  has(event: string, after?: bigint): boolean;
-}
+type CandidateLike = LostTermCandidate;
 
 export interface SentinelFaultContext<C extends CandidateLike> {
   group: RedisSentinelGroup;
@@ -107,24 +98,7 @@ export async function runSentinelFault<C extends CandidateLike>(
   }
   const faultAt = now();
   await group.freezeReplication();
-  // A term the replica never sees: the leader dies, another candidate takes
-  // over on the primary and writes under its new token.
-  const killAt = now();
-  lead.proc.kill("SIGKILL");
-  x.deaths.push({ pid: lead.pid, t: killAt.toString() });
-  await must(
-    "a term on the primary after the freeze",
-    () => cands.some((c) => c !== lead && c.leading() && c.has("wrote", faultAt)),
-    3 * (ttlMs + retryMs) + 2000,
-  );
-  const lost = cands.find((c) => c !== lead && c.leading())!;
-  const lostToken = lost.lines.filter((l) => l.event === "lead-start").at(-1)?.token;
-  // Paused through the failover, so the promoted primary's first term goes to
-  // another process (a repeated token then shows as one token of two
-  // processes); it wakes while it may still trust its term.
-  const pauseFrom = now();
-  lost.paused = true;
-  lost.proc.kill("SIGSTOP");
+  const { lost, lostToken, pauseFrom } = await loseTermOnPrimary({ ...x, faultAt });
   let t0 = Date.now();
   let healAt: bigint;
   let promotedMs: number;

@@ -59,6 +59,7 @@ import {
   sqliteFaultsHere,
   sqlitePlan,
 } from "./faults-sqlite.js";
+import { loseTermOnPrimary } from "./lost-term.js";
 import type { WorkerConfig } from "./worker.js";
 
 export const BACKENDS = [
@@ -730,24 +731,15 @@ export async function runEpisode(
         await pair.waitReplayed();
         faultAt = now();
         await pair.freezeWalsender();
-        // A term the standby never sees: the leader dies, another candidate
-        // takes over on the primary and writes under its new token.
-        const killAt = now();
-        lead.proc.kill("SIGKILL");
-        deaths.push({ pid: lead.pid, t: killAt.toString() });
-        await must(
-          "a term on the primary after the freeze",
-          () => cands.some((c) => c !== lead && c.leading() && c.has("wrote", faultAt)),
-          3 * (ttlMs + retryMs) + 2000,
-        );
-        const lost = cands.find((c) => c !== lead && c.leading())!;
-        const lostToken = lost.lines.filter((l) => l.event === "lead-start").at(-1)?.token;
-        // Paused through the failover, so the promoted server's first term
-        // goes to another process (a repeated token then shows as one token
-        // of two processes); it wakes while it may still trust its term.
-        const pauseFrom = now();
-        lost.paused = true;
-        lost.proc.kill("SIGSTOP");
+        const { lost, lostToken, pauseFrom } = await loseTermOnPrimary({
+          lead,
+          cands,
+          faultAt,
+          ttlMs,
+          retryMs,
+          deaths,
+          must,
+        });
         const t0 = Date.now();
         // The lost term's data goes with the primary: its holder's refusals
         // after this are the documented async limit, not a fencing failure.

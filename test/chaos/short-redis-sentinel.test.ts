@@ -1,3 +1,0 @@
-import { describeShortChaos } from "./short.js";
-
-describeShortChaos("redis-sentinel");
