@@ -37,6 +37,7 @@ import { HeldTerms, overdue } from "./held.js";
 import { type CallOptions, SessionPool } from "./pool.js";
 import { Reads } from "./reads.js";
 import { type EtcdRenewManyContext, renewMany } from "./renew-many.js";
+import type { SessionLease } from "./session.js";
 import { monotonicMs } from "./session.js";
 
 /** Default key prefix: lease keys look like `tenure/lease/<name>`. */
@@ -393,46 +394,9 @@ export class EtcdStore implements LeaseStore {
         }
         let session = live ?? (await this.sessions.session(ttlSec, o));
         if (kv.lease !== session.id) {
-          // Another TTL, an expired session, or a key from another store of
-          // the same holder: move the key onto this session, guarded so only
-          // this term's key moves (the create revision, the token, is kept).
-          const move = (id: string) =>
-            this.txn(
-              [
-                { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
-                { key, target: "Value", result: "Equal", value: enc(lease.holder) },
-                { key, target: "Lease", result: "Equal", lease: kv.lease },
-              ],
-              [{ request_put: { key, value: enc(lease.holder), lease: id } }],
-              [{ request_range: { key } }],
-              o,
-            );
-          let moved: ITxnResponse;
-          try {
-            moved = await move(session.id);
-          } catch (e) {
-            // A session of that TTL left idle past its TTL is gone in etcd: grant a new one, once.
-            if (toEtcdStoreError("renew", e).code !== "LEASE_NOT_FOUND") throw e;
-            session.lost = true;
-            session = await this.sessions.session(ttlSec, o);
-            moved = await move(session.id);
-          }
-          if (!moved.succeeded) {
-            const cur = moved.responses[0]?.response_range.kvs[0];
-            const same =
-              cur !== undefined &&
-              BigInt(cur.create_revision) === lease.token &&
-              cur.value.toString("utf8") === lease.holder &&
-              cur.lease === session.id;
-            // `same`: a concurrent renew of this term moved it first.
-            if (!same) {
-              this.held.forget(lease.name, lease.token);
-              return {
-                renewed: false as const,
-                current: cur ? await this.info("renew", lease.name, cur, o) : null,
-              };
-            }
-          }
+          const moved = await this.moveToSession(lease, key, kv.lease, session, ttlSec, o);
+          if (!moved.ok) return { renewed: false as const, current: moved.current };
+          session = moved.session;
         }
         const ttlLeft = session === live && early ? await early : await session.refresh(since);
         if (ttlLeft <= 0) {
@@ -450,6 +414,58 @@ export class EtcdStore implements LeaseStore {
     } finally {
       if (h) h.pending--;
     }
+  }
+
+  /**
+   * Moves a renewed term's key onto `session` (the live session of its TTL)
+   * from the etcd lease it is on (`from`: another TTL, an expired session, or
+   * a key from another store of the same holder), guarded so only this term's
+   * key moves; the create revision, the token, is kept. A session of that TTL
+   * left idle past its TTL is gone in etcd: a new one is granted, once.
+   */
+  private async moveToSession(
+    lease: LeaseRef,
+    key: Buffer,
+    from: string,
+    session: SessionLease,
+    ttlSec: number,
+    o: CallOptions,
+  ): Promise<{ ok: true; session: SessionLease } | { ok: false; current: LeaseInfo | null }> {
+    const move = (id: string) =>
+      this.txn(
+        [
+          { key, target: "Create", result: "Equal", create_revision: String(lease.token) },
+          { key, target: "Value", result: "Equal", value: enc(lease.holder) },
+          { key, target: "Lease", result: "Equal", lease: from },
+        ],
+        [{ request_put: { key, value: enc(lease.holder), lease: id } }],
+        [{ request_range: { key } }],
+        o,
+      );
+    let moved: ITxnResponse;
+    try {
+      moved = await move(session.id);
+    } catch (e) {
+      // A session of that TTL left idle past its TTL is gone in etcd: grant a new one, once.
+      if (toEtcdStoreError("renew", e).code !== "LEASE_NOT_FOUND") throw e;
+      session.lost = true;
+      session = await this.sessions.session(ttlSec, o);
+      moved = await move(session.id);
+    }
+    if (!moved.succeeded) {
+      const cur = moved.responses[0]?.response_range.kvs[0];
+      const same =
+        cur !== undefined &&
+        BigInt(cur.create_revision) === lease.token &&
+        cur.value.toString("utf8") === lease.holder &&
+        cur.lease === session.id;
+      // `same`: a concurrent renew of this term moved it first.
+      if (!same) {
+        this.held.forget(lease.name, lease.token);
+        return { ok: false, current: cur ? await this.info("renew", lease.name, cur, o) : null };
+      }
+    }
+    return { ok: true, session };
   }
 
   /** One keep-alive per session and one read transaction per batch: see renew-many.ts. */
