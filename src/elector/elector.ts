@@ -36,10 +36,15 @@ import type {
 } from "./types.js";
 import { waitForLeadership } from "./wait.js";
 
-/** Internal state of one term. `validUntil` is the end of the trust window (monotonic ms). */
+/**
+ * Internal state of one term. `sentAt`: when the request that last started or
+ * extended the trust window was sent; `validUntil` is the end of that window
+ * (`sentAt + ttl − margin`). Both in monotonic ms.
+ */
 interface LeaderTerm {
   readonly term: Term;
   readonly lease: LeaseRef;
+  sentAt: number;
   readonly controller: AbortController;
   validUntil: number;
 }
@@ -418,7 +423,7 @@ export class Elector {
           token: r.lease.token,
           signal: controller.signal,
         });
-        return { term, lease: r.lease, controller, validUntil };
+        return { term, lease: r.lease, controller, sentAt, validUntil };
       }
       this.setKnownLeader(r.current);
       const jitter = Math.floor(o.random() * Math.min(50, o.retryMs / 4 + 1));
@@ -455,7 +460,7 @@ export class Elector {
       o.ttlMs,
       st.controller.signal,
     );
-    let nextRenewAt = st.validUntil - (o.ttlMs - o.safetyMarginMs) + o.renewIntervalMs;
+    let nextRenewAt = st.sentAt + o.renewIntervalMs;
     let renewFailures = 0;
     try {
       while (this.current === st) {
@@ -486,6 +491,7 @@ export class Elector {
         const { sentAt } = res;
         if (res.value.renewed) {
           // The trust window starts when the batch that renewed it was sent.
+          st.sentAt = sentAt;
           st.validUntil = sentAt + o.ttlMs - o.safetyMarginMs;
           nextRenewAt = sentAt + o.renewIntervalMs;
           this.statsData.renewals += 1;
