@@ -73,7 +73,16 @@ function setup() {
     for (let i = 0; i < 2000 && !done; i++) await clock.advance(10);
     await p;
   };
-  return { clock, mem, store, stores, make, log, exclusive, until, stopAll };
+  /** Members a and b, started, each owning half of the partitions. */
+  const startPair = async () => {
+    const a = make("a");
+    const b = make("b");
+    await a.start();
+    await b.start();
+    await until(() => a.owned().length === P / 2 && b.owned().length === P / 2, 3 * TTL);
+    return { a, b };
+  };
+  return { clock, mem, store, stores, make, log, exclusive, until, stopAll, startPair };
 }
 
 describe("createGroup (memory store, fake clock)", () => {
@@ -132,11 +141,7 @@ describe("createGroup (memory store, fake clock)", () => {
 
   it("stop() hands every partition over at once: the others own them well before expiry", async () => {
     const t = setup();
-    const a = t.make("a");
-    const b = t.make("b");
-    await a.start();
-    await b.start();
-    await t.until(() => a.owned().length === 4 && b.owned().length === 4, 3 * TTL);
+    const { a, b } = await t.startPair();
     t.log.length = 0;
     const stopped = a.stop();
     const took = await t.until(() => b.owned().length === P, 3 * TTL);
@@ -149,11 +154,7 @@ describe("createGroup (memory store, fake clock)", () => {
 
   it("a crashed member's partitions are taken when their leases expire", async () => {
     const t = setup();
-    const a = t.make("a");
-    const b = t.make("b");
-    await a.start();
-    await b.start();
-    await t.until(() => a.owned().length === 4 && b.owned().length === 4, 3 * TTL);
+    const { a, b } = await t.startPair();
     // "Crash" a: its leases stay in the store until they expire; nothing is released.
     const aStore = t.stores.get("a")!;
     aStore.fail("renew", "hang");

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort } from "./ports.js";
+import { withRedisClient } from "./redis.js";
 import { waitFor } from "./wait.js";
 
 /** The name the sentinels monitor. */
@@ -44,27 +45,6 @@ interface Proc {
 function exited(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
   return new Promise((r) => p.once("exit", () => r()));
-}
-
-/** A short-lived admin connection to 127.0.0.1:port (never retries). */
-async function withClient<T>(port: number, f: (c: Redis) => Promise<T>): Promise<T> {
-  const c = new Redis({
-    host: "127.0.0.1",
-    port,
-    lazyConnect: true,
-    connectTimeout: 1000,
-    commandTimeout: 2000,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    enableOfflineQueue: false,
-  });
-  c.on("error", () => {});
-  try {
-    await c.connect();
-    return await f(c);
-  } finally {
-    c.disconnect();
-  }
 }
 
 export interface SentinelGroupOptions {
@@ -114,7 +94,7 @@ export class RedisSentinelGroup {
       "3 sentinels that see the primary, its replica and each other",
       async () => {
         for (const s of this.sentinels) {
-          const ok = await withClient(s.port, async (c) => {
+          const ok = await withRedisClient(s.port, async (c) => {
             const m = (await c.call("SENTINEL", "MASTER", SENTINEL_MASTER)) as string[];
             const f = fields(m);
             return (
@@ -176,7 +156,7 @@ export class RedisSentinelGroup {
         if (n.proc && (n.proc.exitCode !== null || n.proc.signalCode !== null)) {
           throw new Error(`redis-server on port ${n.port} exited (log: ${n.dir}/log)`);
         }
-        return withClient(n.port, async (c) => (await c.ping()) === "PONG");
+        return withRedisClient(n.port, async (c) => (await c.ping()) === "PONG");
       },
       { timeoutMs: 10_000, intervalMs: 50 },
     );
@@ -209,7 +189,7 @@ export class RedisSentinelGroup {
   async primaryPort(): Promise<number> {
     for (const s of this.sentinels) {
       if (!s.proc) continue;
-      const addr = await withClient(
+      const addr = await withRedisClient(
         s.port,
         async (c) =>
           (await c.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as string[] | null,
@@ -240,7 +220,7 @@ export class RedisSentinelGroup {
       "the replica in sync with the primary",
       async () => {
         const port = this.sentinels.length ? await this.primaryPort() : this.nodes[0]!.port;
-        return withClient(port, async (c) => {
+        return withRedisClient(port, async (c) => {
           const info = (await c.info("replication")) as string;
           const off = /master_repl_offset:(\d+)/.exec(info)?.[1];
           const slave = /slave0:.*state=online,offset=(\d+)/.exec(info);
@@ -260,7 +240,7 @@ export class RedisSentinelGroup {
    * {@link thawReplication}.
    */
   async freezeReplication(): Promise<void> {
-    await withClient(await this.primaryPort(), async (c) => {
+    await withRedisClient(await this.primaryPort(), async (c) => {
       await c.call("ACL", "SETUSER", REPL_USER, "off");
       await c.call("CLIENT", "KILL", "USER", REPL_USER);
     });
@@ -268,14 +248,14 @@ export class RedisSentinelGroup {
 
   /** Undoes {@link freezeReplication}. */
   async thawReplication(): Promise<void> {
-    await withClient(await this.primaryPort(), async (c) => {
+    await withRedisClient(await this.primaryPort(), async (c) => {
       await c.call("ACL", "SETUSER", REPL_USER, "on");
     });
   }
 
   /** GET of `key` on the data node on `port` (a replica answers reads). */
   async getOn(port: number, key: string): Promise<string | null> {
-    return withClient(port, (c) => c.get(key));
+    return withRedisClient(port, (c) => c.get(key));
   }
 
   /**
@@ -317,7 +297,7 @@ export class RedisSentinelGroup {
       async () => {
         const named = await Promise.all(
           this.sentinels.map((s) =>
-            withClient(s.port, async (c) => {
+            withRedisClient(s.port, async (c) => {
               const a = (await c.call(
                 "SENTINEL",
                 "GET-MASTER-ADDR-BY-NAME",
@@ -330,7 +310,7 @@ export class RedisSentinelGroup {
         const moved = named.filter((p) => p !== 0 && p !== oldPort);
         if (moved.length < 2 || moved.some((p) => p !== moved[0])) return 0;
         const port = moved[0]!;
-        const role = await withClient(port, async (c) => (await c.call("ROLE")) as unknown[]);
+        const role = await withRedisClient(port, async (c) => (await c.call("ROLE")) as unknown[]);
         return role[0] === "master" ? port : 0;
       },
       { timeoutMs, intervalMs: 50 },
@@ -361,7 +341,7 @@ export class RedisSentinelGroup {
     for (const n of this.nodes) {
       if (n.port === primary) continue;
       const role = n.proc
-        ? await withClient(n.port, async (c) => (await c.call("ROLE")) as unknown[]).catch(
+        ? await withRedisClient(n.port, async (c) => (await c.call("ROLE")) as unknown[]).catch(
             () => null,
           )
         : null;
@@ -380,7 +360,7 @@ export class RedisSentinelGroup {
       async () => {
         const primary = await this.primaryPort();
         for (const s of this.sentinels) {
-          const ok = await withClient(s.port, async (c) => {
+          const ok = await withRedisClient(s.port, async (c) => {
             const a = (await c.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as
               | string[]
               | null;

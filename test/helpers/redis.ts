@@ -12,24 +12,39 @@ export function hasRedisServerBinary(): boolean {
   return spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0;
 }
 
-/** True when a Redis answers PING at `url` within a second. */
-export async function redisAnswers(url: string): Promise<boolean> {
-  const c = new Redis(url, {
+/**
+ * A short-lived admin connection that never retries: to `target` (a URL, or a
+ * port on 127.0.0.1), for `f`, then closed. Connect within 1 s, each command
+ * within 2 s.
+ */
+export async function withRedisClient<T>(
+  target: string | number,
+  f: (c: Redis) => Promise<T>,
+): Promise<T> {
+  const opts = {
     lazyConnect: true,
     connectTimeout: 1000,
+    commandTimeout: 2000,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
     enableOfflineQueue: false,
-  });
+  };
+  const c =
+    typeof target === "number"
+      ? new Redis({ host: "127.0.0.1", port: target, ...opts })
+      : new Redis(target, opts);
   c.on("error", () => {});
   try {
     await c.connect();
-    return (await c.ping()) === "PONG";
-  } catch {
-    return false;
+    return await f(c);
   } finally {
     c.disconnect();
   }
+}
+
+/** True when a Redis answers PING at `url` within a second. */
+export async function redisAnswers(url: string): Promise<boolean> {
+  return withRedisClient(url, async (c) => (await c.ping()) === "PONG").catch(() => false);
 }
 
 /** Raw RESP PING on 127.0.0.1:port: true on +PONG or -NOAUTH (up, password required). */
