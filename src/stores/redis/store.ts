@@ -185,7 +185,13 @@ export class RedisStore implements LeaseStore {
     this.makeSubscriber =
       opts.subscriber ??
       (typeof client.duplicate === "function"
-        ? () => (client.duplicate as () => RedisSubscriberLike).call(client)
+        ? () =>
+            // Resubscribing is ours (on "ready", with its failure handled): ioredis'
+            // own resubscribe leaves its promise unhandled, and a connection that
+            // closes again before the reply then crashes the process.
+            (client.duplicate as (o: object) => RedisSubscriberLike).call(client, {
+              autoResubscribe: false,
+            })
         : undefined);
     this.notifies = this.makeSubscriber !== undefined;
     this.closeClient = opts.closeClient ?? (opts.ownsClient ? defaultClose(client) : undefined);
@@ -556,6 +562,13 @@ export class RedisStore implements LeaseStore {
       if (!wasDown) return;
       wasDown = false;
       this.logger.info("redis subscriber reconnected", {});
+      const channels = [...this.watchers.keys()];
+      if (channels.length > 0) {
+        sub.subscribe(...channels).catch((e: unknown) => {
+          // The connection dropped again; the next "ready" subscribes again.
+          this.logger.debug("redis resubscribe failed", { err: e });
+        });
+      }
       // Anything may have happened while we were away: let watchers re-check.
       for (const channel of this.watchers.keys()) this.deliver(channel, "changed");
     });
