@@ -143,7 +143,7 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
 
   const s = res.settings as Record<string, number>;
   // Floor
-  out.push("## 4. Physical floor (one raw round trip)", "");
+  out.push("## 0. Physical floor (one raw round trip)", "");
   out.push(
     `The cheapest command of each server, one connection, measured as one more interleaved peer of the lock runs below (so it saw the same noise as they did). An acquire + release cycle is two round trips, so **2× floor** is what a lock cycle cannot beat on one connection. PostgreSQL has a second floor for stores that write: a durable acquire or release is a commit that flushes WAL (\`synchronous_commit\` on), measured as an \`UPDATE\` of one row of a table of its own in autocommit (\`floor-postgres-commit\`); a PostgreSQL lease cycle (acquire, then release) cannot beat two of those.`,
     "",
@@ -330,12 +330,14 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
     ),
     "",
   );
+  // One line per mode; a configuration of a mode described otherwise (tenure-pgbouncer) gets its own.
   const seen = new Set<string>();
+  const modes = new Set<string>();
   for (const x of fo) {
-    const key = x.mode;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push(`- \`${x.mode}\`: ${x.describe}`);
+    if (seen.has(x.describe)) continue;
+    seen.add(x.describe);
+    out.push(`- \`${modes.has(x.mode) ? x.id : x.mode}\`: ${x.describe}`);
+    modes.add(x.mode);
   }
   out.push(
     "- The client-go emulation judges expiry by the store's clock; real client-go judges it from when a follower last *observed* a change, which can add up to one more retry period, so the emulation is, if anything, flattering to client-go.",
@@ -407,8 +409,56 @@ export function renderMarkdown(res: BenchResults, resultsPath: string, svgPath: 
     "Growth: store calls per second are N / (ttl/3) by design (linear); CPU and memory per lease should stay flat as N grows — a rising per-lease figure at large N means the process (or the store) is saturating.",
     "",
   );
+  if (res.groups?.length) out.push(...renderGroups(res), "");
   if (res.skipped.length) out.push("## Skipped", "", ...res.skipped.map((x) => `- ${x}`), "");
   return `${out.join("\n")}\n`;
+}
+
+/** Section 4: groups (bench/groups.ts). */
+function renderGroups(res: BenchResults): string[] {
+  const g = res.groups ?? [];
+  const ms = (x: number | undefined) => (x == null ? "–" : int(Math.round(x)));
+  const calls = (c: Record<string, number> | undefined) =>
+    c
+      ? Object.entries(c)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => `${k} ${f(v, 1)}`)
+          .join(", ")
+      : "–";
+  return [
+    "## 4. Groups: partitions over member processes",
+    "",
+    `\`createGroup\` in separate OS processes (test/helpers/group-worker.ts), ${g[0]?.partitions ?? "?"} partitions, ttl ${g[0]?.ttlMs ?? "?"} ms, on one fleet in order: 4 members settle; one member's store calls per renewal interval (ttl/3) in steady state, by method, through a counting wrapper; a 5th member joins (from its \`start()\` resolving to the last partition assigned); one member stops gracefully (handoff: its \`stop()\` begun → each of its partitions assigned to another member, by the members' \`assigned\` events); one member is SIGKILLed (its partitions are taken once their leases expire). "moved" counts partitions assigned after the event. Redis runs in db 7 of its own: its \`list()\` scans the whole db, and the scale part leaves leases behind in the default one.`,
+    "",
+    table(
+      [
+        "backend",
+        "settle 4 (ms)",
+        "join: rebalance (ms) / moved",
+        "graceful leave: rebalance (ms) / moved",
+        "handoff p50 / p99 / max (ms)",
+        "leaver stop() (ms)",
+        "crash: rebalance (ms) / moved",
+        "store calls per member per interval",
+      ],
+      g.map((x) =>
+        x.error && !x.crash
+          ? [x.backend, `error: ${x.error.slice(0, 100)}`, "", "", "", "", "", ""]
+          : [
+              x.backend,
+              ms(x.settleMs),
+              x.join ? `${ms(x.join.ms)} / ${x.join.moved}` : "–",
+              x.leave ? `${ms(x.leave.ms)} / ${x.leave.moved}` : "–",
+              x.leave
+                ? `${ms(x.leave.handoffP50Ms)} / ${ms(x.leave.handoffP99Ms)} / ${ms(x.leave.handoffMaxMs)}`
+                : "–",
+              ms(x.leave?.stopMs),
+              x.crash ? `${ms(x.crash.ms)} / ${x.crash.moved}` : "–",
+              calls(x.callsPerInterval),
+            ],
+      ),
+    ),
+  ];
 }
 
 /** Writes BENCHMARKS.md and the SVG under `docsDir`; returns the markdown path. */

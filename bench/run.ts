@@ -14,6 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { type FailoverConfig, type FailoverResult, runFailover } from "./failover.js";
+import { type GroupsResult, runGroups } from "./groups.js";
 import { bigintSafe, etcdHosts, pkgVersion, ROOT, runChild, serviceUrls } from "./lib/common.js";
 import { type OwnEtcd, startEtcd } from "./lib/etcd.js";
 import { FLOORS, LOCK_PEERS } from "./lib/peers.js";
@@ -32,7 +33,7 @@ const SCALE_MAX_N: Record<string, number> = {
   etcd: 10_000,
   sqlite: 10_000,
 };
-const PARTS = ["floor", "locks", "failover", "scale"] as const;
+const PARTS = ["floor", "locks", "failover", "scale", "groups"] as const;
 
 export interface BenchResults {
   date: string;
@@ -50,6 +51,8 @@ export interface BenchResults {
   locks: Array<{ server: string; out?: LockOutput; error?: string }>;
   failover: Array<FailoverResult & { error?: string }>;
   scale: Array<{ backend: string; n: number; out?: ScaleOutput; error?: string }>;
+  /** Groups: P partitions over member processes (bench/groups.ts); absent in older results. */
+  groups?: GroupsResult[];
   skipped: string[];
 }
 
@@ -174,10 +177,12 @@ async function main(): Promise<void> {
       retryMaxMs: 3,
       failoverTtlMs: 2000,
       clientGoRetryMs: Math.round((2000 * 2) / 15),
-      failoverReps: S ? 1 : 3,
+      failoverReps: S ? 1 : Number(process.env.TENURE_BENCH_FAILOVER_REPS ?? 3),
       scaleNs: S ? [1, 10, 100] : [1, 100, 1000, 10_000, 100_000],
       scaleTtlMs: S ? 3000 : 6000,
       scaleWindowMs: S ? 1500 : 6000,
+      groupPartitions: S ? 32 : 256,
+      groupTtlMs: S ? 2000 : 6000,
     };
     const libraries: Record<string, string> = {};
     for (const p of [
@@ -218,6 +223,7 @@ async function main(): Promise<void> {
       locks: [],
       failover: [],
       scale: [],
+      groups: [],
       skipped,
     };
     const floors = FLOORS.filter((f) => args.only.includes(f.server));
@@ -300,6 +306,22 @@ async function main(): Promise<void> {
             "client-go leaderelection defaults scaled to the ttl (15 s lease / 2 s retry → ttl / ttl·2/15), polling only, release on cancel, on the Tenure store",
         });
       }
+      if (args.only.includes("postgres") && urls.pgbouncer) {
+        // Queries through the pooler, LISTEN on a direct connection beside it (tenure_listen).
+        const u = new URL(urls.pgbouncer);
+        u.searchParams.set("tenure_pooler", "transaction");
+        u.searchParams.set("tenure_listen", urls.postgres);
+        cfgs.push({
+          id: "tenure-pgbouncer",
+          backend: "postgres",
+          mode: "tenure",
+          url: u.toString(),
+          ttlMs: ttl,
+          retryMs: Math.round(ttl / 5),
+          describe:
+            "Tenure elector through PgBouncer (transaction mode), release notifications over a direct LISTEN connection (`tenure_listen`)",
+        });
+      }
       if (args.only.includes("etcd") && urls.etcd)
         cfgs.push({
           id: "etcd3-election",
@@ -358,6 +380,31 @@ async function main(): Promise<void> {
       }
     }
 
+    if (args.parts.includes("groups")) {
+      // Redis: a db of its own. list() scans the whole db, and the scale part leaves up to
+      // 100 000 leases behind in the default one (see docs/groups.md, "Measured").
+      const redis = new URL(urls.redis);
+      redis.pathname = "/7";
+      const backendUrl: Record<string, string | undefined> = {
+        sqlite: `sqlite:${join(tmp, "groups.db")}`,
+        postgres: urls.postgres,
+        redis: redis.toString(),
+        etcd: urls.etcd,
+      };
+      for (const b of SERVERS) {
+        if (!args.only.includes(b) || !backendUrl[b]) continue;
+        log(`groups ${b}: ${settings.groupPartitions} partitions`);
+        res.groups!.push(
+          await runGroups({
+            backend: b,
+            url: backendUrl[b] as string,
+            partitions: settings.groupPartitions,
+            ttlMs: settings.groupTtlMs,
+          }),
+        );
+      }
+    }
+
     res.durationS = Math.round((Date.now() - t0) / 1000);
 
     mkdirSync(args.out, { recursive: true });
@@ -378,6 +425,7 @@ async function main(): Promise<void> {
       ),
       ...res.failover.flatMap((f) => f.errors.map((e) => `failover ${f.id}: ${e}`)),
       ...res.scale.filter((s) => s.error).map((s) => `scale ${s.backend} N=${s.n}: ${s.error}`),
+      ...(res.groups ?? []).filter((g) => g.error).map((g) => `groups ${g.backend}: ${g.error}`),
     ];
     for (const f of failed) log(`FAILED ${f}`);
     for (const s of skipped) log(`SKIPPED ${s}`);

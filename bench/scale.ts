@@ -8,7 +8,7 @@
  */
 import { createElector, type Elector } from "../src/elector/index.js";
 import { openStore } from "../src/open.js";
-import { renewerFor } from "../src/renewal/index.js";
+import { acquirerFor, renewerFor } from "../src/renewal/index.js";
 import type { LeaseStore } from "../src/store/types.js";
 import { childMain, msSince, nowNs, round, sleep, uniqueName } from "./lib/common.js";
 
@@ -44,6 +44,11 @@ export interface ScaleOutput {
   renewRoundTripsPerInterval: number;
   /** The shared renewer's batch size and what it sent during the window. */
   renewer: { batchSize: number; wakes: number; batches: number; sent: number };
+  /**
+   * The shared acquirer during start-up: acquire round trips (`acquireMany`
+   * batches, or `acquire` calls without it) and requests sent.
+   */
+  acquirer: { batchSize: number; batches: number; sent: number; acquireCalls: number };
   /** Whether the store has renewMany (else the renewer calls renew per lease). */
   renewMany: boolean;
   cpuPercentOfCore: number;
@@ -56,6 +61,7 @@ export interface ScaleOutput {
 
 const COUNTED = [
   "acquire",
+  "acquireMany",
   "renew",
   "renewMany",
   "release",
@@ -158,6 +164,13 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
   await Promise.all(electors.map((e) => e.start()));
   while (elected < input.n && msSince(t0) < input.startTimeoutMs) await sleep(20);
   const startMs = msSince(t0);
+  const acq = acquirerFor(store).stats();
+  const acquirer = {
+    batchSize: acquirerFor(store).batchSize,
+    batches: acq.batches,
+    sent: acq.sent,
+    acquireCalls: (calls.acquire ?? 0) + (calls.acquireMany ?? 0),
+  };
   // Let the start-up burst drain into steady renewals.
   await sleep(Math.min(1000, input.ttlMs / 3));
   const after = mem();
@@ -201,6 +214,7 @@ async function main(input: ScaleInput): Promise<ScaleOutput> {
       batches: s1.batches - s0.batches,
       sent: s1.sent - s0.sent,
     },
+    acquirer,
     renewMany: typeof raw.renewMany === "function",
     cpuPercentOfCore: round((cpuUs / 1000 / wallMs) * 100, 2),
     cpuUsPerLeasePerSec: round(cpuUs / input.n / (wallMs / 1000), 2),

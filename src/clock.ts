@@ -14,9 +14,12 @@ export interface Clock {
   wallNow(): number;
 }
 
+/** Read once: `performance.timeOrigin` is a getter that costs more than `performance.now()`. */
+const TIME_ORIGIN = performance.timeOrigin;
+
 class SystemClock implements Clock {
   now(): number {
-    return performance.timeOrigin + performance.now();
+    return TIME_ORIGIN + performance.now();
   }
   wallNow(): number {
     return Date.now();

@@ -43,16 +43,26 @@ export {
   STORE_SCHEMES,
 } from "./open.js";
 export {
+  type AcquireAnswer,
+  Acquirer,
+  type AcquirerStats,
+  type AcquireStore,
+  acquirerFor,
   RENEWER_DEFAULTS,
+  Releaser,
+  type ReleaserStats,
+  type ReleaseStore,
   type Renewal,
   Renewer,
   type RenewerOptions,
   type RenewerStats,
   type RenewOutcome,
+  releaserFor,
   renewerFor,
 } from "./renewal/index.js";
 export { redactUrl } from "./store/classify.js";
 export type {
+  AcquireItem,
   AcquireResult,
   ElectorStore,
   FencedPutResult,

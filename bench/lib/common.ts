@@ -24,7 +24,13 @@ function fileEnv(): Record<string, string> {
 }
 
 /** Where the servers are: environment, then .services/env, then the machine defaults. */
-export function serviceUrls(): { postgres: string; redis: string; etcd: string | undefined } {
+export function serviceUrls(): {
+  postgres: string;
+  redis: string;
+  etcd: string | undefined;
+  /** PgBouncer in transaction mode in front of `postgres` (failover only). */
+  pgbouncer: string | undefined;
+} {
   const env = { ...fileEnv(), ...process.env } as Record<string, string | undefined>;
   return {
     postgres:
@@ -33,6 +39,7 @@ export function serviceUrls(): { postgres: string; redis: string; etcd: string |
       "postgres://postgres@127.0.0.1:5432/test",
     redis: env.TENURE_BENCH_REDIS_URL ?? env.TENURE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379",
     etcd: env.TENURE_BENCH_ETCD_URL ?? env.TENURE_TEST_ETCD_URL,
+    pgbouncer: env.TENURE_BENCH_PGBOUNCER_URL ?? env.TENURE_TEST_PGBOUNCER_URL,
   };
 }
 

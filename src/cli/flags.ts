@@ -39,6 +39,9 @@ export const OPTIONS = {
   run: {
     ...COMMON,
     name: { type: "string" },
+    group: { type: "string" },
+    partitions: { type: "string" },
+    weight: { type: "string" },
     ttl: { type: "string" },
     grace: { type: "string" },
     once: { type: "boolean" },

@@ -27,6 +27,7 @@ export function helpText(command?: string): string {
   switch (command) {
     case "run":
       return `Usage: tenure run [options] --name NAME -- CMD [ARGS…]
+       tenure run [options] --group NAME --partitions P -- CMD [ARGS…]
 
 Campaigns for the lease NAME and runs CMD (no shell) while this process leads.
 CMD gets TENURE_NAME, TENURE_TOKEN (fencing token) and TENURE_HOLDER in its
@@ -34,8 +35,20 @@ environment and runs in its own process group. When leadership is lost, CMD's
 group gets SIGTERM, then SIGKILL after --grace, and tenure campaigns again.
 SIGINT/SIGTERM stop CMD the same way, release the lease (fast handoff) and exit.
 
+With --group, this process joins the group NAME of P partitions, shared fairly
+over every process running the same group, and runs one CMD per partition it
+owns, with TENURE_PARTITION, TENURE_PARTITIONS, TENURE_GROUP and that
+partition's own TENURE_TOKEN, TENURE_NAME (its lease) and TENURE_HOLDER. A
+partition's CMD is stopped (SIGTERM, SIGKILL after --grace) before the
+partition is handed to another process; a CMD that exits is restarted
+(--restart-delay). SIGINT/SIGTERM stop every CMD, then hand every partition over.
+
 Options:
-  --name NAME           lease name (required): A–Z a–z 0–9 . _ : / -
+  --name NAME           lease name (required without --group): A–Z a–z 0–9 . _ : / -
+  --group NAME          join this group instead of one lease (at most 92 characters)
+  --partitions P        the group's partition count, 1 to 65536 (required with
+                        --group; every process of the group must agree)
+  --weight W            this process's share of the partitions, 1 to 1000 (default 1)
   --ttl D               lease time-to-live (default ${formatDuration(d.ttlMs)}); a crashed leader is
                         replaced within about this long
   --grace D             SIGTERM → SIGKILL delay when stopping CMD (default ${formatDuration(d.graceMs)})
@@ -59,8 +72,12 @@ ${store}
 
 Durations: 500ms, 15s, 1.5s, 2m, 1m30s, 1h, 1d (units largest first).
 
-Example:
+Not with --group: --once, --no-wait, --restart, --max-restarts, --max-terms,
+--health-port, --health-host, --readiness.
+
+Examples:
   tenure run --name nightly-report --ttl 10s -- node report.js
+  tenure run --group tenants --partitions 64 -- node replicate.js
 
 ${exits}
 `;
@@ -68,6 +85,8 @@ ${exits}
       return `Usage: tenure status [options] [NAME]
 
 Shows who holds NAME (or every held lease): holder, fencing token, time to expiry.
+Groups (tenure run --group, createGroup) are shown as one block each: members,
+partitions per member, unowned partitions. NAME may be a group.
 
 Options:
   --json                one JSON value (tokens as strings)
@@ -91,7 +110,7 @@ ${exits}
 
 Break-glass: releases NAME whoever holds it (for a holder known to be dead).
 A live holder notices at once where the store notifies (Redis, etcd,
-PostgreSQL direct), else at its next renewal, and stops its command.
+PostgreSQL direct, SQLite), else at its next renewal, and stops its command.
 
 Options:
   --force               required

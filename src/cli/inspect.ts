@@ -5,6 +5,7 @@ import { redactSecrets } from "../store/classify.js";
 import type { InvalidLease, LeaseAdmin, LeaseCore, LeaseInfo } from "../store/types.js";
 import { formatDuration } from "./duration.js";
 import { CliExit, EXIT } from "./exit-codes.js";
+import { formatGroup, splitGroups } from "./group-status.js";
 
 type Out = { write(s: string): unknown };
 
@@ -16,6 +17,8 @@ export interface LeaseJson {
   expiresInMs: number | null;
   /** Only for a record that is not a valid lease: what is wrong with it. */
   problem?: string;
+  /** Only for a member or partition lease of a group: the group's name. */
+  group?: string;
 }
 
 function toJson(name: string, l: LeaseInfo | null): LeaseJson {
@@ -49,6 +52,14 @@ export async function statusCommand(
 ): Promise<number> {
   if (name !== undefined) {
     const l = await store.read(name);
+    if (!l) {
+      // NAME may be a group: its leases are NAME/members/… and NAME/p/K.
+      const g = splitGroups(await store.list()).groups.find((x) => x.group === name);
+      if (g) {
+        out.write(json ? `${JSON.stringify(g)}\n` : formatGroup(g, table));
+        return EXIT.OK;
+      }
+    }
     if (json) out.write(`${JSON.stringify(toJson(name, l))}\n`);
     else if (!l) out.write(`${name}: no leader\n`);
     else
@@ -66,18 +77,28 @@ export async function statusCommand(
     a.name.localeCompare(b.name),
   );
   invalid.sort((a, b) => a.name.localeCompare(b.name));
+  const { groups, grouped } = splitGroups(all);
   if (json) {
     const bad = invalid.map((b): LeaseJson => ({ ...toJson(b.name, null), problem: b.problem }));
-    out.write(`${JSON.stringify([...all.map((l) => toJson(l.name, l)), ...bad])}\n`);
+    const good = all.map((l): LeaseJson => {
+      const group = grouped.get(l.name);
+      return group === undefined ? toJson(l.name, l) : { ...toJson(l.name, l), group };
+    });
+    out.write(`${JSON.stringify([...good, ...bad])}\n`);
   } else {
+    // A group's member and partition leases are summed up per group, not listed one by one.
+    const plain = all.filter((l) => !grouped.has(l.name));
     if (all.length === 0) out.write("no leases are held\n");
-    else
+    else if (plain.length > 0)
       out.write(
         table(
           ["NAME", "HOLDER", "TOKEN", "EXPIRES IN"],
-          all.map((l) => [l.name, l.holder, l.token.toString(), formatDuration(l.expiresInMs)]),
+          plain.map((l) => [l.name, l.holder, l.token.toString(), formatDuration(l.expiresInMs)]),
         ),
       );
+    groups.forEach((g, i) => {
+      out.write(`${plain.length > 0 || i > 0 ? "\n" : ""}${formatGroup(g, table)}`);
+    });
     for (const b of invalid) out.write(`${b.name}: not a valid lease: ${b.problem}\n`);
   }
   return invalid.length > 0 ? EXIT.DATAERR : EXIT.OK;

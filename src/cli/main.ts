@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { type ConfigError, errorMessage, isConfigError } from "../errors.js";
+import { MAX_GROUP_NAME, MAX_PARTITIONS, MAX_WEIGHT } from "../group/options.js";
 import { createStreamLogger, type Logger, type LogLevel } from "../logger.js";
 import { redactSecrets } from "../store/classify.js";
 import type { LeaseStore } from "../store/types.js";
@@ -15,6 +16,7 @@ import { CLI_DEFAULTS, COMMANDS, type Command, OPTIONS } from "./flags.js";
 import { helpText } from "./help.js";
 import { releaseCommand, statusCommand, storeFailure, watchCommand } from "./inspect.js";
 import { checkCommand, type RestartPolicy, type RunOptions, runCommand } from "./run.js";
+import { type GroupRunOptions, runGroupCommand } from "./run-group.js";
 import { openCliStore, resolveStoreUrl } from "./store.js";
 
 function version(): string {
@@ -163,10 +165,11 @@ function countFlag(flag: string, text: string | undefined, dflt: number): number
 
 /** `tenure run`: validates every flag before touching the store, then runs the command. */
 async function runFromFlags(line: CommandLine, common: CommonFlags): Promise<number> {
-  const options = runOptions(line);
+  const options = line.str("group") === undefined ? runOptions(line) : groupRunOptions(line);
   checkCommand(options.command[0]!);
   const store = await openCliStore(common.storeUrl, common);
   try {
+    if ("group" in options) return await runGroupCommand(store, options, common.logger);
     return await runCommand(store, options, common.logger);
   } catch (e) {
     if (isConfigError(e)) throw usageError(e);
@@ -176,8 +179,69 @@ async function runFromFlags(line: CommandLine, common: CommonFlags): Promise<num
   }
 }
 
+/** Flags of `tenure run` that only make sense for one lease. */
+const SINGLE_LEASE_FLAGS = [
+  "name",
+  "once",
+  "no-wait",
+  "restart",
+  "max-restarts",
+  "max-terms",
+  "health-port",
+  "health-host",
+  "readiness",
+] as const;
+
+/** The flags of `tenure run --group`, checked, with their defaults. */
+function groupRunOptions({ positionals, cmd, values, str }: CommandLine): GroupRunOptions {
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `run: unexpected argument ${JSON.stringify(positionals[0])}; put the command after --`,
+    );
+  }
+  for (const f of SINGLE_LEASE_FLAGS) {
+    if (values[f] !== undefined) throw new UsageError(`--${f} cannot be used with --group`);
+  }
+  const group = leaseName("--group", str("group"));
+  if (group.length > MAX_GROUP_NAME) {
+    throw new UsageError(
+      `--group: a group name must be at most ${MAX_GROUP_NAME} characters, got ${group.length}`,
+    );
+  }
+  const p = str("partitions");
+  if (p === undefined) throw new UsageError("--partitions is required with --group");
+  const partitions = parseCount("--partitions", p, { min: 1, max: MAX_PARTITIONS });
+  const w = str("weight");
+  const weight = w === undefined ? 1 : parseCount("--weight", w, { min: 1, max: MAX_WEIGHT });
+  if (cmd.length === 0) {
+    throw new UsageError(
+      "run: missing command; use tenure run --group NAME --partitions P -- CMD [ARGS…]",
+    );
+  }
+  const d = CLI_DEFAULTS;
+  const holder = str("holder");
+  if (holder !== undefined && (holder.length === 0 || holder.length > 255)) {
+    throw new UsageError("--holder: must be 1 to 255 characters");
+  }
+  return {
+    group,
+    partitions,
+    weight,
+    ttlMs: durationFlag("--ttl", str("ttl"), d.ttlMs, { min: 100 }),
+    graceMs: durationFlag("--grace", str("grace"), d.graceMs),
+    restartDelayMs: durationFlag("--restart-delay", str("restart-delay"), d.restartDelayMs, {
+      min: 1,
+    }),
+    ...(holder !== undefined ? { holder } : {}),
+    command: [...cmd],
+  };
+}
+
 /** The flags of `tenure run`, checked, with their defaults. */
 function runOptions({ positionals, cmd, values, str }: CommandLine): RunOptions {
+  for (const f of ["partitions", "weight"] as const) {
+    if (values[f] !== undefined) throw new UsageError(`--${f} needs --group`);
+  }
   if (positionals.length > 0) {
     throw new UsageError(
       `run: unexpected argument ${JSON.stringify(positionals[0])}; put the command after --`,

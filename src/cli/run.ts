@@ -6,7 +6,7 @@ import { systemClock } from "../clock.js";
 import { createElector, type Elector } from "../elector/index.js";
 import { type DemotionReason, errorMessage, isTermEndedError } from "../errors.js";
 import type { LeaderHooks } from "../leader/hooks.js";
-import type { Logger } from "../logger.js";
+import type { LogFields, Logger } from "../logger.js";
 import type { ElectorStore, LeaderStore } from "../store/types.js";
 import type { Term } from "../term.js";
 import { type ChildExit, CommandRun, shellStatus } from "./child.js";
@@ -210,14 +210,7 @@ class Supervisor implements LeaderHooks {
         const exit = await run.exited;
         if (this.current === run) this.current = null;
         if (exit.stopped || term.signal.aborted) return;
-        const status = shellStatus(exit);
-        log[status === 0 ? "info" : "warn"]("command exited", {
-          ...fields,
-          pid: run.pid,
-          code: exit.code ?? undefined,
-          signal: exit.signal ?? undefined,
-          ran: formatDuration(exit.ranMs),
-        });
+        const status = logExit(log, fields, run.pid, exit);
         if (o.once) {
           await this.recordOnce(term, status);
           this.finish(status);
@@ -258,13 +251,7 @@ class Supervisor implements LeaderHooks {
           await this.elector.resignTerm(term);
           return;
         }
-        const delayMs = backoffDelay(Math.max(1, failures), {
-          initialMs: o.restartDelayMs,
-          maxMs: Math.max(o.restartDelayMs, RESTART_MAX_DELAY_MS),
-          jitter: 0.2,
-        });
-        log.info("restarting command", { ...fields, attempt: failures + 1, delayMs });
-        if (!(await pause(systemClock, delayMs, term.signal))) return;
+        if (!(await restartPause(log, fields, o.restartDelayMs, failures, term.signal))) return;
       }
     } finally {
       clearInterval(deadlineCheck);
@@ -373,6 +360,44 @@ class Supervisor implements LeaderHooks {
       this.resolveDone(EXIT.INTERNAL);
     });
   }
+}
+
+/** Logs how the command exited (info on status 0, else warn); its shell exit status. */
+export function logExit(
+  log: Logger,
+  fields: LogFields,
+  pid: number | undefined,
+  exit: ChildExit,
+): number {
+  const status = shellStatus(exit);
+  log[status === 0 ? "info" : "warn"]("command exited", {
+    ...fields,
+    pid,
+    code: exit.code ?? undefined,
+    signal: exit.signal ?? undefined,
+    ran: formatDuration(exit.ranMs),
+  });
+  return status;
+}
+
+/**
+ * Waits the backoff before restart attempt `failures + 1` (from `restartDelayMs`
+ * up to RESTART_MAX_DELAY_MS, with jitter); false when `signal` aborted the wait.
+ */
+export async function restartPause(
+  log: Logger,
+  fields: LogFields,
+  restartDelayMs: number,
+  failures: number,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const delayMs = backoffDelay(Math.max(1, failures), {
+    initialMs: restartDelayMs,
+    maxMs: Math.max(restartDelayMs, RESTART_MAX_DELAY_MS),
+    jitter: 0.2,
+  });
+  log.info("restarting command", { ...fields, attempt: failures + 1, delayMs });
+  return pause(systemClock, delayMs, signal);
 }
 
 /** Exit status after Tenure stopped the command: 0 if it stopped cleanly on SIGTERM. */

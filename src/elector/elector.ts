@@ -1,4 +1,4 @@
-import { raceDeadline, TIMED_OUT } from "../async.js";
+import { callAsync, raceDeadline, TIMED_OUT } from "../async.js";
 import { backoffDelay } from "../backoff.js";
 import {
   type DemotionReason,
@@ -15,16 +15,22 @@ import type { ServiceDefinition } from "../leader/service.js";
 import type { StreamDefinition } from "../leader/stream.js";
 import type { CronOptions, EveryOptions, TickFn } from "../leader/tick.js";
 import { LeaderWork } from "../leader/work.js";
+import { MAX_TIMER_MS } from "../limits.js";
 import { RepeatLimiter } from "../logger.js";
+import { acquirerFor } from "../renewal/acquirer.js";
 import type { RenewOutcome } from "../renewal/outcome.js";
 import { renewerFor } from "../renewal/registry.js";
-import type { LeaseInfo, LeaseRef, RenewResult, Unwatch } from "../store/types.js";
+import { releaserFor } from "../renewal/releaser.js";
+import type { Renewal, RenewalClient } from "../renewal/renewal.js";
+import type { AcquireResult, LeaseEvent, LeaseInfo, LeaseRef, Unwatch } from "../store/types.js";
+import { markEnded, settled, wasEnded } from "./ended.js";
 import { withHealthJson } from "./health-json.js";
 import {
   type ElectorOptions,
   type ResolvedElectorOptions,
   resolveElectorOptions,
 } from "./options.js";
+import { ElectedTerm } from "./term.js";
 import type {
   Demotion,
   ElectorEvents,
@@ -42,37 +48,76 @@ import { waitForLeadership } from "./wait.js";
  * (`sentAt + ttl − margin`). Both in monotonic ms.
  */
 interface LeaderTerm {
-  readonly term: Term;
+  readonly term: ElectedTerm;
   readonly lease: LeaseRef;
   sentAt: number;
-  readonly controller: AbortController;
   validUntil: number;
+  /** The term's membership of the shared renewer, once joined. */
+  renewal: Renewal | null;
+  /** When the next renewal is due, and how many in a row failed. */
+  nextRenewAt: number;
+  renewFailures: number;
+  /** True while the term's renewal loop runs (lead() until endRenewLoop()). */
+  looping: boolean;
 }
+
+/** One settled promise for every elector with no leader work still stopping. */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 type StoreCall<T> = { ok: true; value: T } | { ok: false; error: StoreError };
 
-const RENEWED: RenewResult = Object.freeze({ renewed: true });
+/** The elector's emitter: listener failures go to the elector (no closure per elector). */
+class ElectorEmitter extends TypedEmitter<ElectorEvents> {
+  constructor(private readonly elector: Elector) {
+    super();
+  }
+  protected override listenerFailed(event: string, err: unknown): void {
+    this.elector.listenerFailed(event, err);
+  }
+}
 
 /**
  * One process's campaign for one lease. See docs/ARCHITECTURE.md for the state
  * diagram, the trust window and the term rules.
  */
-export class Elector {
+export class Elector implements RenewalClient {
   readonly options: ResolvedElectorOptions;
   private readonly events: TypedEmitter<ElectorEvents>;
-  private readonly work: LeaderWork;
+  /** Leader work (services, ticks, streams): created on first use, so a bare elector carries none. */
+  private workRef: LeaderWork | null = null;
   private readonly hooks: LeaderHooks[] = [];
 
   private state: ElectorState = "idle";
   private current: LeaderTerm | null = null;
+  /** The last term led: its renewal loop may still be ending after a demotion. */
+  private lastLeaderTerm: LeaderTerm | null = null;
   private knownLeader: LeaderInfo | null = null;
-  private loop: Promise<void> | null = null;
+  /** The campaign: not started, running, or ended (stopping, or crashed). */
+  private loop: "idle" | "running" | "ended" = "idle";
+  /** Resolves the promise stop() waits on for the campaign to end (made by stop() only). */
+  private loopDone: (() => void) | null = null;
   private stopping = false;
   private stopPromise: Promise<void> | null = null;
-  private wakeController = new AbortController();
+  /** Aborted by wake() while the loop idles; created per idle wait. */
+  private wakeController: AbortController | null = null;
+  /** A wake() that came while the loop was not idling: the next idle wait returns at once. */
+  private woken = false;
   private unwatch: Unwatch | null = null;
+  /** The watch came up while an acquire was in flight: ask once more after its answer. */
+  private watchCameUp = false;
+  /** Failed watch set-ups in a row; `watchRetry` aborts the wait before the next one (stop()). */
+  private watchFailures = 0;
+  private watchRetry: AbortController | null = null;
   private cooldownUntil = 0;
-  private termEnding: Promise<void> = Promise.resolve();
+  /**
+   * The last term this elector ended without releasing it (expired, or lost):
+   * the store may still hold it under this holder. stop() releases it, so the
+   * next elector of this holder id (a group campaigning for the partition
+   * again) finds the lease free. (That it is never led again under its token
+   * does not rest on this release: see ./ended.ts.)
+   */
+  private endedUnreleased: LeaseRef | null = null;
+  private termEnding: Promise<void> = RESOLVED;
   /** A read confirming a notified loss is in flight; `lossCheckAgain`: another notification came meanwhile. */
   private lossCheck: Promise<unknown> | null = null;
   private lossCheckAgain = false;
@@ -83,20 +128,32 @@ export class Elector {
   private consecutiveFailures = 0;
   /** When the loop is next expected to run; overdue by more than ttl ⇒ stuck. */
   private expectedWakeAt = 0;
-  private readonly repeat = new RepeatLimiter();
-  private readonly statsData: ElectorStats = {
-    elections: 0,
-    demotions: { lost: 0, expired: 0, resigned: 0, stopped: 0 },
-    renewals: 0,
-    storeErrors: { transient: 0, fatal: 0 },
-  };
+  /** Made on the first store failure. */
+  private repeat: RepeatLimiter | null = null;
+  // Counters of stats(), as plain fields (no objects per elector).
+  private elections = 0;
+  private renewals = 0;
+  private demotedLost = 0;
+  private demotedExpired = 0;
+  private demotedResigned = 0;
+  private demotedStopped = 0;
+  private transientErrors = 0;
+  private fatalErrors = 0;
 
   constructor(opts: ElectorOptions) {
     this.options = resolveElectorOptions(opts);
-    this.events = new TypedEmitter<ElectorEvents>((event, err) => {
-      this.options.logger.error(describeListenerError(event, err), { lease: this.options.name });
-      if (event !== "error") this.events.emit("error", toError(err));
-    });
+    this.events = new ElectorEmitter(this);
+  }
+
+  /** @internal A listener threw or rejected: logged, and reported on `error` (unless it was an `error` listener). */
+  listenerFailed(event: string, err: unknown): void {
+    this.options.logger.error(describeListenerError(event, err), { lease: this.options.name });
+    if (event !== "error") this.events.emit("error", toError(err));
+  }
+
+  /** The leader work of this elector, created and attached on first use. */
+  private get work(): LeaderWork {
+    if (this.workRef) return this.workRef;
     const ctx: LeaderContext = {
       name: this.options.name,
       holderId: this.options.holderId,
@@ -111,8 +168,10 @@ export class Elector {
       confirmTerm: (t) => this.confirmTerm(t),
       reportError: (e) => this.events.emit("error", e),
     };
-    this.work = new LeaderWork(ctx);
-    this.hooks.push(this.work);
+    const work = new LeaderWork(ctx);
+    this.workRef = work;
+    this.attach(work);
+    return work;
   }
 
   /** The lease name. */
@@ -179,31 +238,86 @@ export class Elector {
 
   /** Starts campaigning. Resolves once the loop is running (not when elected). Idempotent. */
   async start(): Promise<void> {
-    if (this.loop) return;
+    if (this.loop !== "idle") return;
     if (this.stopping) throw new LifecycleError("elector", "cannot start after stop()");
     this.startedAt = this.options.clock.now();
     this.expectedWakeAt = this.startedAt;
     this.state = "follower";
     const { store } = this.options;
     if (store.notifies && store.watch) {
-      try {
-        this.unwatch = await store.watch(this.options.name, (e) => {
-          // Loss is pushed, not polled: a leader told of any change confirms it still holds the lease.
-          if (this.current) this.checkLoss();
-          else if (e.type === "released") this.wake();
-        });
-      } catch (e) {
-        this.options.logger.warn("cannot watch lease; falling back to polling", {
-          lease: this.options.name,
-          err: e,
-        });
-      }
+      // The campaign does not wait for the watch: on etcd a client sets its watches up one
+      // at a time (one round trip each, behind every watch it re-attaches after a fault), so a
+      // group starting dozens of partitions sent their acquires one by one, each only after its
+      // own watch. A change pushed before the watch is up is missed, so once it is, a follower
+      // asks again at once (an acquire in flight is answered, then one more goes out) and a
+      // leader elected meanwhile confirms its term, as on a pushed change.
+      this.startWatch();
     }
-    this.loop = this.run().catch((e) => {
-      // The loop is written not to throw; if it does, report it instead of crashing.
-      this.options.logger.error("elector loop crashed", { lease: this.options.name, err: e });
-      this.events.emit("error", toError(e));
-    });
+    this.loop = "running";
+    this.follow();
+  }
+
+  /**
+   * Sets the lease's watch up; one that fails is tried again with a bounded backoff (100 ms,
+   * or retryMs if shorter, doubling up to maxBackoffMs) until it is up or the elector stops;
+   * until then the follower polls. Giving up after one failure left an elector whose watch
+   * timed out (a loaded machine, a cut store member) learning of releases only at its poll
+   * interval for the rest of its life.
+   */
+  private startWatch(): void {
+    const { store } = this.options;
+    if (!store.watch || this.stopping) return;
+    const watch = store.watch.bind(store);
+    void callAsync(() => watch(this.options.name, this.onLeaseEvent.bind(this))).then(
+      (unwatch) => {
+        // Set up after stop() began: removed at once (stop() does not wait for it).
+        if (this.stopping) {
+          void callAsync(unwatch).catch(() => {});
+          return;
+        }
+        this.watchFailures = 0;
+        this.unwatch = unwatch;
+        if (this.current) this.checkLoss();
+        // A follower backing off after a failed call keeps its backoff (it asks again when the
+        // backoff ends, with the watch up by then). One waiting on a "held" answer asks again
+        // now; one whose acquire is in flight asks once more after that answer.
+        else if (this.consecutiveFailures === 0) {
+          if (this.wakeController) this.wake();
+          else this.watchCameUp = true;
+        }
+      },
+      (e: unknown) => {
+        if (this.stopping) return;
+        this.watchFailures += 1;
+        const o = this.options;
+        const delay = backoffDelay(
+          this.watchFailures,
+          { initialMs: Math.min(100, o.retryMs), maxMs: o.maxBackoffMs, jitter: 0.2 },
+          o.random,
+        );
+        // Logged once per run of failures; the retries are quiet until one succeeds.
+        if (this.watchFailures === 1)
+          o.logger.warn("cannot watch lease; polling until the watch is up again", {
+            lease: o.name,
+            err: e,
+          });
+        const ac = new AbortController();
+        this.watchRetry = ac;
+        o.clock.sleep(delay, ac.signal).then(
+          () => {
+            if (this.watchRetry === ac) this.watchRetry = null;
+            this.startWatch();
+          },
+          () => {}, // stopped
+        );
+      },
+    );
+  }
+
+  private onLeaseEvent(e: LeaseEvent): void {
+    // Loss is pushed, not polled: a leader told of any change confirms it still holds the lease.
+    if (this.current) this.checkLoss();
+    else if (e.type === "released") this.wake();
   }
 
   /**
@@ -238,9 +352,19 @@ export class Elector {
     return this.knownLeader;
   }
 
-  /** Counters for metrics. */
+  /** Counters for metrics (a snapshot). */
   stats(): Readonly<ElectorStats> {
-    return this.statsData;
+    return {
+      elections: this.elections,
+      demotions: {
+        lost: this.demotedLost,
+        expired: this.demotedExpired,
+        resigned: this.demotedResigned,
+        stopped: this.demotedStopped,
+      },
+      renewals: this.renewals,
+      storeErrors: { transient: this.transientErrors, fatal: this.fatalErrors },
+    };
   }
 
   /** Health snapshot. Side-effect free: it reports a stuck leader rather than fixing it. */
@@ -303,13 +427,17 @@ export class Elector {
   async resignTerm(term: Term, reason: "resigned" | "stopped" = "resigned"): Promise<boolean> {
     const cur = this.current;
     if (!cur || cur.term !== term) return false;
-    // Cooldown first: the release below may wake this very elector through its own watch.
-    if (reason === "resigned")
-      this.cooldownUntil = this.options.clock.now() + this.options.resignCooldownMs;
+    // No campaign while the release is in flight: it may wake this very elector through its
+    // own watch, and an acquire that reached the store before the release would find the
+    // term still held (and release it once more). The cooldown proper starts once the
+    // release is done (below).
+    if (reason === "resigned") this.cooldownUntil = this.options.clock.now() + MAX_TIMER_MS;
     this.demote(cur, reason);
     await this.termEnding;
     try {
-      const released = await this.callStore("release", () => this.options.store.release(cur.lease));
+      // Through the shared releaser: releases of this turn (a group handing many partitions
+      // over at once) go out as one releaseMany round trip. This term's work has stopped.
+      const released = await this.releaseLease(cur.lease);
       if (released.ok) {
         this.options.logger.info(
           released.value ? "released lease" : "lease was no longer ours to release",
@@ -329,15 +457,17 @@ export class Elector {
 
   /** Resigns (fast handoff), stops leader work and the campaign. Resolves when all is released. */
   stop(): Promise<void> {
-    this.stopped.abort();
+    this.stopCalled = true;
+    this.stoppedController?.abort();
     this.stopPromise ??= this.doStop();
     return this.stopPromise;
   }
 
   // -------------------------------------------------- lock-style helpers
 
-  /** Aborted by stop(): ends every waitForLeadership(). */
-  private readonly stopped = new AbortController();
+  /** Aborted by stop(): ends every waitForLeadership(). Created by the first of them. */
+  private stoppedController: AbortController | null = null;
+  private stopCalled = false;
 
   /**
    * Resolves with the term once this elector leads (at once if it leads
@@ -345,7 +475,11 @@ export class Elector {
    * `closed` StoreError if the elector is stopped first. Call `start()` too.
    */
   waitForLeadership(opts: { signal?: AbortSignal } = {}): Promise<Term> {
-    return waitForLeadership(this, this.stopped.signal, opts);
+    if (!this.stoppedController) {
+      this.stoppedController = new AbortController();
+      if (this.stopCalled) this.stoppedController.abort();
+    }
+    return waitForLeadership(this, this.stoppedController.signal, opts);
   }
 
   /** `await using elector = createElector(…)`: `stop()` at the end of the scope. */
@@ -355,10 +489,24 @@ export class Elector {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
+    this.watchRetry?.abort();
+    this.watchRetry = null;
     const cur = this.current;
     if (cur) await this.resignTerm(cur.term, "stopped");
+    else if (this.endedUnreleased) {
+      // A term that ended here without a release (expired: its renewal did not come back in
+      // time) may still be held in the store under this holder: released now, so the lease is
+      // free for the next holder at once (token-checked: a term the store no longer shows is
+      // left alone).
+      const ended = this.endedUnreleased;
+      this.endedUnreleased = null;
+      await this.releaseLease(ended);
+    }
     this.wake();
-    await this.loop;
+    if (this.loop === "running")
+      await new Promise<void>((resolve) => {
+        this.loopDone = resolve;
+      });
     await this.termEnding;
     if (this.unwatch) {
       await this.unwatch().catch(() => {});
@@ -370,14 +518,72 @@ export class Elector {
 
   // ---------------------------------------------------------------- the loop
 
-  private async run(): Promise<void> {
-    while (!this.stopping) {
-      const term = await this.runFollower();
-      if (!term) break;
-      await this.runLeader(term);
-      // Never start a new term while the last one's leader work is still stopping (bounded by stopTimeoutMs).
-      await this.termEnding;
-    }
+  // The campaign: runFollower() until elected, then lead(term) until the term ends, then again,
+  // until stopping. The follower phase is an async function; the leader phase runs on the shared
+  // renewer's outcomes (onRenewal), so a leader holds no suspended async frame (a process may
+  // hold 100 000 terms). `this.loop` says where the campaign is; stop() waits for it to end.
+
+  private follow(): void {
+    this.runFollower().then(
+      (term) => {
+        if (!term) this.endLoop();
+        // stop() called after the campaign's last look at `stopping` and before this callback
+        // (a group hands a partition over while its acquire is being answered): leading now
+        // would renew a term nobody ends, and stop() would wait for it forever. Release it.
+        else if (this.stopping) this.releaseUnled(term);
+        else this.lead(term);
+      },
+      (e: unknown) => this.loopCrashed(e),
+    );
+  }
+
+  /** A term won while stop() began: released (as by a campaign that sees `stopping`), then the loop ends. */
+  private releaseUnled(st: LeaderTerm): void {
+    this.releaseLease(st.lease).then(
+      () => this.endLoop(),
+      (e: unknown) => this.loopCrashed(e),
+    );
+  }
+
+  /**
+   * Releases `lease` through the shared releaser (releases of one turn, e.g. a group handing
+   * many partitions over, go out as one releaseMany round trip), bounded by storeTimeoutMs.
+   * Once released, an ended term of it can no longer come back (./ended.ts).
+   */
+  private async releaseLease(lease: LeaseRef): Promise<StoreCall<boolean>> {
+    const o = this.options;
+    const deadline = o.clock.now() + o.storeTimeoutMs;
+    const released = await this.callStore("release", () =>
+      releaserFor(o.store, { clock: o.clock }).release(lease, deadline),
+    );
+    if (released.ok) settled(o.store, lease, true);
+    return released;
+  }
+
+  /** The leader phase of `st` ended: campaign again, once its leader work has stopped. */
+  private afterTerm(): void {
+    // Never start a new term while the last one's leader work is still stopping (bounded by stopTimeoutMs).
+    this.termEnding.then(
+      () => {
+        if (this.stopping) this.endLoop();
+        else this.follow();
+      },
+      (e: unknown) => this.loopCrashed(e),
+    );
+  }
+
+  private endLoop(): void {
+    this.loop = "ended";
+    const done = this.loopDone;
+    this.loopDone = null;
+    done?.();
+  }
+
+  private loopCrashed(e: unknown): void {
+    // The loop is written not to throw; if it does, report it instead of crashing.
+    this.options.logger.error("elector loop crashed", { lease: this.options.name, err: e });
+    this.events.emit("error", toError(e));
+    this.endLoop();
   }
 
   /** Campaigns until elected (returns the new term) or stopping (returns null). */
@@ -386,18 +592,38 @@ export class Elector {
     this.state = "follower";
     // A wake left over from the term's end (demote wakes an idle leader loop) is answered by the
     // acquire below; left set, it would cut the first failure backoff to nothing.
-    if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
+    this.woken = false;
     while (!this.stopping) {
       const now = o.clock.now();
       if (now < this.cooldownUntil) {
         await this.idle(this.cooldownUntil - now);
         continue;
       }
-      const sentAt = o.clock.now();
-      const res = await this.callStore("acquire", () =>
-        o.store.acquire(o.name, o.holderId, o.ttlMs),
-      );
+      // The campaign goes through the shared acquirer of its store and clock (DESIGN §7):
+      // acquires issued in the same turn go out as one acquireMany round trip. A won term's
+      // trust window starts when its batch was sent.
+      // The acquirer bounds the wait (not sent after storeTimeoutMs in its queue; once sent, an
+      // answer not back within storeTimeoutMs of the batch's send fails as a timeout) with one
+      // timer per batch: no timer or AbortController per elector.
+      let sentAt = o.clock.now();
+      this.expectedWakeAt = sentAt + 2 * o.storeTimeoutMs;
+      let res: StoreCall<AcquireResult>;
+      try {
+        const a = await acquirerFor(o.store, { clock: o.clock }).acquire(
+          o.name,
+          o.holderId,
+          o.ttlMs,
+          sentAt + o.storeTimeoutMs,
+          o.storeTimeoutMs,
+        );
+        sentAt = a.sentAt;
+        res = this.storeAnswered(a.result);
+      } catch (e) {
+        res = this.storeFailed("acquire", e);
+      }
+      this.expectedWakeAt = o.clock.now();
       if (!res.ok) {
+        this.watchCameUp = false;
         await this.idle(this.failureDelay());
         continue;
       }
@@ -405,9 +631,26 @@ export class Elector {
       if (r.acquired) {
         const validUntil = sentAt + o.ttlMs - o.safetyMarginMs;
         if (this.stopping) {
-          await this.callStore("release", () => o.store.release(r.lease));
+          await this.releaseLease(r.lease);
           return null;
         }
+        if (wasEnded(o.store, r.lease)) {
+          // The store still held the term this elector ended, and answered it (an acquire of a
+          // lease the holder holds live goes on with its term). Leading it again would hand the
+          // ended term's leftover work a valid token: end it in the store, then campaign again.
+          o.logger.info("store still held the ended term; releasing it", {
+            lease: o.name,
+            token: r.lease.token,
+          });
+          const released = await this.callStore("release", () => o.store.release(r.lease));
+          if (released.ok) {
+            settled(o.store, r.lease, true);
+            this.endedUnreleased = null;
+          } else await this.idle(this.failureDelay());
+          continue;
+        }
+        // A new term for this holder: an ended one of this name can no longer come back.
+        settled(o.store, r.lease);
         if (o.clock.now() >= validUntil) {
           // The answer came back after the trust window: do not lead on it.
           o.logger.warn("acquired too late to trust; campaigning again", {
@@ -416,16 +659,23 @@ export class Elector {
           });
           continue;
         }
-        const controller = new AbortController();
-        const term: Term = Object.freeze({
-          name: o.name,
-          holder: o.holderId,
-          token: r.lease.token,
-          signal: controller.signal,
-        });
-        return { term, lease: r.lease, controller, sentAt, validUntil };
+        return {
+          term: new ElectedTerm(o.name, o.holderId, r.lease.token),
+          lease: r.lease,
+          sentAt,
+          validUntil,
+          renewal: null,
+          nextRenewAt: 0,
+          renewFailures: 0,
+          looping: false,
+        };
       }
       this.setKnownLeader(r.current);
+      if (this.watchCameUp) {
+        // Answered from before the watch was up: a release since may not have been pushed.
+        this.watchCameUp = false;
+        continue;
+      }
       const jitter = Math.floor(o.random() * Math.min(50, o.retryMs / 4 + 1));
       const waitMs = r.current?.expiresInMs ?? r.retryInMs;
       const delay = waitMs !== undefined ? Math.min(o.retryMs, waitMs + jitter) : jitter;
@@ -434,12 +684,21 @@ export class Elector {
     return null;
   }
 
-  /** Leads `st` until the term ends. */
-  private async runLeader(st: LeaderTerm): Promise<void> {
+  /** Leads `st` until the term ends; then afterTerm(). */
+  private lead(st: LeaderTerm): void {
+    try {
+      this.startLeading(st);
+    } catch (e) {
+      this.loopCrashed(e);
+    }
+  }
+
+  private startLeading(st: LeaderTerm): void {
     const o = this.options;
     this.current = st;
+    this.lastLeaderTerm = st;
     this.state = "leader";
-    this.statsData.elections += 1;
+    this.elections += 1;
     this.setKnownLeader({
       name: o.name,
       holder: o.holderId,
@@ -452,94 +711,141 @@ export class Elector {
       if (this.current !== st) break;
       this.safeCall(() => h.onElected(st.term));
     }
+    if (this.current !== st) {
+      this.afterTerm();
+      return;
+    }
     // The term is a client of the shared renewer of its store and clock (DESIGN §7): it owns no
     // timer; the renewer sends its request with whatever else is due then and races the deadline.
-    // It leaves the renewer the moment the term's signal aborts.
-    const renewal = renewerFor(o.store, { clock: o.clock }).join(
-      st.lease,
-      o.ttlMs,
-      st.controller.signal,
-    );
-    let nextRenewAt = st.sentAt + o.renewIntervalMs;
-    let renewFailures = 0;
-    try {
-      while (this.current === st) {
-        if (this.checkDeadline()) break;
-        this.expectedWakeAt = Math.min(nextRenewAt, st.validUntil);
-        // It may go up to half an interval early, with an earlier slot (renewing early is safe).
-        const out = await renewal.next(nextRenewAt, st.validUntil, o.renewIntervalMs / 2);
-        this.expectedWakeAt = o.clock.now();
-        if (this.current !== st) break;
-        const res = this.renewAnswer(out, st.validUntil);
-        if (this.checkDeadline()) break;
-        if (!res) continue;
-        if (!res.ok) {
-          renewFailures += 1;
-          const delay = backoffDelay(
-            renewFailures,
-            {
-              initialMs: Math.min(100, o.renewIntervalMs),
-              maxMs: Math.max(100, o.renewIntervalMs / 2),
-              jitter: 0.2,
-            },
-            o.random,
-          );
-          nextRenewAt = o.clock.now() + delay;
-          continue;
-        }
-        renewFailures = 0;
-        const { sentAt } = res;
-        if (res.value.renewed) {
-          // The trust window starts when the batch that renewed it was sent.
-          st.sentAt = sentAt;
-          st.validUntil = sentAt + o.ttlMs - o.safetyMarginMs;
-          nextRenewAt = sentAt + o.renewIntervalMs;
-          this.statsData.renewals += 1;
-          this.events.emit("renewed", { token: st.term.token, latencyMs: o.clock.now() - sentAt });
-          continue;
-        }
-        this.setKnownLeader(res.value.current);
-        this.demote(st, "lost");
-        break;
-      }
-    } finally {
-      renewal.leave();
+    // demote() makes it leave at once (no abort listener per term). The loop below is driven by
+    // the renewer's outcomes (onRenewal), not by an async frame and a promise per renewal: a
+    // process may hold 100 000 terms.
+    st.renewal = renewerFor(o.store, { clock: o.clock }).join(st.lease, o.ttlMs);
+    st.nextRenewAt = st.sentAt + o.renewIntervalMs;
+    st.renewFailures = 0;
+    st.looping = true;
+    this.renewLoop(st);
+  }
+
+  /** The head of the leader's renewal loop: asks for the next renewal, or ends the loop. */
+  private renewLoop(st: LeaderTerm): void {
+    if (this.current !== st || this.checkDeadline()) {
+      this.endRenewLoop(st);
+      return;
     }
+    const o = this.options;
+    this.expectedWakeAt = Math.min(st.nextRenewAt, st.validUntil);
+    // It may go up to half an interval early, with an earlier slot (renewing early is safe).
+    st.renewal!.ask(st.nextRenewAt, st.validUntil, o.renewIntervalMs / 2, this);
+  }
+
+  private endRenewLoop(st: LeaderTerm): void {
+    st.renewal?.leave();
+    if (!st.looping) return;
+    st.looping = false;
+    this.afterTerm();
   }
 
   /**
-   * The renewer's outcome as a store call (counted, logged and reported like
-   * any other); null when nothing was sent (the deadline came first) or the
-   * term left.
+   * @internal The shared renewer's outcome for the current term's request:
+   * counted, logged and reported like any other store call; then the loop
+   * goes on (renewed, or a failure backed off) or ends (lost, demoted).
    */
-  private renewAnswer(
-    out: RenewOutcome,
-    validUntil: number,
-  ): (StoreCall<RenewResult> & { sentAt: number }) | null {
+  onRenewal(r: Renewal, out: RenewOutcome): void {
+    const st = this.current?.renewal === r ? this.current : null;
+    if (!st) {
+      // The term ended (demote made it leave): end its loop.
+      const cur = this.leaderLoopOf(r);
+      if (cur) this.endRenewLoop(cur);
+      return;
+    }
+    try {
+      this.renewOutcome(st, out);
+    } catch (e) {
+      // Written not to throw; if it does, report it and end the term's loop rather than hang.
+      this.options.logger.error("elector renewal loop crashed", {
+        lease: this.options.name,
+        err: e,
+      });
+      this.events.emit("error", toError(e));
+      this.demote(st, "expired");
+      this.endRenewLoop(st);
+    }
+  }
+
+  /** The term whose renewal loop `r` belongs to (the current term's, or the one just ended). */
+  private leaderLoopOf(r: Renewal): LeaderTerm | null {
+    const t = this.lastLeaderTerm;
+    return t && t.renewal === r ? t : null;
+  }
+
+  private renewOutcome(st: LeaderTerm, out: RenewOutcome): void {
+    const o = this.options;
+    this.expectedWakeAt = o.clock.now();
+    let failed = false;
     switch (out.kind) {
       case "renewed":
-        return { ...this.storeAnswered(RENEWED), sentAt: out.sentAt };
       case "lost":
-        return {
-          ...this.storeAnswered<RenewResult>({ renewed: false, current: out.current }),
-          sentAt: out.sentAt,
-        };
+        this.storeContact();
+        break;
       case "failed":
-        return { ...this.storeFailed("renew", out.error), sentAt: out.sentAt };
+        this.storeFailed("renew", out.error);
+        failed = true;
+        break;
       case "timeout":
-        return {
-          ...this.storeFailed(
-            "renew",
-            new StoreError(
-              `tenure elector: renew timed out after ${Math.round(validUntil - out.sentAt)} ms`,
-              { transient: true, kind: "timeout" },
-            ),
+        this.storeFailed(
+          "renew",
+          new StoreError(
+            `tenure elector: renew timed out after ${Math.round(st.validUntil - out.sentAt)} ms`,
+            { transient: true, kind: "timeout" },
           ),
-          sentAt: out.sentAt,
-        };
+        );
+        failed = true;
+        break;
+      case "left":
+        // The term left the renewer (it ended): the loop ends too.
+        this.endRenewLoop(st);
+        return;
       default:
-        return null;
+        // Nothing was sent (the deadline came first): back to the loop's head.
+        this.renewLoop(st);
+        return;
     }
+    if (this.checkDeadline()) {
+      this.endRenewLoop(st);
+      return;
+    }
+    if (failed) {
+      st.renewFailures += 1;
+      const delay = backoffDelay(
+        st.renewFailures,
+        {
+          initialMs: Math.min(100, o.renewIntervalMs),
+          maxMs: Math.max(100, o.renewIntervalMs / 2),
+          jitter: 0.2,
+        },
+        o.random,
+      );
+      st.nextRenewAt = o.clock.now() + delay;
+      this.renewLoop(st);
+      return;
+    }
+    st.renewFailures = 0;
+    if (out.kind === "renewed") {
+      // The trust window starts when the batch that renewed it was sent.
+      const sentAt = out.sentAt;
+      st.sentAt = sentAt;
+      st.validUntil = sentAt + o.ttlMs - o.safetyMarginMs;
+      st.nextRenewAt = sentAt + o.renewIntervalMs;
+      this.renewals += 1;
+      if (this.events.has("renewed"))
+        this.events.emit("renewed", { token: st.term.token, latencyMs: o.clock.now() - sentAt });
+      this.renewLoop(st);
+      return;
+    }
+    if (out.kind === "lost") this.setKnownLeader(out.current);
+    this.demote(st, "lost");
+    this.endRenewLoop(st);
   }
 
   /**
@@ -555,12 +861,7 @@ export class Elector {
     if (!st || st.term !== term || this.checkDeadline()) return "ended";
     let cur: LeaseInfo | null;
     try {
-      const r = await raceDeadline(
-        o.clock,
-        o.store.read(o.name),
-        o.storeTimeoutMs,
-        st.controller.signal,
-      );
+      const r = await raceDeadline(o.clock, o.store.read(o.name), o.storeTimeoutMs, st.term.signal);
       if (r === TIMED_OUT) return this.current === st ? "unknown" : "ended";
       cur = r;
     } catch (e) {
@@ -575,10 +876,20 @@ export class Elector {
     return "ended";
   }
 
-  /** A store notification while leading: confirm with one read (coalesced) whether the lease is still ours. */
+  /**
+   * A store notification while leading: confirm whether the lease is still
+   * ours. With the term on the shared renewer, by renewing now (batched with
+   * every other lease's check: a process's own acquires notify all of its new
+   * leaders at once); a renewal answers like a read (renewed, or lost to its
+   * current holder) and extends the window. Else with one read (coalesced).
+   */
   private checkLoss(): void {
     const st = this.current;
     if (!st) return;
+    if (st.renewal) {
+      st.renewal.hurry();
+      return;
+    }
     if (this.lossCheck) {
       this.lossCheckAgain = true;
       return;
@@ -607,9 +918,18 @@ export class Elector {
     if (this.current !== st) return;
     const o = this.options;
     this.current = null;
+    // The store may still hold it: an acquire of this name and holder (by this elector or a
+    // later one on the same store, e.g. a group given the partition back) must not lead it again.
+    markEnded(o.store, st.lease);
+    this.endedUnreleased = reason === "expired" || reason === "lost" ? st.lease : null;
     this.state = "follower";
-    this.statsData.demotions[reason] += 1;
-    st.controller.abort(new TermEndedError(o.name, st.term.token, reason));
+    if (reason === "lost") this.demotedLost += 1;
+    else if (reason === "expired") this.demotedExpired += 1;
+    else if (reason === "resigned") this.demotedResigned += 1;
+    else this.demotedStopped += 1;
+    ElectedTerm.end(st.term, new TermEndedError(o.name, st.term.token, reason));
+    // After the term's abort listeners, as when the renewal listened on the signal itself.
+    st.renewal?.leave();
     if (this.knownLeader?.self) this.knownLeader = null;
     const fields = { lease: o.name, holder: o.holderId, token: st.term.token, reason };
     if (reason === "lost" || reason === "expired") o.logger.warn("demoted", fields);
@@ -633,7 +953,8 @@ export class Elector {
         },
       ),
     );
-    this.termEnding = Promise.all([this.termEnding, ...ends]).then(() => undefined);
+    if (ends.length > 0)
+      this.termEnding = Promise.all([this.termEnding, ...ends]).then(() => undefined);
     this.wake();
   }
 
@@ -663,22 +984,25 @@ export class Elector {
   private async idle(ms: number): Promise<void> {
     const d = Math.max(0, ms);
     this.expectedWakeAt = this.options.clock.now() + d;
-    const signal = this.wakeController.signal;
-    if (signal.aborted) {
-      this.wakeController = new AbortController();
+    if (this.woken) {
+      this.woken = false;
       return;
     }
+    const ac = new AbortController();
+    this.wakeController = ac;
     try {
-      await this.options.clock.sleep(d, signal);
+      await this.options.clock.sleep(d, ac.signal);
     } catch {
       // woken
     }
-    if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
+    if (this.wakeController === ac) this.wakeController = null;
+    this.woken = false;
     this.expectedWakeAt = this.options.clock.now();
   }
 
   private wake(): void {
-    this.wakeController.abort();
+    if (this.wakeController) this.wakeController.abort();
+    else this.woken = true;
   }
 
   /** Calls a hook that must not throw; if one does, the error is logged and the elector carries on. */
@@ -747,9 +1071,15 @@ export class Elector {
 
   /** A store call answered: the store is reachable (again). */
   private storeAnswered<T>(value: T): { ok: true; value: T } {
+    this.storeContact();
+    return { ok: true, value };
+  }
+
+  /** The store answered: it is reachable (again). */
+  private storeContact(): void {
     const o = this.options;
     this.lastContactAt = o.clock.now();
-    const failed = this.repeat.reset();
+    const failed = this.repeat?.reset() ?? 0;
     if (this.consecutiveFailures > 0 || failed > 0) {
       o.logger.info("store reachable again", {
         lease: o.name,
@@ -757,7 +1087,6 @@ export class Elector {
       });
     }
     this.consecutiveFailures = 0;
-    return { ok: true, value };
   }
 
   /**
@@ -774,8 +1103,9 @@ export class Elector {
           cause: e,
         });
     this.consecutiveFailures += 1;
-    if (error.transient) this.statsData.storeErrors.transient += 1;
-    else this.statsData.storeErrors.fatal += 1;
+    if (error.transient) this.transientErrors += 1;
+    else this.fatalErrors += 1;
+    this.repeat ??= new RepeatLimiter();
     const logged = this.repeat.hit(`${op}:${error.kind}:${error.code ?? ""}:${error.message}`);
     if (logged) {
       const fields = {

@@ -25,7 +25,11 @@ export interface ElectorOptions {
    * Default max(100, 2 % of ttlMs). Must be ≥ 0 and < ttlMs.
    */
   safetyMarginMs?: number;
-  /** This process's identity in the store. Default `hostname:pid:random`. At most 255 characters. */
+  /**
+   * This process's identity in the store. Default `hostname:pid:random`. At
+   * most 255 characters. Unique per running process: the store answers an
+   * acquire by a lease's live holder with that holder's term (the same token).
+   */
   holderId?: string;
   /** Pause after resigning before campaigning again, so another process can win. Default retryMs. */
   resignCooldownMs?: number;
@@ -84,9 +88,23 @@ function ms(field: string, v: unknown, min: 0 | 1 = 1): number {
   return checkInt(field, v, min, MAX_TIMER_MS, " (ms)");
 }
 
-/** The default holder id: `hostname:pid:random`. */
+/** `hostname:pid:` of this process, computed once (a process may create 100 000 electors). */
+let holderPrefix: string | null = null;
+/** Random bytes drawn in bulk; 4 of them per holder id. */
+let pool: Buffer | null = null;
+let poolAt = 0;
+const POOL_BYTES = 4096;
+
+/** The default holder id: `hostname:pid:random` (8 hex digits, fresh per call). */
 export function defaultHolderId(): string {
-  return `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  holderPrefix ??= `${hostname()}:${process.pid}:`;
+  if (pool === null || poolAt + 4 > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    poolAt = 0;
+  }
+  const hex = pool.toString("hex", poolAt, poolAt + 4);
+  poolAt += 4;
+  return holderPrefix + hex;
 }
 
 function isStore(s: unknown): s is ElectorStore {
@@ -110,7 +128,24 @@ export function resolveElectorOptions(o: ElectorOptions): ResolvedElectorOptions
   const holderId = validateHolder(o.holderId ?? defaultHolderId(), "holderId");
   const bounds = resolveBounds(o, timing);
   const hooks = resolveHooks(o);
-  return Object.freeze({ store: o.store, name, ...timing, holderId, ...bounds, ...hooks });
+  // One literal with every field (not spreads): its fields sit inside the object.
+  return Object.freeze({
+    store: o.store,
+    name,
+    ttlMs: timing.ttlMs,
+    renewIntervalMs: timing.renewIntervalMs,
+    retryMs: timing.retryMs,
+    safetyMarginMs: timing.safetyMarginMs,
+    holderId,
+    resignCooldownMs: bounds.resignCooldownMs,
+    maxBackoffMs: bounds.maxBackoffMs,
+    storeTimeoutMs: bounds.storeTimeoutMs,
+    unreachableAfterMs: bounds.unreachableAfterMs,
+    stopTimeoutMs: bounds.stopTimeoutMs,
+    logger: hooks.logger,
+    clock: hooks.clock,
+    random: hooks.random,
+  });
 }
 
 type Timing = Pick<

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { backoffDelay } from "../backoff.js";
 import { createElector, type Elector } from "../elector/elector.js";
 import {
   ConfigError,
@@ -13,7 +14,13 @@ import type { EveryOptions, TickInfo } from "../leader/tick.js";
 import type { LeaseInfo, Unwatch } from "../store/types.js";
 import type { Term } from "../term.js";
 import { type AssignMember, assignPartitions } from "./assign.js";
+import { memberLeaseName, parseGroupLeaseTail, partitionLeaseName } from "./names.js";
 import { type GroupOptions, type ResolvedGroupOptions, resolveGroupOptions } from "./options.js";
+
+/** How often the group is read again while its last view is not settled (a rebalance in flight): refreshMs / 10, at least 100 ms, at most refreshMs. */
+export function unsettledRefreshMs(refreshMs: number): number {
+  return Math.min(refreshMs, Math.max(100, Math.floor(refreshMs / 10)));
+}
 
 /** A live member of a group, as the store shows it. */
 export interface GroupMember {
@@ -67,18 +74,27 @@ export class Group {
   private readonly handing = new Map<number, Promise<void>>();
   private readonly registrations = new Set<Registration>();
   private readonly watches = new Map<string, Promise<Unwatch | null>>();
+  /** Member leases whose watch failed: failures in a row, and when to try again. */
+  private readonly watchRetry = new Map<string, { failures: number; at: number }>();
   private readonly reported = new Set<string>();
   private loop: Promise<void> | null = null;
   private stopping = false;
   private stopPromise: Promise<void> | null = null;
   private wakeController = new AbortController();
   private lastView: GroupView | null = null;
+  /**
+   * Member leases whose release the store pushed since they were last read: the
+   * next step drops them from the last view instead of reading the whole group
+   * again, so a graceful leave is acted on without waiting for a `list()`.
+   */
+  private readonly departed = new Set<string>();
+  private lastSettled = false;
 
   constructor(opts: GroupOptions) {
     this.options = resolveGroupOptions(opts);
     const o = this.options;
     const hash = createHash("sha256").update(o.holderId).digest("hex").slice(0, 16);
-    this.memberLease = `${o.name}/members/${o.partitions}/${o.weight}/${hash}`;
+    this.memberLease = memberLeaseName(o.name, o.partitions, o.weight, hash);
     this.events = new TypedEmitter<GroupEvents>((event, err) => {
       o.logger.error(describeListenerError(event, err), { lease: o.name });
       if (event !== "error") this.events.emit("error", toError(err));
@@ -94,7 +110,7 @@ export class Group {
 
   /** Lease name of partition `p`. */
   partitionLease(p: number): string {
-    return `${this.options.name}/p/${p}`;
+    return partitionLeaseName(this.options.name, p);
   }
 
   on<K extends keyof GroupEvents>(event: K, fn: (payload: GroupEvents[K]) => unknown): Disposable {
@@ -127,7 +143,17 @@ export class Group {
       logger: o.logger,
       random: o.random,
     });
-    this.member.on("elected", () => this.wake());
+    this.member.on("elected", () => {
+      // A member (re)joining reads the store: the view it had before, and the leaves pushed
+      // since, may be stale. etcd replays a watch's missed history when it resumes after a
+      // fault, so a member cut off with the others heard each of them leave (their member
+      // leases expired meanwhile), and acted on its old view minus all of them: it took every
+      // partition without a read, while they had joined again (chaos group:etcd:latency:965197463).
+      this.lastView = null;
+      this.lastSettled = false;
+      this.departed.clear();
+      this.wake();
+    });
     this.member.on("error", (e) => this.events.emit("error", e));
     await this.member.start();
     this.loop = this.run();
@@ -189,9 +215,10 @@ export class Group {
 
   /**
    * Leaves the group: releases the member lease (the others see this member
-   * gone), then hands every partition over at once: each partition's work is
-   * stopped, then its lease released, so the new owners take them on the
-   * release notification. Resolves when everything is released.
+   * gone) and hands every partition over at once: each partition's work is
+   * stopped, then its lease released; releases that are ready together leave
+   * in one `releaseMany` round trip with the member lease's, so the new owners
+   * find them free. Resolves when everything is released.
    */
   stop(): Promise<void> {
     this.stopPromise ??= this.doStop();
@@ -201,11 +228,16 @@ export class Group {
   private async doStop(): Promise<void> {
     this.stopping = true;
     this.wake();
-    await this.loop;
-    await this.member?.stop();
+    // Not waiting for a step in flight (a slow list()): once `stopping` is set it campaigns
+    // for nothing more, so the handover starts at once. The member lease and every partition
+    // are stopped together: each partition's release waits for its own work to stop, and the
+    // releases of one turn leave as one releaseMany round trip (the shared releaser), the
+    // member lease first, so the others learn this member left with its partitions free.
+    const member = this.member?.stop();
     const all = [...this.electors.values()];
     this.electors.clear();
-    await Promise.allSettled([...all.map((e) => e.stop()), ...this.handing.values()]);
+    await Promise.allSettled([member, ...all.map((e) => e.stop()), ...this.handing.values()]);
+    await this.loop;
     const watches = [...this.watches.values()];
     this.watches.clear();
     await Promise.allSettled(watches.map(async (w) => (await w)?.()));
@@ -234,7 +266,11 @@ export class Group {
       } catch (e) {
         this.report("refresh", toError(e));
       }
-      await this.idle(this.options.refreshMs);
+      // While a rebalance is in flight (the last view not settled), read again soon: two members
+      // whose views were read at different moments can each leave a free partition to the other.
+      await this.idle(
+        this.lastSettled ? this.options.refreshMs : unsettledRefreshMs(this.options.refreshMs),
+      );
     }
   }
 
@@ -243,7 +279,7 @@ export class Group {
     const o = this.options;
     // Not a member (yet, or the member lease lapsed): change nothing, own nothing new.
     if (!this.member?.isLeader()) return;
-    const view = this.readView(await this.listBounded());
+    const view = await this.nextView();
     if (this.stopping) return;
     for (const p of view.problems) this.report(p.message, p);
     const members: AssignMember[] = view.members
@@ -253,7 +289,14 @@ export class Group {
       members.push({ id: o.holderId, weight: o.weight });
     }
     this.lastView = view;
-    const target = assignPartitions(o.partitions, members, view.holders);
+    // A partition this member leads now is its own, whatever the view shows: a list is no
+    // snapshot (Redis SCANs, then reads each lease) and can miss a live lease; shown free, the
+    // target could give it to another member, a move no rebalance needs.
+    const holders = view.holders.map((h, p) => (this.electors.get(p)?.isLeader() ? o.holderId : h));
+    const target = assignPartitions(o.partitions, members, holders);
+    // Settled: every partition held by its target owner. Only from such a view may a pushed
+    // leave be acted on without a fresh list (a view read mid-rebalance has stale holders).
+    this.lastSettled = target.every((id, p) => holders[p] === id);
     for (const [p, e] of this.electors) if (target[p] !== o.holderId) this.handOver(p, e);
     for (let p = 0; p < o.partitions; p++) {
       if (target[p] === o.holderId && !this.electors.has(p) && !this.handing.has(p)) {
@@ -263,6 +306,37 @@ export class Group {
     this.updateWatches(view.memberLeases);
   }
 
+  /**
+   * The view to act on: when the last view was settled, that view minus the
+   * members whose release was just pushed (no store call), else a fresh
+   * `list()`. The regular refresh reads the store again; leases keep
+   * ownership exclusive while views differ.
+   */
+  private async nextView(): Promise<GroupView> {
+    const last = this.lastView;
+    if (last && this.lastSettled && [...this.departed].some((n) => last.memberLeases.includes(n))) {
+      const gone = this.departed;
+      const holders = new Set<string>();
+      const members: GroupMember[] = [];
+      const memberLeases: string[] = [];
+      last.memberLeases.forEach((n, i) => {
+        if (gone.has(n)) holders.add(last.members[i]!.holder);
+        else {
+          members.push(last.members[i]!);
+          memberLeases.push(n);
+        }
+      });
+      gone.clear();
+      // Their partitions are being released: free in the target.
+      const held = last.holders.map((h) => (h !== null && holders.has(h) ? null : h));
+      return { members, memberLeases, holders: held, problems: [] };
+    }
+    const seen = [...this.departed];
+    const view = this.readView(await this.listBounded());
+    for (const n of seen) this.departed.delete(n);
+    return view;
+  }
+
   private campaign(p: number): void {
     const o = this.options;
     const e = createElector({
@@ -270,6 +344,7 @@ export class Group {
       name: this.partitionLease(p),
       ttlMs: o.ttlMs,
       holderId: o.holderId,
+      stopTimeoutMs: o.stopTimeoutMs,
       clock: o.clock,
       logger: o.logger,
       random: o.random,
@@ -304,23 +379,55 @@ export class Group {
 
   /** Watches the other members' leases, so a member leaving is noticed at once where the store notifies. */
   private updateWatches(names: string[]): void {
-    const { store } = this.options;
+    const o = this.options;
+    const { store } = o;
     if (!store.notifies || !store.watch) return;
     const want = new Set(names.filter((n) => n !== this.memberLease));
     for (const [n, w] of this.watches) {
       if (!want.has(n)) {
         this.watches.delete(n);
+        this.watchRetry.delete(n);
         void w.then((u) => u?.()).catch(() => {});
       }
     }
+    for (const n of this.watchRetry.keys()) if (!want.has(n)) this.watchRetry.delete(n);
     for (const n of want) {
       if (this.watches.has(n)) continue;
-      const w = store
-        .watch(n, () => this.wake())
-        .catch((err) => {
-          this.report(`watch ${n}`, toError(err));
-          return null;
-        });
+      const retry = this.watchRetry.get(n);
+      if (retry && o.clock.now() < retry.at) continue;
+      const w: Promise<Unwatch | null> = store
+        .watch(n, (e) => {
+          // Taken again after a release (a member that rejoined, or a release replayed late):
+          // not a leave to act on without a read.
+          if (e.type === "released") this.departed.add(n);
+          else this.departed.delete(n);
+          this.wake();
+        })
+        .then(
+          (u) => {
+            this.watchRetry.delete(n);
+            return u;
+          },
+          (err) => {
+            this.report(`watch ${n}`, toError(err));
+            // Tried again on a later step, after a bounded backoff: a watch that failed once
+            // (a loaded machine, a cut store member) is not given up for good, or this member
+            // would learn of that member's leave only from the periodic list.
+            if (this.watches.get(n) === w) this.watches.delete(n);
+            const failures = (retry?.failures ?? 0) + 1;
+            const delay = backoffDelay(
+              failures,
+              {
+                initialMs: o.refreshMs,
+                maxMs: Math.max(o.refreshMs, Math.floor(o.ttlMs / 2)),
+                jitter: 0.2,
+              },
+              o.random,
+            );
+            this.watchRetry.set(n, { failures, at: o.clock.now() + delay });
+            return null;
+          },
+        );
       this.watches.set(n, w);
     }
   }
@@ -345,10 +452,9 @@ export class Group {
       }
       if (!l.name.startsWith(prefix)) continue;
       const rest = l.name.slice(prefix.length);
-      const m = /^members\/([0-9]+)\/([0-9]+)\/[0-9a-f]{16}$/.exec(rest);
-      if (m) {
-        const partitions = Number(m[1]);
-        const weight = Number(m[2]);
+      const tail = parseGroupLeaseTail(rest);
+      if (tail?.kind === "member") {
+        const { partitions, weight } = tail;
         members.push({ holder: l.holder, weight, partitions });
         memberLeases.push(l.name);
         if (partitions !== o.partitions && l.holder !== o.holderId) {
@@ -361,9 +467,8 @@ export class Group {
         }
         continue;
       }
-      const q = /^p\/(0|[1-9][0-9]*)$/.exec(rest);
-      if (q) {
-        const p = Number(q[1]);
+      if (tail?.kind === "partition") {
+        const p = tail.partition;
         if (p < o.partitions) holders[p] = l.holder;
         else
           problems.push(

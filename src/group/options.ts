@@ -28,10 +28,16 @@ export interface GroupOptions {
   ttlMs?: number;
   /** Relative share of partitions this member takes: an integer from 1 to 1 000. Default 1. */
   weight?: number;
-  /** This process's identity in the store. Default `hostname:pid:random`. At most 255 characters. */
+  /**
+   * This process's identity in the store. Default `hostname:pid:random`. At
+   * most 255 characters. Unique per running process: the store answers an
+   * acquire by a lease's live holder with that holder's term (the same token).
+   */
   holderId?: string;
   /** How often the membership is read again from the store. Default ttlMs / 5. */
   refreshMs?: number;
+  /** Bound on stopping a partition's work before its lease is released (elector `stopTimeoutMs`). Default 10 000. */
+  stopTimeoutMs?: number;
   /** Structured logger: a Tenure Logger, pino, winston, bunyan or console (adapted by `toLogger`). Default: silent. */
   logger?: LoggerLike;
   /** Time source. Default: the monotonic system clock. Inject a FakeClock in tests. */
@@ -48,6 +54,7 @@ export interface ResolvedGroupOptions {
   readonly weight: number;
   readonly holderId: string;
   readonly refreshMs: number;
+  readonly stopTimeoutMs: number;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: () => number;
@@ -82,6 +89,13 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
     MAX_TIMER_MS,
     " (ms)",
   );
+  const stopTimeoutMs = checkInt(
+    "stopTimeoutMs",
+    o.stopTimeoutMs ?? ELECTOR_DEFAULTS.stopTimeoutMs,
+    1,
+    MAX_TIMER_MS,
+    " (ms)",
+  );
   const hooks = resolveHooks(o);
   return Object.freeze({
     store: o.store,
@@ -91,6 +105,7 @@ export function resolveGroupOptions(o: GroupOptions): ResolvedGroupOptions {
     weight,
     holderId,
     refreshMs,
+    stopTimeoutMs,
     ...hooks,
   });
 }

@@ -12,6 +12,12 @@ export interface TickInfo {
   readonly scheduledAt: number;
   /** True when this run catches up a fire time missed during a failover. */
   readonly catchUp: boolean;
+  /**
+   * When (the elector's monotonic clock, ms) this run's leadership check began: the run goes
+   * ahead only if the term was still inside its trust window then. A process frozen between
+   * the check and the first line of `fn` (a stop, a long GC pause) reads a later time there.
+   */
+  readonly checkedAt: number;
 }
 
 /** A tick function: runs only while leader, with the current term. */
@@ -298,6 +304,8 @@ export class TickSet {
   /** One fire time: leadership is checked against the clock first; a still-running tick is skipped. */
   private fire(tick: Tick, term: Term, scheduledAt: number, catchUp: boolean): Promise<void> {
     const ctx = this.ctx;
+    // Read before the check: if the check passes, this time was inside the trust window.
+    const checkedAt = ctx.clock.now();
     if (!ctx.isLeader() || ctx.term() !== term) {
       tick.stats.notLeader += 1;
       ctx.logger.debug("tick skipped: not leader", {
@@ -325,7 +333,7 @@ export class TickSet {
         }
         if (term.signal.aborted) return;
         tick.stats.runs += 1;
-        await callAsync(() => tick.fn(term, { scheduledAt, catchUp }));
+        await callAsync(() => tick.fn(term, { scheduledAt, catchUp, checkedAt }));
       } catch (e) {
         tick.stats.errors += 1;
         ctx.logger.error("tick failed", {

@@ -1,10 +1,10 @@
 import { callAsync } from "../async.js";
 import type { Clock } from "../clock.js";
-import { StoreError } from "../errors.js";
 import type { RenewResult } from "../store/types.js";
 import type { RenewOutcome } from "./outcome.js";
 import type { Renewal } from "./renewal.js";
 import type { RenewStore } from "./renewer.js";
+import { resultCountError } from "./result-count.js";
 
 /**
  * One batch in flight: at most the renewer's batch size of requests, sent at
@@ -43,11 +43,8 @@ export class Batch {
         ),
       ).then(
         (results) => {
-          if (!Array.isArray(results) || results.length !== items.length) {
-            const error = new StoreError(
-              `tenure renewer: renewMany answered ${Array.isArray(results) ? results.length : typeof results} results for ${items.length} leases`,
-              { transient: false, kind: "unknown" },
-            );
+          const error = resultCountError(results, items.length, "tenure renewer: renewMany");
+          if (error) {
             for (const r of items) this.answer(r, { kind: "failed", sentAt, error });
             return;
           }

@@ -2,7 +2,7 @@ import type { Clock } from "../clock.js";
 import { checkInt } from "../limits.js";
 import type { LeaseCore, LeaseRef } from "../store/types.js";
 import { Batch } from "./batch.js";
-import { EXPIRED } from "./outcome.js";
+import { EXPIRED, type RenewOutcome } from "./outcome.js";
 import { Renewal, type RenewalHost } from "./renewal.js";
 import { Slots } from "./slots.js";
 
@@ -89,6 +89,39 @@ export class Renewer implements RenewalHost {
    */
   join(lease: LeaseRef, ttlMs: number, signal?: AbortSignal): Renewal {
     return new Renewal(this, lease, ttlMs, signal);
+  }
+
+  /** @internal */
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Outcomes waiting for their client ({@link Renewal.ask}); one microtask hands them all over. */
+  private outbox: Renewal[] = [];
+  private outcomes: RenewOutcome[] = [];
+
+  /** @internal */
+  deliver(r: Renewal, o: RenewOutcome): void {
+    this.outbox.push(r);
+    this.outcomes.push(o);
+    if (this.outbox.length === 1) queueMicrotask(() => this.drain());
+  }
+
+  private drain(): void {
+    const rs = this.outbox;
+    const os = this.outcomes;
+    this.outbox = [];
+    this.outcomes = [];
+    let failed: { e: unknown } | null = null;
+    for (let i = 0; i < rs.length; i++) {
+      try {
+        rs[i]!.deliverTo(os[i]!);
+      } catch (e) {
+        failed ??= { e };
+      }
+    }
+    // A client that throws must not keep the others from their outcomes; its error still surfaces.
+    if (failed) throw failed.e;
   }
 
   /** @internal */

@@ -49,6 +49,13 @@ export interface RenewItem {
   readonly ttlMs: number;
 }
 
+/** One lease of a {@link LeaseCore.acquireMany} batch: what {@link LeaseCore.acquire} takes. */
+export interface AcquireItem {
+  readonly name: string;
+  readonly holder: string;
+  readonly ttlMs: number;
+}
+
 /** A change a store noticed on a lease (release notification, takeover…). */
 export interface LeaseEvent {
   readonly name: string;
@@ -101,11 +108,28 @@ export interface LeaseCore {
   readonly notifies: boolean;
 
   /**
-   * Takes the lease for `holder` if it is free, expired, or already held by
-   * `holder` (a stale term of the same holder). A successful acquire always
-   * starts a new term with a larger token.
+   * Takes the lease for `holder` if it is free or expired: a new term with a
+   * larger token than any before. A lease `holder` already holds live is not
+   * taken again: the answer is that term (the same token), extended to
+   * `ttlMs` from now as a renewal would. So an acquire answered late (its
+   * caller gave up, retried and won) never ends the term its retry started;
+   * and holder ids must be unique per running process (a second process with
+   * the same id would be handed the first one's term).
    */
   acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult>;
+  /**
+   * Acquires many leases in one round trip (one script, statement,
+   * transaction or etcd txn). Answers one {@link AcquireResult} per item, in
+   * order; each item is judged exactly as {@link acquire} would judge it at
+   * its place in the batch (the same name twice: the second is judged after
+   * the first, so one holder twice gets one term: the second answers the
+   * first's token). Throws (a StoreError) when the round trip as a whole failed, and
+   * then no item is known to be acquired; a batch holding a record the store
+   * cannot read as a lease fails as a whole too (callers then acquire item by
+   * item, so only that item fails). Optional: without it, callers use
+   * {@link acquire} per item.
+   */
+  acquireMany?(items: readonly AcquireItem[]): Promise<AcquireResult[]>;
   /** Extends the term's lease to `ttlMs` from now if the term still holds it. Keeps the token. */
   renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult>;
   /**
@@ -120,6 +144,18 @@ export interface LeaseCore {
   renewMany?(items: readonly RenewItem[]): Promise<RenewResult[]>;
   /** Releases the term's lease if it still holds it; true when released. Notifies watchers. */
   release(lease: LeaseRef): Promise<boolean>;
+  /**
+   * Releases many terms in one round trip (one script per Cluster slot, one
+   * statement, one transaction or one etcd txn per at most 128 leases).
+   * Answers one boolean per item, in order; each item is judged exactly as
+   * {@link release} would judge it at its place in the batch (the same term
+   * twice: the second answers false, the first released it; a stale or
+   * foreign term answers false and changes nothing). Watchers of each
+   * released lease are notified as by {@link release}. Throws (a StoreError)
+   * only when the round trip as a whole failed, and then no item is known to
+   * be released. Optional: without it, callers use {@link release} per item.
+   */
+  releaseMany?(leases: readonly LeaseRef[]): Promise<boolean[]>;
   /** The live lease, or null when nobody holds it (never held, released or expired). */
   read(name: string): Promise<LeaseInfo | null>;
   /** Calls `onChange` when the lease changes hands or is released. Optional. */

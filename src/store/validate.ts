@@ -120,3 +120,49 @@ export function validateRenewItems(items: unknown): void {
     validateTtl(it.ttlMs, `items[${i}].ttlMs`);
   }
 }
+
+/** The items of `releaseMany(leases)`: an array of lease refs, each checked as `release(lease)` checks it. */
+export function validateReleaseItems(leases: unknown): void {
+  if (!Array.isArray(leases)) {
+    throw new ConfigError("leases", "must be an array of { name, holder, token }");
+  }
+  for (const [i, lease] of leases.entries()) validateLeaseRef(lease, `leases[${i}]`);
+}
+
+/**
+ * The items of `acquireMany(items)`: an array of `{ name, holder, ttlMs }`,
+ * each checked as `acquire(name, holder, ttlMs)` checks its arguments (the
+ * field names the index).
+ */
+export function validateAcquireItems(items: unknown): void {
+  if (!Array.isArray(items)) {
+    throw new ConfigError("items", "must be an array of { name, holder, ttlMs }");
+  }
+  for (const [i, item] of items.entries()) {
+    if (!item || typeof item !== "object") {
+      throw new ConfigError(`items[${i}]`, "must be { name, holder, ttlMs }");
+    }
+    const it = item as Record<string, unknown>;
+    validateLeaseName(it.name, `items[${i}].name`);
+    validateHolder(it.holder, `items[${i}].holder`);
+    validateTtl(it.ttlMs, `items[${i}].ttlMs`);
+  }
+}
+
+/**
+ * Item indexes of a batch in rounds with no lease name twice in one round: the
+ * first item of each name in round 0, the second in round 1, and so on. A
+ * store whose one round trip cannot change one lease twice sends one round
+ * after the other, so each item is judged after the items before it.
+ */
+export function roundsByName(items: readonly { readonly name: string }[]): number[][] {
+  const seen = new Map<string, number>();
+  const rounds: number[][] = [];
+  for (const [i, it] of items.entries()) {
+    const k = seen.get(it.name) ?? 0;
+    seen.set(it.name, k + 1);
+    if (k === rounds.length) rounds.push([i]);
+    else rounds[k]!.push(i);
+  }
+  return rounds;
+}

@@ -119,6 +119,14 @@ describe("chaos checker", () => {
     const pastWindow = [...h.lines, line(1, "tick", 1250, { token: "1" })];
     const r2 = checkEpisode({ ...h, lines: pastWindow, deaths: [] });
     assert.equal(r2.metrics.demotedWork, 1);
+    // Checked inside the window, printed after it (frozen in between): the
+    // check time decides; a check past the window is flagged.
+    const frozen = [...h.lines, line(1, "tick", 1250, { token: "1", g: T(1150) })];
+    assert.equal(checkEpisode({ ...h, lines: frozen, deaths: [] }).metrics.demotedWork, 0);
+    const late = [...h.lines, line(1, "tick", 1250, { token: "1", g: T(1210) })];
+    const r3 = checkEpisode({ ...h, lines: late, deaths: [] });
+    assert.equal(r3.metrics.demotedWork, 1);
+    assert.match(r3.violations.join("\n"), /checked at \d+, printed at \d+/);
   });
 
   it("flags a token used by two processes", () => {
@@ -209,6 +217,30 @@ describe("chaos checker", () => {
     assert.match(
       checkEpisode({ ...h, lines: stale }).violations.join("\n"),
       /pid 2 answered the probe as leader without a live term/,
+    );
+    // Elected between the probe's send time and its answer (a busy machine
+    // delivers the signal late): the answer names the new term, which is live.
+    const late: EpisodeHistory = {
+      ...h,
+      lines: [
+        ...h.lines.filter((l) => !(l.pid === 2 && (l.event === "state" || l.event === "renewed"))),
+        line(2, "lead-end", 2500, { token: "2" }),
+        line(2, "lead-start", 2560, { token: "3", until: T(3400) }),
+        line(2, "tick", 2565, { token: "3" }),
+        line(2, "state", 2600, { state: "leader", leader: "h2", token: "3" }),
+      ],
+      writes: [...h.writes, { seq: 4, token: "3", pid: 2, t: T(2566) }],
+      faultAt: T(2300),
+      healAt: T(2400),
+    };
+    assert.deepEqual(checkEpisode(late).violations, []);
+    // The same answer with the new election printed after it is still flagged.
+    const after = late.lines.map((l) =>
+      l.pid === 2 && l.event === "lead-start" && l.token === "3" ? { ...l, t: T(2610) } : l,
+    );
+    assert.match(
+      checkEpisode({ ...late, lines: after }).violations.join("\n"),
+      /pid 2 answered the probe as leader without a live term \(last: lead-end 2\)/,
     );
     const two = h.lines.map((l) =>
       l.pid === 3 && l.event === "state" ? { ...l, state: "leader" } : l,

@@ -21,6 +21,8 @@ export interface WorkerLine {
   /** Monotonic ns. */
   readonly t: string;
   readonly token?: string;
+  /** `tick`: when the library's leadership check for it began (`TickInfo.checkedAt`), on the same clock as `t`. */
+  readonly g?: string;
   /** Monotonic ns: the end of the trust window known at `t`. */
   readonly until?: string;
   readonly state?: string;
@@ -122,7 +124,7 @@ const NS_PER_MS = 1_000_000n;
 const toMs = (ns: bigint) => Number(ns) / 1e6;
 const ns = (s: string) => BigInt(s);
 
-interface Seg {
+export interface Seg {
   from: bigint;
   to: bigint;
   /** The term (token) whose trust window this is. */
@@ -130,7 +132,7 @@ interface Seg {
 }
 
 /** Merges overlapping segments (sorted by start). */
-function merge(segs: Seg[]): Seg[] {
+function merge(segs: readonly Seg[]): Seg[] {
   const s = [...segs].filter((x) => x.to > x.from).sort((a, b) => (a.from < b.from ? -1 : 1));
   const out: Seg[] = [];
   for (const x of s) {
@@ -142,8 +144,8 @@ function merge(segs: Seg[]): Seg[] {
   return out;
 }
 
-/** Longest overlap between any two segments of two different owners. */
-function maxPairOverlap(byOwner: Map<number, Seg[]>): bigint {
+/** Longest overlap between any two segments of two different owners (per lease or per partition). */
+export function maxPairOverlap(byOwner: ReadonlyMap<number, readonly Seg[]>): bigint {
   const owners = [...byOwner.entries()].map(([k, v]) => [k, merge(v)] as const);
   let best = 0n;
   for (let i = 0; i < owners.length; i++) {
@@ -157,6 +159,61 @@ function maxPairOverlap(byOwner: Map<number, Seg[]>): bigint {
     }
   }
   return best;
+}
+
+/** A killed process trusts nothing after its death: cuts its trust windows there. */
+export function cutAtDeath(trust: ReadonlyMap<number, Seg[]>, death: ReadonlyMap<number, bigint>) {
+  for (const [pid, segs] of trust) {
+    const d = death.get(pid);
+    if (d !== undefined) for (const s of segs) if (s.to > d) s.to = d > s.from ? d : s.from;
+  }
+}
+
+/**
+ * Token order of one lease (or partition): terms in election order must each
+ * carry a larger token than every term elected before them, by any process
+ * (DESIGN.md §2). The returned function takes each election in turn and
+ * returns the earlier term it does not exceed, or null.
+ */
+export function tokenOrder(): (
+  token: bigint,
+  pid: number,
+) => { token: bigint; pid: number } | null {
+  let max: { token: bigint; pid: number } | null = null;
+  return (token, pid) => {
+    const before = max && token <= max.token ? max : null;
+    if (!max || token > max.token) max = { token, pid };
+    return before;
+  };
+}
+
+/**
+ * Fenced order of one lease's (or partition's) accepted writes, in commit
+ * order: a write with a token lower than an earlier one is reported (with
+ * the running count and the larger token); a switch back to an older term is
+ * counted as an interleaving.
+ */
+export function fencedOrder(
+  writes: readonly { readonly seq: number; readonly token: string; readonly pid: number }[],
+  report: (w: { seq: number; token: string; pid: number }, maxToken: bigint, n: number) => void,
+): { outOfOrder: number; interleavings: number } {
+  let outOfOrder = 0;
+  let interleavings = 0;
+  let maxToken = 0n;
+  const seen = new Set<string>();
+  let prev: string | null = null;
+  for (const w of writes) {
+    const tok = ns(w.token);
+    if (tok < maxToken) {
+      outOfOrder += 1;
+      report(w, maxToken, outOfOrder);
+    }
+    if (tok > maxToken) maxToken = tok;
+    if (prev !== null && w.token !== prev && seen.has(w.token)) interleavings += 1;
+    seen.add(w.token);
+    prev = w.token;
+  }
+  return { outOfOrder, interleavings };
 }
 
 /** Checks one episode. */
@@ -192,7 +249,7 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
   // elected before it, by any process (DESIGN.md §2). Judged by Tenure's
   // tokens, not by what a fenced resource happened to accept.
   let tokenRegressions = 0;
-  let maxElected: { token: bigint; pid: number } | null = null;
+  const elected = tokenOrder();
   for (const l of lines) {
     const t = ns(l.t);
     const key = `${l.pid}/${l.token}`;
@@ -204,16 +261,15 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
       const owners = tokenOwners.get(l.token) ?? new Set<number>();
       owners.add(l.pid);
       tokenOwners.set(l.token, owners);
-      const tok = ns(l.token);
-      if (maxElected && tok <= maxElected.token) {
+      const before = elected(ns(l.token), l.pid);
+      if (before) {
         tokenRegressions += 1;
         if (tokenRegressions <= 3) {
           violations.push(
-            `pid ${l.pid} was elected at ${l.t} with token ${l.token}, not larger than token ${maxElected.token} elected before it (pid ${maxElected.pid})`,
+            `pid ${l.pid} was elected at ${l.t} with token ${l.token}, not larger than token ${before.token} elected before it (pid ${before.pid})`,
           );
         }
       }
-      if (!maxElected || tok > maxElected.token) maxElected = { token: tok, pid: l.pid };
     } else if (l.event === "renewed" && l.until) {
       const o = open.get(l.pid);
       if (o && (!l.token || l.token === o.token)) {
@@ -225,11 +281,7 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
     }
   }
   for (const [pid] of [...open]) closeAt(pid, death.get(pid) ?? endOfAll);
-  // A killed process trusts nothing after its death.
-  for (const [pid, segs] of trust) {
-    const d = death.get(pid);
-    if (d !== undefined) for (const s of segs) if (s.to > d) s.to = d > s.from ? d : s.from;
-  }
+  cutAtDeath(trust, death);
   const overlap = maxPairOverlap(trust);
   const eventOverlap = maxPairOverlap(events);
 
@@ -244,11 +296,14 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
   let demotedWork = 0;
   for (const l of lines) {
     if (l.event !== "tick" || !l.token) continue;
-    if (!trusted(l.pid, l.token, ns(l.t))) {
+    // Judged when the library checked its leadership for this tick; a worker
+    // that printed no check time is judged when it printed the tick.
+    const checked = l.g !== undefined ? ns(l.g) : ns(l.t);
+    if (!trusted(l.pid, l.token, checked)) {
       demotedWork += 1;
       if (demotedWork <= 3) {
         violations.push(
-          `leader work by a demoted process: pid ${l.pid} ticked with token ${l.token} at ${l.t} outside its term/trust window`,
+          `leader work by a demoted process: pid ${l.pid} ticked with token ${l.token} (checked at ${checked}, printed at ${l.t}) outside its term/trust window`,
         );
       }
     }
@@ -283,25 +338,14 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
 
   // Fenced resource: commit order must never go back to an older token.
   const writes = [...h.writes].sort((a, b) => a.seq - b.seq);
-  let outOfOrder = 0;
-  let interleavings = 0;
-  let maxToken = 0n;
-  const seenTokens = new Set<string>();
-  let prev: string | null = null;
-  for (const w of writes) {
-    const tok = ns(w.token);
-    if (tok < maxToken) {
-      outOfOrder += 1;
-      if (outOfOrder <= 3) {
-        violations.push(
-          `fenced write #${w.seq} accepted with token ${w.token} after token ${maxToken} (pid ${w.pid})`,
-        );
-      }
+  const { outOfOrder, interleavings } = fencedOrder(writes, (w, maxToken, n) => {
+    if (n <= 3) {
+      violations.push(
+        `fenced write #${w.seq} accepted with token ${w.token} after token ${maxToken} (pid ${w.pid})`,
+      );
     }
-    if (tok > maxToken) maxToken = tok;
-    if (prev !== null && w.token !== prev && seenTokens.has(w.token)) interleavings += 1;
-    seenTokens.add(w.token);
-    prev = w.token;
+  });
+  for (const w of writes) {
     const owners = tokenOwners.get(w.token) ?? new Set<number>();
     owners.add(w.pid);
     tokenOwners.set(w.token, owners);
@@ -350,12 +394,16 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
       `${leaders.length} processes answered the probe as leader: ${leaders.map((a) => a.holder).join(", ")}`,
     );
   }
-  // The leader's term at the probe: its last election before it, not ended.
-  let inForce: { pid: number; token: string } | null = null;
+  // The leader's term at its answer: its last election before the answer, not
+  // ended. Judged at the answer, not at the probe's send time: a process the
+  // signal reaches late (a busy machine) may be elected in between, and its
+  // answer then names the new term.
+  let inForce: { pid: number; token: string; at: bigint } | null = null;
   if (leader) {
+    const answeredAt = ns(leader.t);
     let last: WorkerLine | null = null;
     for (const l of lines) {
-      if (ns(l.t) > probe) break;
+      if (ns(l.t) > answeredAt) break;
       if (l.pid === leader.pid && (l.event === "lead-start" || l.event === "lead-end")) last = l;
     }
     const dead = death.get(leader.pid);
@@ -363,12 +411,12 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
       last?.event !== "lead-start" ||
       !last.token ||
       (leader.token !== undefined && leader.token !== last.token) ||
-      (dead !== undefined && dead <= probe)
+      (dead !== undefined && dead <= answeredAt)
     ) {
       violations.push(
         `pid ${leader.pid} answered the probe as leader without a live term (last: ${last ? `${last.event} ${last.token ?? ""}` : "none"})`,
       );
-    } else inForce = { pid: leader.pid, token: last.token };
+    } else inForce = { pid: leader.pid, token: last.token, at: answeredAt };
   }
   let stuck = 0;
   for (const pid of h.probed) {
@@ -393,7 +441,7 @@ export function checkEpisode(h: EpisodeHistory): EpisodeResult {
         (l) =>
           l.event === "tick" &&
           ns(l.t) >= heal &&
-          ns(l.t) <= probe &&
+          ns(l.t) <= inForce.at &&
           l.pid === inForce.pid &&
           l.token === inForce.token,
       )

@@ -2,11 +2,13 @@
  * The long chaos profile, on demand:
  *   node dist/test/chaos/cli.js [--episodes 1000] [--seed N] [--backends sqlite,redis,…]
  *        [--faults kill-leader,…] [--minutes M] [--concurrency 2] [--short]
- *        [--report chaos-report.json] [--markdown chaos-report.md]
- *   node dist/test/chaos/cli.js --replay BACKEND:FAULT:SEED
+ *        [--mode single|group|both] [--report chaos-report.json] [--markdown chaos-report.md]
+ *   node dist/test/chaos/cli.js --replay [group:]BACKEND:FAULT:SEED
+ * --mode: single-lease episodes, group episodes (test/chaos/group-harness.ts) or both (default).
  * Exits 1 when an episode violated an invariant (each failure prints its replay command).
  */
 import { writeFileSync } from "node:fs";
+import { GROUP_BACKENDS } from "./group-harness.js";
 import {
   ALL_FAULTS,
   BACKENDS,
@@ -16,7 +18,15 @@ import {
   type EpisodeSpec,
   type FaultKind,
 } from "./harness.js";
-import { buildReport, longPlan, markdown, runPlan, shortPlan } from "./profile.js";
+import {
+  buildReport,
+  type ChaosMode,
+  groupShortPlan,
+  longPlan,
+  markdown,
+  runPlan,
+  shortPlan,
+} from "./profile.js";
 
 function fail(msg: string): never {
   process.stderr.write(`chaos: ${msg}\n`);
@@ -52,6 +62,7 @@ const known = new Set([
   "replay",
   "ttl",
   "short",
+  "mode",
 ]);
 for (const a of args)
   if (a.startsWith("--") && !known.has(a.slice(2)))
@@ -77,24 +88,46 @@ for (const f of faults ?? [])
   if (!ALL_FAULTS.includes(f))
     fail(`--faults: unknown fault ${f}; accepted: ${ALL_FAULTS.join(",")}`);
 
+// --short stays the single-lease CI profile unless --mode asks for groups.
+const mode = (opt("mode") ?? (args.includes("--short") ? "single" : "both")) as ChaosMode;
+if (!["single", "group", "both"].includes(mode))
+  fail(`--mode must be single, group or both, got ${JSON.stringify(mode)}`);
+
 let plan: EpisodeSpec[];
 const replay = opt("replay");
 if (replay) {
-  const [b, f, s] = replay.split(":");
+  const parts = replay.split(":");
+  const group = parts[0] === "group";
+  const [b, f, s] = group ? parts.slice(1) : parts;
   if (
     !BACKENDS.includes(b as BackendName) ||
     !ALL_FAULTS.includes(f as FaultKind) ||
     !/^\d+$/.test(s ?? "")
   ) {
     fail(
-      `--replay must be BACKEND:FAULT:SEED, e.g. redis:blackhole:123 (got ${JSON.stringify(replay)})`,
+      `--replay must be [group:]BACKEND:FAULT:SEED, e.g. redis:blackhole:123 (got ${JSON.stringify(replay)})`,
     );
   }
-  plan = [{ backend: b as BackendName, fault: f as FaultKind, seed: Number(s) }];
+  plan = [
+    {
+      backend: b as BackendName,
+      fault: f as FaultKind,
+      seed: Number(s),
+      ...(group ? { mode: "group" as const } : {}),
+    },
+  ];
 } else {
   plan = args.includes("--short")
-    ? shortPlan(seed, backends).filter((p) => !faults || faults.includes(p.fault))
-    : longPlan(seed, episodes, backends, faults);
+    ? [
+        ...(mode === "group" ? [] : shortPlan(seed, backends)),
+        ...(mode === "single"
+          ? []
+          : groupShortPlan(
+              seed,
+              backends.filter((b) => GROUP_BACKENDS.includes(b)),
+            )),
+      ].filter((p) => !faults || faults.includes(p.fault))
+    : longPlan(seed, episodes, backends, faults, mode);
   if (plan.length === 0) fail("no episode matches --backends and --faults");
 }
 for (const b of new Set(plan.map((p) => p.backend))) {

@@ -6,7 +6,9 @@
  * Faults:
  * - `failover-primary`: the primary is SIGKILLed with its replica in sync;
  *   the sentinels promote the replica. Healed when a quorum of sentinels
- *   names the promoted replica and it answers as master.
+ *   names the promoted replica and it answers as master. Writes acknowledged
+ *   in the primary's last moments may not have reached the replica
+ *   (asynchronous replication): they are lost, not part of the history.
  * - `failover-lagging`: replication is frozen first (the replica stays up and
  *   eligible but receives nothing), the leader is SIGKILLed so another
  *   candidate starts a term on the primary only, that candidate is paused,
@@ -20,7 +22,7 @@
  * new one, and the next episode starts from primary + in-sync replica again.
  */
 import { RedisSentinelGroup, sentinelUnavailable } from "../helpers/redis-sentinel.js";
-import { type LostTermCandidate, loseTermOnPrimary } from "./lost-term.js";
+import { type LostTermCandidate, ledSince, loseTermOnPrimary } from "./lost-term.js";
 
 export const SENTINEL_FAULTS = ["failover-primary", "failover-lagging"] as const;
 export type SentinelFault = (typeof SENTINEL_FAULTS)[number];
@@ -86,6 +88,11 @@ export async function runSentinelFault<C extends CandidateLike>(
     const faultAt = now();
     const t0 = Date.now();
     await group.killPrimary();
+    // Replication is asynchronous: the replica was in sync before the kill, but
+    // the leader kept writing, and what the primary acknowledged in its last
+    // moments may never have reached the replica. Those writes are lost with
+    // it (not in the store's history), as in failover-lagging.
+    const dataLostAt = now();
     await group.waitPromoted(oldPrimary);
     const healAt = now();
     const promotedMs = Date.now() - t0;
@@ -93,6 +100,7 @@ export async function runSentinelFault<C extends CandidateLike>(
     return {
       faultAt,
       healAt,
+      dataLostAt,
       detail: `primary SIGKILL (replica in sync), promoted in ${promotedMs} ms, old primary back as a replica`,
     };
   }
@@ -116,7 +124,7 @@ export async function runSentinelFault<C extends CandidateLike>(
     const heal = healAt;
     await must(
       "a term on the promoted primary while the lost term's holder is paused",
-      () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
+      () => cands.some((c) => c !== lead && c !== lost && ledSince(c.lines, heal)),
       2 * (ttlMs + retryMs) + 5000,
     );
   } finally {
@@ -124,11 +132,23 @@ export async function runSentinelFault<C extends CandidateLike>(
     lost.paused = false;
     x.pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
   }
+  // When the first term on the promoted primary began, against when the
+  // harness saw the promotion (it can be before: see ledSince).
+  const firstTerm = cands
+    .filter((c) => c !== lead && c !== lost)
+    .flatMap((c) => c.lines)
+    .filter((l) => l.event === "lead-start" && BigInt(l.t) >= dataLostAt)
+    .map((l) => BigInt(l.t))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[0];
+  const firstTermMs =
+    firstTerm === undefined
+      ? ""
+      : `, first term there ${Math.round(Number(firstTerm - healAt) / 1e6)} ms after`;
   await group.restartAsReplica(oldPrimary);
   return {
     faultAt,
     healAt,
     dataLostAt,
-    detail: `replication frozen, leader SIGKILL, token ${lostToken} issued on the primary only, primary SIGKILL, replica promoted in ${promotedMs} ms, old primary back as a replica`,
+    detail: `replication frozen, leader SIGKILL, token ${lostToken} issued on the primary only, primary SIGKILL, replica promoted in ${promotedMs} ms${firstTermMs}, old primary back as a replica`,
   };
 }

@@ -210,7 +210,7 @@ async function until(what: string, check: () => boolean, timeoutMs: number): Pro
 /** Injects one SQLite fault and heals it. */
 export async function runSqliteFault(
   ctx: SqliteFaultCtx,
-): Promise<{ detail: string; faultAt: bigint; healAt: bigint }> {
+): Promise<{ detail: string; faultAt: bigint; healAt: bigint; windowEnd?: bigint }> {
   const { plan, r, ttlMs, lead, cands } = ctx;
   switch (plan.fault) {
     case "kill-in-tx":
@@ -341,6 +341,8 @@ export async function runSqliteFault(
         detail: `wall clock of ${c === lead ? "the leader" : "a follower"} jumped ${sign}${seconds} s (libfaketime, monotonic untouched)`,
         faultAt,
         healAt: faultAt,
+        // Nobody is probed during that while: a time to balance counts from its end.
+        windowEnd: now(),
       };
     }
     case "clock-skew": {

@@ -9,7 +9,6 @@
  * PostgreSQL (one table per episode, dropped afterwards), `putFenced` on the
  * other stores.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,6 +60,7 @@ import {
 } from "./faults-sqlite.js";
 import { loseTermOnPrimary } from "./lost-term.js";
 import type { WorkerConfig } from "./worker.js";
+import { WorkerProcess } from "./worker-process.js";
 
 export const BACKENDS = [
   "sqlite",
@@ -352,7 +352,7 @@ export class ChaosEnv {
 }
 
 /** A connection for the harness's own bookkeeping; retried while a restarted server comes back. */
-async function adminClient(url: string, timeoutMs = 5000): Promise<pg.Client> {
+export async function adminClient(url: string, timeoutMs = 5000): Promise<pg.Client> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const c = new pg.Client({ connectionString: url });
@@ -368,7 +368,7 @@ async function adminClient(url: string, timeoutMs = 5000): Promise<pg.Client> {
   }
 }
 
-async function terminateBackends(url: string): Promise<void> {
+export async function terminateBackends(url: string): Promise<void> {
   const c = await adminClient(url);
   try {
     await c.query(
@@ -380,60 +380,114 @@ async function terminateBackends(url: string): Promise<void> {
 }
 
 /** One candidate process and what it printed. */
-class Candidate {
-  readonly lines: WorkerLine[] = [];
-  readonly proc: ChildProcess;
-  stderr = "";
-  paused = false;
-  stopping = false;
+class Candidate extends WorkerProcess<WorkerLine> {
   constructor(cfg: WorkerConfig, launch?: Launch) {
-    const argv = [...(launch?.prefix ?? []), process.execPath, WORKER];
-    this.proc = spawn(argv[0]!, argv.slice(1), {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ...launch?.env, CHAOS_WORKER: JSON.stringify(cfg) },
-    });
-    let buf = "";
-    this.proc.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      let i = buf.indexOf("\n");
-      while (i >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (l.trim()) {
-          try {
-            this.lines.push(JSON.parse(l) as WorkerLine);
-          } catch {
-            this.stderr += `unparsable line: ${l}\n`;
-          }
-        }
-        i = buf.indexOf("\n");
-      }
-    });
-    this.proc.stderr!.on("data", (d: Buffer) => {
-      if (this.stderr.length < 20_000) this.stderr += d.toString();
-    });
-  }
-  get pid(): number {
-    return this.proc.pid!;
-  }
-  get alive(): boolean {
-    return this.proc.exitCode === null && this.proc.signalCode === null;
+    super(WORKER, cfg, launch);
   }
   leading(): boolean {
     const e = this.lines.filter((l) => l.event === "lead-start" || l.event === "lead-end").at(-1);
     return this.alive && e?.event === "lead-start";
   }
-  has(event: string, after = 0n): boolean {
-    return this.lines.some((l) => l.event === event && BigInt(l.t) >= after);
+}
+
+/**
+ * A process fault (`PROCESS_FAULTS`) on worker `lead`: SIGSTOP for a seeded
+ * time, SIGKILL, or SIGTERM (waiting for its exit); its pause or death is
+ * recorded. `names` words the detail (`who` it hit, what SIGTERM makes it do).
+ * What it did, and when it started and healed.
+ */
+export async function runProcessFault(
+  fault: (typeof PROCESS_FAULTS)[number],
+  lead: WorkerProcess<{ event: string; t: string }>,
+  names: { who: string; the: string; stop: string },
+  ttlMs: number,
+  r: () => number,
+  record: {
+    pauses: { pid: number; from: string; to: string }[];
+    deaths: { pid: number; t: string }[];
+  },
+): Promise<{ detail: string; faultAt: bigint; healAt: bigint }> {
+  if (fault === "pause-long" || fault === "pause-short") {
+    const ms = Math.round(
+      fault === "pause-long" ? ttlMs * (1.3 + r()) : ttlMs * (0.2 + 0.35 * r()),
+    );
+    const faultAt = now();
+    lead.paused = true;
+    lead.proc.kill("SIGSTOP");
+    await sleep(ms); // the fault's length, not a wait for a result
+    const to = now();
+    lead.proc.kill("SIGCONT");
+    lead.paused = false;
+    record.pauses.push({ pid: lead.pid, from: faultAt.toString(), to: to.toString() });
+    // A long pause: the rest of the fleet could take over from the start of the pause.
+    const healAt = fault === "pause-long" ? faultAt : to;
+    return { detail: `SIGSTOP ${names.who} for ${ms} ms`, faultAt, healAt };
   }
-  exited(): Promise<void> {
-    if (!this.alive) return Promise.resolve();
-    return new Promise((r) => this.proc.once("exit", () => r()));
+  if (fault === "kill-leader") {
+    const faultAt = now();
+    lead.proc.kill("SIGKILL");
+    record.deaths.push({ pid: lead.pid, t: faultAt.toString() });
+    return { detail: `SIGKILL ${names.who}`, faultAt, healAt: faultAt };
   }
+  const faultAt = now();
+  lead.stopping = true;
+  lead.proc.kill("SIGTERM");
+  await exitWithin(lead, 10_000, `the SIGTERMed ${names.the} to exit`);
+  record.deaths.push({ pid: lead.pid, t: now().toString() });
+  return { detail: `SIGTERM ${names.who} (${names.stop})`, faultAt, healAt: faultAt };
+}
+
+/**
+ * A network fault between the workers and the store (`NET_FAULTS`) on every
+ * proxy: injected, held for its seeded length, healed. What it did, and when
+ * it started and healed.
+ */
+export async function runNetFault(
+  fault: (typeof NET_FAULTS)[number],
+  proxies: readonly FaultProxy[],
+  ttlMs: number,
+  r: () => number,
+): Promise<{ detail: string; faultAt: bigint; healAt: bigint }> {
+  if (fault === "latency") {
+    const ms = Math.round(ttlMs * (0.15 + 0.25 * r()));
+    const hold = Math.round(ttlMs * (1.5 + r()));
+    const faultAt = now();
+    for (const p of proxies) p.latency(ms);
+    await sleep(hold); // the fault's length
+    for (const p of proxies) p.heal();
+    const detail = `+${ms} ms each way (round trip ≈ ${2 * ms} ms, ttl ${ttlMs}) for ${hold} ms`;
+    return { detail, faultAt, healAt: now() };
+  }
+  if (fault === "reset") {
+    const n = 1 + Math.floor(r() * 3);
+    const faultAt = now();
+    for (let i = 0; i < n; i++) {
+      if (i > 0) await sleep(Math.round(ttlMs / 3)); // spacing of the resets
+      for (const p of proxies) p.resetAll();
+    }
+    const detail = `${n} connection reset(s), ${Math.round(ttlMs / 3)} ms apart`;
+    return { detail, faultAt, healAt: now() };
+  }
+  const hold = Math.round(ttlMs * (1.2 + r()));
+  const dir = r() < 0.5 ? "down" : "up";
+  const detail =
+    fault === "blackhole"
+      ? `black hole both ways for ${hold} ms`
+      : `half-open (${dir === "down" ? "replies" : "requests"} held) for ${hold} ms`;
+  const faultAt = now();
+  for (const p of proxies) {
+    if (fault === "blackhole") p.blackhole();
+    else p.halfOpen(dir);
+  }
+  await sleep(hold); // the fault's length
+  // A half-open connection never recovers by itself: its peer resets it.
+  if (fault === "half-open") for (const p of proxies) p.resetAll();
+  for (const p of proxies) p.heal();
+  return { detail, faultAt, healAt: now() };
 }
 
 /** Polls `check` every 10 ms; throws (failing the episode) when `timeoutMs` passes first. */
-async function must(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+export async function must(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline)
@@ -443,7 +497,11 @@ async function must(what: string, check: () => boolean, timeoutMs: number): Prom
 }
 
 /** Resolves when `c` exits; throws when it has not within `timeoutMs`. */
-async function exitWithin(c: Candidate, timeoutMs: number, what: string): Promise<void> {
+export async function exitWithin(
+  c: { exited(): Promise<void> },
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -511,6 +569,8 @@ export interface EpisodeSpec {
   backend: BackendName;
   fault: FaultKind;
   seed: number;
+  /** `group`: a group episode (test/chaos/group-harness.ts) instead of a single lease. */
+  mode?: "group";
 }
 
 export interface EpisodeOutcome extends EpisodeResult {
@@ -620,83 +680,27 @@ export async function runEpisode(
     const r = () => rand();
     switch (spec.fault) {
       case "pause-long":
-      case "pause-short": {
-        const ms = Math.round(
-          spec.fault === "pause-long" ? ttlMs * (1.3 + r()) : ttlMs * (0.2 + 0.35 * r()),
-        );
-        detail = `SIGSTOP leader for ${ms} ms`;
-        faultAt = now();
-        lead.paused = true;
-        lead.proc.kill("SIGSTOP");
-        await sleep(ms); // the fault's length, not a wait for a result
-        const to = now();
-        lead.proc.kill("SIGCONT");
-        lead.paused = false;
-        pauses.push({ pid: lead.pid, from: faultAt.toString(), to: to.toString() });
-        // A long pause: the rest of the fleet could take over from the start of the pause.
-        healAt = spec.fault === "pause-long" ? faultAt : to;
+      case "pause-short":
+      case "kill-leader":
+      case "graceful-stop":
+        ({ detail, faultAt, healAt } = await runProcessFault(
+          spec.fault,
+          lead,
+          { who: "leader", the: "leader", stop: "resign + exit" },
+          ttlMs,
+          r,
+          {
+            pauses,
+            deaths,
+          },
+        ));
         break;
-      }
-      case "kill-leader": {
-        detail = "SIGKILL leader";
-        faultAt = now();
-        lead.proc.kill("SIGKILL");
-        deaths.push({ pid: lead.pid, t: faultAt.toString() });
-        healAt = faultAt;
-        break;
-      }
-      case "graceful-stop": {
-        detail = "SIGTERM leader (resign + exit)";
-        faultAt = now();
-        lead.stopping = true;
-        lead.proc.kill("SIGTERM");
-        healAt = faultAt;
-        await exitWithin(lead, 10_000, "the SIGTERMed leader to exit");
-        deaths.push({ pid: lead.pid, t: now().toString() });
-        break;
-      }
-      case "latency": {
-        const ms = Math.round(ttlMs * (0.15 + 0.25 * r()));
-        const hold = Math.round(ttlMs * (1.5 + r()));
-        detail = `+${ms} ms each way (round trip ≈ ${2 * ms} ms, ttl ${ttlMs}) for ${hold} ms`;
-        faultAt = now();
-        for (const p of b.proxies) p.latency(ms);
-        await sleep(hold); // the fault's length
-        for (const p of b.proxies) p.heal();
-        healAt = now();
-        break;
-      }
+      case "latency":
       case "blackhole":
-      case "half-open": {
-        const hold = Math.round(ttlMs * (1.2 + r()));
-        const dir = r() < 0.5 ? "down" : "up";
-        detail =
-          spec.fault === "blackhole"
-            ? `black hole both ways for ${hold} ms`
-            : `half-open (${dir === "down" ? "replies" : "requests"} held) for ${hold} ms`;
-        faultAt = now();
-        for (const p of b.proxies) {
-          if (spec.fault === "blackhole") p.blackhole();
-          else p.halfOpen(dir);
-        }
-        await sleep(hold); // the fault's length
-        // A half-open connection never recovers by itself: its peer resets it.
-        if (spec.fault === "half-open") for (const p of b.proxies) p.resetAll();
-        for (const p of b.proxies) p.heal();
-        healAt = now();
+      case "half-open":
+      case "reset":
+        ({ detail, faultAt, healAt } = await runNetFault(spec.fault, b.proxies, ttlMs, r));
         break;
-      }
-      case "reset": {
-        const n = 1 + Math.floor(r() * 3);
-        detail = `${n} connection reset(s), ${Math.round(ttlMs / 3)} ms apart`;
-        faultAt = now();
-        for (let i = 0; i < n; i++) {
-          if (i > 0) await sleep(Math.round(ttlMs / 3)); // spacing of the resets
-          for (const p of b.proxies) p.resetAll();
-        }
-        healAt = now();
-        break;
-      }
       case "kill-conns": {
         if (!b.killConns) throw new Error(`${spec.backend} has no server-side connection kill`);
         detail =
@@ -869,8 +873,15 @@ export async function runEpisode(
     }
     // A failover to a replica that missed writes: those writes are not in the
     // store's history, and the chain goes on from the replica's last value.
+    // Behind Sentinel that holds in any episode: on a loaded machine the
+    // sentinels may fail over on their own (a primary slow to answer their
+    // PINGs), and what the demoted primary acknowledged meanwhile is
+    // discarded when it resyncs. On one server, every acknowledged write of
+    // the compare-and-set chain is an ancestor of its last value.
     const lost =
-      dataLostAt !== undefined && b.sentinel ? lostChainValues(lines, last) : new Set<string>();
+      b.sentinel && (dataLostAt !== undefined || spec.backend === "redis-sentinel")
+        ? lostChainValues(lines, last)
+        : new Set<string>();
     if (lost.size > 0) detail += `; ${lost.size} fenced write(s) lost with the primary`;
     writes = chainWrites(lines, last, lost);
   }
@@ -928,13 +939,8 @@ export async function runEpisode(
   };
   const result = checkEpisode(history);
   for (const c of cands) {
-    const code = c.proc.exitCode;
-    if (code !== null && code !== 0) {
-      const first = c.stderr.split("\n").find((l) => /Error|error/.test(l)) ?? "";
-      result.violations.push(
-        `pid ${c.pid} crashed with exit code ${code}: ${first.trim().slice(0, 300)}`,
-      );
-    }
+    const crash = c.crashReport();
+    if (crash !== undefined) result.violations.push(crash);
   }
   if (episodeError) result.violations.unshift(`episode error: ${episodeError}`);
   // TENURE_CHAOS_DUMP=DIR keeps the history of every failed episode (to debug a replay).

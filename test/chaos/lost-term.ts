@@ -55,3 +55,23 @@ export async function loseTermOnPrimary<C extends LostTermCandidate>(x: {
   lost.proc.kill("SIGSTOP");
   return { lost, lostToken, pauseFrom };
 }
+
+/**
+ * Whether a process's lines show it leading on the promoted server: a term
+ * started (`lead-start`) or renewed (`renewed`) at or after `healAt`, when the
+ * harness saw the promotion. Either answer came from the promoted server: the
+ * old primary was dead before the promotion began, and a term it granted
+ * after replication froze is unknown to the promoted server, which refuses to
+ * renew it. A renewal counts because a candidate may be elected on the
+ * promoted server before `healAt`: the harness waits for two sentinels to
+ * name it (sentinels learn a failover from each other, up to seconds apart),
+ * a client only for the one it asks. Asking for a `lead-start` after `healAt`
+ * alone then waited for the next election, which never came while that term
+ * lived (chaos `redis-sentinel:failover-lagging:1479544978`, a leader elected
+ * under 60 ms before `healAt`).
+ */
+export function ledSince(lines: readonly WorkerLine[], healAt: bigint): boolean {
+  return lines.some(
+    (l) => (l.event === "lead-start" || l.event === "renewed") && BigInt(l.t) >= healAt,
+  );
+}

@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { cpus, totalmem } from "node:os";
 import { pgBin } from "../helpers/chaos-servers.js";
 import { type EpisodeResult, type Summary, summarize } from "./checker.js";
+import { groupFaultsFor, runGroupEpisode } from "./group-harness.js";
 import {
   type BackendName,
   type ChaosEnv,
@@ -50,17 +51,58 @@ export function shortPlan(seed: number, backends: readonly BackendName[]): Episo
   return out;
 }
 
-/** The long profile: `episodes` draws, uniform over (backend, applicable fault). */
+/**
+ * The short group profile: on each backend, one seeded process fault, one
+ * seeded store fault (network, server or storage) and, where the backend has
+ * them, a server restart.
+ */
+export function groupShortPlan(seed: number, backends: readonly BackendName[]): EpisodeSpec[] {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const out: EpisodeSpec[] = [];
+  for (const b of backends) {
+    const all = groupFaultsFor(b);
+    const proc = all.filter((f) => (PROCESS_FAULTS as readonly string[]).includes(f));
+    const store = all.filter((f) => !proc.includes(f) && f !== "restart-server");
+    const faults = new Set<FaultKind>();
+    if (proc.length > 0) faults.add(pick(proc));
+    if (store.length > 0) faults.add(pick(store));
+    if (all.includes("restart-server")) faults.add("restart-server");
+    for (const f of faults)
+      out.push({ backend: b, fault: f, seed: Math.floor(r() * 2 ** 31), mode: "group" });
+  }
+  return out;
+}
+
+/** Which episodes a plan draws: single-lease ones, group ones (test/chaos/group-harness.ts), or both. */
+export type ChaosMode = "single" | "group" | "both";
+
+/**
+ * The long profile: `episodes` draws, uniform over (backend, applicable
+ * fault) for single-lease episodes and (backend, applicable fault) for group
+ * episodes (`mode`, default both).
+ */
 export function longPlan(
   seed: number,
   episodes: number,
   backends: readonly BackendName[],
   faults?: readonly string[],
+  mode: ChaosMode = "both",
 ): EpisodeSpec[] {
   const r = rng(seed);
-  const pairs = backends
-    .flatMap((b) => faultsFor(b).map((f) => ({ backend: b, fault: f })))
-    .filter((p) => !faults || faults.includes(p.fault));
+  const single =
+    mode === "group"
+      ? []
+      : backends.flatMap((b) => faultsFor(b).map((f) => ({ backend: b, fault: f })));
+  const group =
+    mode === "single"
+      ? []
+      : backends.flatMap((b) =>
+          groupFaultsFor(b).map((f) => ({ backend: b, fault: f, mode: "group" as const })),
+        );
+  const pairs: Omit<EpisodeSpec, "seed">[] = [...single, ...group].filter(
+    (p) => !faults || faults.includes(p.fault),
+  );
   if (pairs.length === 0) return [];
   const out: EpisodeSpec[] = [];
   // Every pair once first (as far as the count allows), then random draws.
@@ -103,7 +145,10 @@ export async function runPlan(
       const { s, i } = queue.splice(k, 1)[0]!;
       busy.add(group(s.backend));
       try {
-        const o = await runEpisode(env, s, timing);
+        const o =
+          s.mode === "group"
+            ? await runGroupEpisode(env, s, timing)
+            : await runEpisode(env, s, timing);
         results.push(o);
         opts.onResult?.(o, i);
       } finally {

@@ -5,19 +5,25 @@
  * and makes one fenced write through the store's own fencing. Prints one JSON
  * line per event on stdout, stamped with CLOCK_MONOTONIC ns (`t`), which all
  * processes share: lead-start/renewed (with `until`, the end of the trust
- * window), lead-end, tick, wrote / write-rejected / write-conflict /
+ * window), lead-end, tick (with `g`, when the leadership check began), wrote / write-rejected / write-conflict /
  * write-error (stamped when the store's answer came back), log (every line the
  * elector logs), state (on SIGUSR2), stopped.
  * SIGTERM: elector.stop() (graceful handoff), then exit 0.
  * A worker in a time namespace (fault clock-skew) stamps with the host's
  * CLOCK_MONOTONIC all the same: its namespace's offset is taken off.
  */
-import { readFileSync } from "node:fs";
 import pg from "pg";
-import { createElector, openStore } from "../../src/index.js";
+import { createElector } from "../../src/index.js";
 import type { Logger } from "../../src/logger.js";
-import { CHAIN_KEY, chainValue, parseChainValue } from "./chain.js";
-import { openHookedSqliteStore } from "./faults-sqlite-hook.js";
+import {
+  chainWrite,
+  fenceOf,
+  fromLibClock,
+  lineWriter,
+  now,
+  openWorkerStore,
+  workerConfig,
+} from "./worker-setup.js";
 
 export interface WorkerConfig {
   url: string;
@@ -44,39 +50,24 @@ export interface WorkerConfig {
   txHook?: string;
 }
 
-const cfg = JSON.parse(process.env.CHAOS_WORKER ?? "null") as WorkerConfig | null;
-if (!cfg) {
-  process.stderr.write("chaos worker: set CHAOS_WORKER to a JSON WorkerConfig\n");
-  process.exit(64);
-}
-/** This process's time-namespace offset of CLOCK_MONOTONIC in ns (0 outside one). */
-function timensOffsetNs(): bigint {
-  try {
-    const m = /^\s*(?:monotonic|1)\s+(-?\d+)\s+(\d+)/m.exec(
-      readFileSync("/proc/self/timens_offsets", "utf8"),
-    );
-    return m ? BigInt(m[1]!) * 1_000_000_000n + BigInt(m[2]!) : 0n;
-  } catch {
-    return 0n;
-  }
-}
-const offsetNs = timensOffsetNs();
-const now = () => process.hrtime.bigint() - offsetNs;
-const out = (event: string, extra: Record<string, unknown> = {}) =>
-  process.stdout.write(
-    `${JSON.stringify({ pid: process.pid, holder: cfg.holder, event, t: now().toString(), ...extra })}\n`,
-  );
+const cfg = workerConfig<WorkerConfig>("chaos worker", "WorkerConfig");
+const out = lineWriter(cfg.holder);
 
 function errText(v: unknown): string {
   if (v instanceof Error) return `${v.name}: ${v.message}`;
   return typeof v === "string" ? v : "";
+}
+function debugFields(f: Record<string, unknown> | undefined): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (const [k, v] of Object.entries(f ?? {})) r[k] = v instanceof Error ? errText(v) : String(v);
+  return r;
 }
 const log =
   (level: string) =>
   (msg: string, fields?: Record<string, unknown>): void => {
     // Identity of a line: level, message and error text (times and counters vary).
     const key = `${level} ${msg} ${errText(fields?.err)}`.trim();
-    out("log", { level, key });
+    out("log", { level, key, ...(process.env.CHAOS_DEBUG ? { fields: debugFields(fields) } : {}) });
   };
 const logger: Logger = {
   debug: log("debug"),
@@ -85,10 +76,13 @@ const logger: Logger = {
   error: log("error"),
 };
 
-const hooked = cfg.txHook
-  ? await openHookedSqliteStore(cfg.url, cfg.txHook, () => out("in-tx"))
-  : null;
-const store = hooked?.store ?? (await openStore(cfg.url));
+// CHAOS_DEBUG: the store's own log lines too (reconnects, subscriber), with their fields.
+const { store, hooked } = await openWorkerStore(
+  cfg.url,
+  cfg.txHook,
+  out,
+  process.env.CHAOS_DEBUG ? logger : undefined,
+);
 const elector = createElector({
   store,
   name: cfg.name,
@@ -119,11 +113,7 @@ async function db(pgUrl: string): Promise<pg.Client> {
   client = c;
   return c;
 }
-const fenceFn = (
-  store as {
-    fence?: (tx: unknown, term: { name: string; holder: string; token: bigint }) => Promise<void>;
-  }
-).fence;
+const fenceFn = fenceOf(store);
 
 async function storeFenceWrite(
   f: { pgUrl: string; table: string },
@@ -165,22 +155,8 @@ async function storeFenceWrite(
 async function putFencedWrite(token: bigint, t: string): Promise<void> {
   const tok = token.toString();
   try {
-    const cur = await store.getFenced(cfg!.name, CHAIN_KEY);
-    const prev = cur === null ? null : parseChainValue(cur.value);
-    if (cur !== null && prev === null) throw new Error(`not a chain value: ${cur.value}`);
-    const value = chainValue(prev === null ? now() : prev.seq + 1n, token, process.pid, t);
-    const r = await store.putFenced(
-      { name: cfg!.name, holder: cfg!.holder, token },
-      CHAIN_KEY,
-      value,
-      {
-        expect: cur?.value ?? null,
-      },
-    );
-    const prevValue = cur?.value ?? null;
-    if (r.ok) out("wrote", { token: tok, value, prev: prevValue });
-    else if (r.reason === "fenced") out("write-rejected", { token: tok, prev: prevValue });
-    else out("write-conflict", { token: tok, prev: prevValue });
+    const r = await chainWrite(store, cfg.name, cfg.holder, token, t);
+    out(r.event, { token: tok, ...(r.event === "wrote" ? { value: r.value } : {}), prev: r.prev });
   } catch (e) {
     out("write-error", { token: tok, err: errText(e) });
   }
@@ -188,9 +164,12 @@ async function putFencedWrite(token: bigint, t: string): Promise<void> {
 
 elector.every(
   cfg.tickMs,
-  async (term) => {
+  async (term, info) => {
     const t = now().toString();
-    out("tick", { token: term.token.toString() });
+    // `g`: when the library's leadership check for this tick began. A process
+    // frozen (SIGSTOP) between that check and this line prints after it
+    // resumes, past its trust window; the checker judges the tick at `g`.
+    out("tick", { token: term.token.toString(), g: fromLibClock(info.checkedAt).toString() });
     const f = cfg.fence;
     if (f.mode === "store-fence") await storeFenceWrite(f, term.token, t);
     else await putFencedWrite(term.token, t);

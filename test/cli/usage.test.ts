@@ -52,6 +52,25 @@ describe("tenure CLI: usage, exit codes, status/watch/release", () => {
       [["run", "--name", "bad name!", "--", "true"], /--name: must be 1–128 characters/],
       [["run", "--name", "x"], /missing command/],
       [["run", "--name", "x", "--restart", "sometimes", "--", "true"], /--restart: "sometimes"/],
+      [["run", "--group", "g", "--", "true"], /--partitions is required with --group/],
+      [
+        ["run", "--group", "g", "--partitions", "0", "--", "true"],
+        /--partitions: "0" must be a whole number from 1 to 65536/,
+      ],
+      [
+        ["run", "--group", "g", "--partitions", "65537", "--", "true"],
+        /--partitions: "65537" must be a whole number from 1 to 65536/,
+      ],
+      [
+        ["run", "--group", "g", "--partitions", "8", "--once", "--", "true"],
+        /--once cannot be used with --group/,
+      ],
+      [
+        ["run", "--group", "g", "--partitions", "8", "--weight", "0", "--", "true"],
+        /--weight: "0"/,
+      ],
+      [["run", "--group", "bad name!", "--partitions", "8", "--", "true"], /--group: must be/],
+      [["run", "--name", "x", "--partitions", "8", "--", "true"], /--partitions needs --group/],
       [["watch"], /NAME is required/],
       [["release", "x"], /refusing .* without --force/],
       [["frobnicate"], /unknown command "frobnicate"/],

@@ -3,8 +3,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { createGroup, type Group, type LeaseStore, openStore } from "../../src/index.js";
-import { withAdmin } from "../helpers/pg.js";
+import {
+  acquirerFor,
+  createGroup,
+  type Group,
+  type LeaseStore,
+  openStore,
+} from "../../src/index.js";
+import { dropTestTable, pgAnswers } from "../helpers/pg.js";
 import { redisAnswers } from "../helpers/redis.js";
 import { requireService, SERVICES } from "../helpers/services.js";
 import { uniqueName, waitFor } from "../helpers/wait.js";
@@ -22,19 +28,8 @@ const tmp = mkdtempSync(join(tmpdir(), "tenure-groups-"));
 
 after(async () => {
   rmSync(tmp, { recursive: true, force: true });
-  await withAdmin(async (c) => {
-    await c.query(`DROP TABLE IF EXISTS "${TABLE}", "${TABLE}_fenced"`);
-  }).catch(() => {});
+  await dropTestTable(TABLE);
 });
-
-async function pgAnswers(): Promise<boolean> {
-  try {
-    await withAdmin(async (c) => c.query("SELECT 1"));
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Owner of every partition by the members' own clock checks; fails on two owners. */
 function owners(groups: Group[]): Map<number, string> {
@@ -128,8 +123,11 @@ async function scenario(open: () => Promise<LeaseStore>): Promise<void> {
 describe("groups on Redis", async () => {
   const opts = requireService("Redis", await redisAnswers(SERVICES.redis), "start redis-server");
   it("256 partitions: 4 members → 64 each; a 5th joins; one leaves", opts, async () => {
-    const prefix = `${uniqueName("tg")}:`;
-    await scenario(() => openStore(`${SERVICES.redis}?prefix=${prefix}`));
+    // A db of its own: Redis list() scans the whole db (see test/cli/group-redis.test.ts).
+    const u = new URL(SERVICES.redis);
+    u.pathname = "/7";
+    u.searchParams.set("prefix", `${uniqueName("tg")}:`);
+    await scenario(() => openStore(u.toString()));
   });
 });
 
@@ -158,4 +156,32 @@ describe("groups on etcd", () => {
   it("256 partitions: 4 members → 64 each; a 5th joins; one leaves", opts, async () => {
     await scenario(() => openStore(SERVICES.etcd!));
   });
+
+  it(
+    "a member's partitions campaign together: their acquires do not wait for their watches",
+    opts,
+    async () => {
+      // etcd sets a client's watches up one at a time, a round trip each: when every partition's
+      // first acquire waited for its own watch, 64 partitions went out as ~64 batches, one after
+      // the other (chaos: group:etcd:kill-leader:1407371452, a partition 1.7 s after the crash).
+      const store = await openStore(SERVICES.etcd!);
+      const g = createGroup({ store, name: uniqueName("grp"), partitions: 64, ttlMs: TTL });
+      g.on("error", () => {});
+      try {
+        const acquirer = acquirerFor(store);
+        const before = acquirer.stats().batches;
+        await g.start();
+        await waitFor("all 64 partitions owned", () => g.owned().length === 64, {
+          timeoutMs: 20_000,
+          intervalMs: 10,
+        });
+        const batches = acquirer.stats().batches - before;
+        // The member lease, then the 64 partitions (at most 4 batches out at once).
+        assert.ok(batches <= 6, `64 partitions took ${batches} acquire batches`);
+      } finally {
+        await g.stop();
+        await store.close();
+      }
+    },
+  );
 });

@@ -275,7 +275,11 @@ export class EtcdCluster {
     for (const m of this.members) {
       if (!m.proc) continue;
       for (;;) {
-        const ok = await fetch(`http://127.0.0.1:${m.client}/health`)
+        // Bounded: a member that accepts the connection but does not answer
+        // (starved, no quorum) must not hold the wait past its deadline.
+        const ok = await fetch(`http://127.0.0.1:${m.client}/health`, {
+          signal: AbortSignal.timeout(1000),
+        })
           .then(async (r) => r.ok && ((await r.json()) as { health?: string }).health === "true")
           .catch(() => false);
         if (ok) break;

@@ -24,6 +24,23 @@ export async function withAdmin<T>(
   }
 }
 
+/** Whether the test database answers (a suite that needs it is skipped otherwise). */
+export async function pgAnswers(): Promise<boolean> {
+  try {
+    await withAdmin(async (c) => c.query("SELECT 1"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Drops a test's table and its `_fenced` companion, if they are there (errors ignored). */
+export async function dropTestTable(table: string): Promise<void> {
+  await withAdmin(async (c) => {
+    await c.query(`DROP TABLE IF EXISTS "${table}", "${table}_fenced"`);
+  }).catch(() => {});
+}
+
 /** Terminates every backend whose application_name is `app`; returns how many. */
 export async function terminateApp(app: string, url = SERVICES.postgres): Promise<number> {
   return withAdmin(async (c) => {

@@ -10,7 +10,9 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { Redis } from "ioredis";
+import { openRedisStore, type RedisStore } from "../../src/stores/redis/index.js";
 import { freePort } from "./ports.js";
 import { withRedisClient } from "./redis.js";
 import { waitFor } from "./wait.js";
@@ -214,7 +216,12 @@ export class RedisSentinelGroup {
     return c;
   }
 
-  /** Until the primary reports its replica online with every write acknowledged (offsets equal). */
+  /**
+   * Until the primary has a replica that acknowledged every write made before
+   * the check: a probe write, then WAIT for one replica (offsets compared by
+   * hand are rarely equal while a leader writes every tick, because replicas
+   * acknowledge only once a second).
+   */
   async waitReplicaSynced(timeoutMs = 15_000): Promise<void> {
     await waitFor(
       "the replica in sync with the primary",
@@ -222,9 +229,9 @@ export class RedisSentinelGroup {
         const port = this.sentinels.length ? await this.primaryPort() : this.nodes[0]!.port;
         return withRedisClient(port, async (c) => {
           const info = (await c.info("replication")) as string;
-          const off = /master_repl_offset:(\d+)/.exec(info)?.[1];
-          const slave = /slave0:.*state=online,offset=(\d+)/.exec(info);
-          return /role:master/.test(info) && !!slave && slave[1] === off;
+          if (!/role:master/.test(info) || !/slave0:.*state=online/.test(info)) return false;
+          await c.set("tenure-test:sync-probe", String(Date.now()));
+          return ((await c.call("WAIT", "1", "1000")) as number) >= 1;
         });
       },
       { timeoutMs, intervalMs: 50 },
@@ -266,6 +273,21 @@ export class RedisSentinelGroup {
   async waitFailoverAllowed(): Promise<void> {
     const gap = this.lastKillAt + 2 * this.opts.failoverTimeoutMs + 200 - Date.now();
     if (gap > 0) await new Promise((r) => setTimeout(r, gap));
+  }
+
+  /** SIGSTOPs sentinel `i`: it keeps its connections but answers nothing until {@link resumeSentinel}. */
+  pauseSentinel(i: number): void {
+    this.sentinels[i]!.proc?.kill("SIGSTOP");
+  }
+
+  /** PING to sentinel `i`. */
+  async sentinelPing(i: number): Promise<void> {
+    await withRedisClient(this.sentinels[i]!.port, (c) => c.ping());
+  }
+
+  /** SIGCONTs sentinel `i`. */
+  resumeSentinel(i: number): void {
+    this.sentinels[i]!.proc?.kill("SIGCONT");
   }
 
   /** SIGKILLs the primary (no persistence: its data is gone). Returns its port. */
@@ -400,4 +422,36 @@ function fields(flat: readonly string[]): Record<string, string> {
   const o: Record<string, string> = {};
   for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i]!] = flat[i + 1]!;
   return o;
+}
+
+/**
+ * Inside a `describe`: a throwaway Sentinel group (primary + replica + 3
+ * sentinels) started before its tests and stopped after them, and `open()`
+ * for stores on it (command timeout 1 s unless told; closed after them).
+ */
+export function sentinelFixture(): {
+  readonly group: RedisSentinelGroup;
+  open(opts?: Parameters<typeof openRedisStore>[1]): Promise<RedisStore>;
+} {
+  let group: RedisSentinelGroup | undefined;
+  const stores: RedisStore[] = [];
+  before(async () => {
+    group = await RedisSentinelGroup.start({ downAfterMs: 500, failoverTimeoutMs: 2000 });
+  });
+  after(async () => {
+    for (const s of stores) await s.close().catch(() => {});
+    await group?.stop();
+  });
+  return {
+    get group() {
+      if (!group) throw new Error("the Sentinel group is not started (before() has not run)");
+      return group;
+    },
+    async open(opts = { commandTimeoutMs: 1000 }) {
+      // restartGuard off would hide nothing here: the promoted replica has been up for long.
+      const s = await openRedisStore(this.group.url, opts);
+      stores.push(s);
+      return s;
+    },
+  };
 }

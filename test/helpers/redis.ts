@@ -1,10 +1,11 @@
+import { AssertionError } from "node:assert";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort } from "./ports.js";
+import { freePort, freePortWith } from "./ports.js";
 import { waitFor } from "./wait.js";
 
 /** True when `redis-server` is on PATH (needed for the throwaway servers). */
@@ -66,6 +67,13 @@ function pingAnswer(port: number): Promise<boolean> {
   });
 }
 
+/** The server process exited while starting (an assertion, so `waitFor` stops at once). */
+class ExitedAtStart extends AssertionError {
+  constructor(message: string) {
+    super({ message });
+  }
+}
+
 /**
  * A throwaway `redis-server` on a free loopback port with no persistence
  * (`--save "" --appendonly no`) in a temp dir, so a restart loses all data.
@@ -80,9 +88,19 @@ export class ThrowawayRedis {
   ) {}
 
   static async start(extra: string[] = []): Promise<ThrowawayRedis> {
-    const r = new ThrowawayRedis(await freePort(), extra);
-    await r.startProcess();
-    return r;
+    // A Cluster node also listens on port + 10000 (the cluster bus).
+    const cluster = extra.includes("--cluster-enabled");
+    for (let attempt = 1; ; attempt++) {
+      const r = new ThrowawayRedis(cluster ? await freePortWith(10_000) : await freePort(), extra);
+      try {
+        await r.startProcess();
+        return r;
+      } catch (e) {
+        // The server exited at once: another process bound the port between the check and
+        // the spawn (a full suite starts many servers). Another port, at most three times.
+        if (!(e instanceof ExitedAtStart) || attempt >= 3) throw e;
+      }
+    }
   }
 
   get url(): string {
@@ -135,7 +153,7 @@ export class ThrowawayRedis {
       await waitFor(
         `throwaway redis-server on port ${this.port}`,
         async () => {
-          if (dead) throw new Error(`redis-server on port ${this.port} exited`);
+          if (dead) throw new ExitedAtStart(`redis-server on port ${this.port} exited`);
           return pingAnswer(this.port);
         },
         { timeoutMs: 10_000, intervalMs: 50 },

@@ -33,3 +33,20 @@ export async function waitFor<T>(
 export function uniqueName(prefix = "t"): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * `p`, or a rejection naming `what` once `ms` pass: a step that hangs fails
+ * its test with the step's name instead of holding the file until its
+ * timeout (where nothing says which await never settled).
+ */
+export async function within<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

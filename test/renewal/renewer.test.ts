@@ -281,3 +281,46 @@ describe("memory store renewMany", () => {
     assert.deepEqual(await store.renewMany([]), []);
   });
 });
+
+describe("renewer: clients that take outcomes by a method call (Renewal.ask)", () => {
+  it("outcomes come later, in one microtask for a whole batch, never from inside the renewer; `left` too", async () => {
+    const clock = new FakeClock();
+    const store = new BatchStore({ clock });
+    const leases = await hold(store, 3);
+    const renewer = new Renewer(store, clock);
+    const rs = leases.map((l) => renewer.join(l, 1000));
+    const t0 = clock.now();
+    const got: Array<[number, RenewOutcome]> = [];
+    const client = {
+      onRenewal(r: (typeof rs)[number], o: RenewOutcome) {
+        got.push([rs.indexOf(r), o]);
+      },
+    };
+    for (const r of rs) r.ask(t0 + 300, t0 + 900, 0, client);
+    assert.throws(() => rs[0]!.ask(t0 + 300, t0 + 900, 0, client), /one renewal request at a time/);
+    assert.equal(clock.pending(), 1, "one timer for all of them");
+    await clock.advance(300);
+    assert.deepEqual(store.batches, [3]);
+    assert.deepEqual(
+      got.map(([i, o]) => [i, o.kind]),
+      [
+        [0, "renewed"],
+        [1, "renewed"],
+        [2, "renewed"],
+      ],
+    );
+    // Asked again, then leaving: `left` is handed over too, after leave() returned.
+    rs[1]!.ask(t0 + 600, t0 + 1200, 0, client);
+    got.length = 0;
+    rs[1]!.leave();
+    assert.deepEqual(got, [], "not from inside leave()");
+    await Promise.resolve();
+    assert.deepEqual(got, [[1, { kind: "left" }]]);
+    // A client that left asks again: `left` at once (later), nothing scheduled.
+    got.length = 0;
+    rs[1]!.ask(t0 + 900, t0 + 1500, 0, client);
+    await Promise.resolve();
+    assert.deepEqual(got, [[1, { kind: "left" }]]);
+    assert.equal(renewer.waiting, 0);
+  });
+});

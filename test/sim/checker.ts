@@ -111,6 +111,14 @@ export class Checker {
       this.note(now, `#${inc} acquire reply token ${token} arrived after its window (${end})`);
       return;
     }
+    const seen = this.terms.get(key);
+    if (seen) {
+      // The store answered a term this process already had (an acquire of a lease its holder
+      // holds live goes on with that term). One still open is extended as by a renewal; one
+      // that ended stays ended: a process never leads a term again once it has ended it.
+      if (!seen.closed) seen.end = Math.max(seen.end, end);
+      return;
+    }
     this.terms.set(key, {
       key,
       inc,

@@ -35,13 +35,14 @@ export const MUTANTS = {
     {
       // the renewal in flight races the store timeout instead of the trust window
       file: "elector/elector.js",
-      from: "renewal.next(nextRenewAt, st.validUntil, o.renewIntervalMs / 2)",
-      to: "renewal.next(nextRenewAt, nextRenewAt + o.storeTimeoutMs, o.renewIntervalMs / 2)",
+      from: "st.renewal.ask(st.nextRenewAt, st.validUntil, o.renewIntervalMs / 2, this)",
+      to: "st.renewal.ask(st.nextRenewAt, st.nextRenewAt + o.storeTimeoutMs, o.renewIntervalMs / 2, this)",
     },
     {
+      // ... and its answer is taken even when it came after the trust window
       file: "elector/elector.js",
-      from: "const res = this.renewAnswer(out, st.validUntil);\n                if (this.checkDeadline())\n                    break;",
-      to: "const res = this.renewAnswer(out, st.validUntil);",
+      from: "        if (this.checkDeadline()) {\n            this.endRenewLoop(st);\n            return;\n        }\n        if (failed) {",
+      to: "        if (failed) {",
     },
   ],
   /** isLeader() answers from a cached flag instead of the clock. */
@@ -60,12 +61,15 @@ export const MUTANTS = {
       to: "void 0;",
     },
   ],
-  /** A re-acquire by the holder that still holds the lease keeps the old token. */
-  "same-holder-same-token": [
+  /**
+   * An elector leads again a term it already ended, when the store answers its
+   * re-acquire with that term (the lease was still held live by its holder).
+   */
+  "ended-term-led-again": [
     {
-      file: "stores/memory/store.js",
-      from: "const token = (this.rows.get(name)?.token ?? 0n) + 1n;",
-      to: "const token = cur && cur.holder === holder ? cur.token : (this.rows.get(name)?.token ?? 0n) + 1n;",
+      file: "elector/elector.js",
+      from: "if (wasEnded(o.store, r.lease)) {",
+      to: "if (false) {",
     },
   ],
   /** Extra (liveness): a follower told the lease is held waits 5 × ttl instead of at most retryMs. */
@@ -97,7 +101,7 @@ export const MUTANTS = {
   "revert-stale-wake": [
     {
       file: "elector/elector.js",
-      from: "it would cut the first failure backoff to nothing.\n        if (this.wakeController.signal.aborted)\n            this.wakeController = new AbortController();",
+      from: "it would cut the first failure backoff to nothing.\n        this.woken = false;",
       to: "it would cut the first failure backoff to nothing.",
     },
   ],
@@ -127,7 +131,7 @@ export const PLANTED: readonly MutantName[] = [
   "late-renewal-accepted",
   "cached-isleader",
   "stale-start-kept",
-  "same-holder-same-token",
+  "ended-term-led-again",
 ];
 
 const MUTANT_ROOT = fileURLToPath(new URL("../../sim-mutants/", import.meta.url));

@@ -466,11 +466,17 @@ export class World {
             if (now < run.guardUntil && (await run.backing.read(name)) === null) {
               return { acquired: false, current: null, retryInMs: run.guardUntil - now };
             }
+            const before = await run.backing.read(name);
             const r = await run.backing.acquire(name, holder, ttlMs);
             if (!r.acquired) return { acquired: false, current: run.ext(r.current) };
             const token = r.lease.token + run.offset;
-            w.check(() => ck.onGrant(token, w.now()));
-            ck.note(w.now(), `store grants token ${token} to ${holder} (#${inc.id})`);
+            if (before?.holder === holder && before.token === r.lease.token) {
+              // The holder's own live term goes on (extended, as by a renewal): not a new grant.
+              ck.note(w.now(), `store answers ${holder}'s live term ${token} again (#${inc.id})`);
+            } else {
+              w.check(() => ck.onGrant(token, w.now()));
+              ck.note(w.now(), `store grants token ${token} to ${holder} (#${inc.id})`);
+            }
             return { acquired: true, lease: { ...r.lease, token } };
           },
           (r, sentAt) => {

@@ -8,6 +8,7 @@ import type { LeaseStore } from "../../src/store/types.js";
 import { openPostgresStore, PostgresStore, pgQueryable } from "../../src/stores/postgres/index.js";
 import { missingBinaries, PgBouncerServer } from "../helpers/chaos-servers.js";
 import { describeLeaseStore } from "../helpers/conformance.js";
+import { FaultProxy } from "../helpers/fault-proxy.js";
 import {
   appName,
   startThrowawayCluster,
@@ -194,7 +195,8 @@ describeLeaseStore(
       bouncerOnCluster = new PgBouncerServer(() => port);
       await bouncerOnCluster.start();
     }
-    return openPg(bouncerOnCluster.url);
+    // tenure_listen: the notification case runs here too (LISTEN direct on the cluster).
+    return openPg(bouncerOnCluster.url, { tenure_listen: await clusterUrl() });
   },
   {
     ...pgbouncerBinary,
@@ -369,6 +371,50 @@ describe("postgres store", () => {
       }
     });
   }
+
+  it("postgres.js: a timed-out query whose cancel request fails leaves no unhandled rejection (it would crash the process)", async () => {
+    const proxy = new FaultProxy("127.0.0.1", Number(new URL(SERVICES.postgres).port || 5432));
+    await proxy.start();
+    const url = new URL(SERVICES.postgres);
+    url.hostname = "127.0.0.1";
+    url.port = String(proxy.port);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on("unhandledRejection", onUnhandled);
+    const s = await openPostgresJs(url.toString(), { queryTimeoutMs: 1000 });
+    try {
+      const n = uniqueName("cancel");
+      const a = await s.acquire(n, "a", 30_000);
+      assert.ok(a.acquired);
+      const before = proxy.accepted;
+      proxy.blackhole();
+      const renewal = s.renew(a.lease, 30_000);
+      renewal.catch(() => {});
+      // The driver cancels at the timeout on a connection of its own: once it
+      // is open (and unanswered), reset it, so the cancel request fails.
+      await waitFor("the cancel request's connection", () => proxy.accepted > before, {
+        timeoutMs: 5000,
+      });
+      proxy.resetAll();
+      await assert.rejects(renewal, (e: unknown) => isStoreError(e) && e.transient);
+      proxy.heal();
+      // Let the failed cancel's rejection surface (it is settled by now or soon).
+      await waitFor(
+        "a renewal after the heal",
+        async () => (await s.renew(a.lease, 30_000)).renewed,
+        {
+          timeoutMs: 10_000,
+          intervalMs: 50,
+        },
+      );
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(unhandled.map(String), []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      await s.close();
+      await proxy.stop();
+    }
+  });
 
   it("authentication failure is fatal kind auth and never shows the password", async () => {
     // The machine's PostgreSQL trusts loopback, which ignores passwords; a role

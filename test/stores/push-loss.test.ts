@@ -128,7 +128,9 @@ for (const b of backends) {
           assert.equal(term.signal.aborted, true);
           latencies.push(d.at - forcedAt);
         }
-        assert.equal(e.stats().renewals, 0, "no renewal took part: ttl 60 s renews every 20 s");
+        // The demotions came within WAIT_MS of the release, far inside the 20 s renew interval:
+        // the notification made the elector check at once (a renewal sent through the shared
+        // renewer when notified; its own acquire's notification is checked the same way).
         t.diagnostic(`${b.name}: forced release → demoted: ${summary(latencies)}`);
         process.stderr.write(
           `# push-loss ${b.name}: forced release → demoted: ${summary(latencies)}\n`,
@@ -139,17 +141,17 @@ for (const b of backends) {
       }
     });
 
-    it("a spurious notification (the lease did not change) is confirmed with a read and demotes nobody", {
+    it("a spurious notification (the lease did not change) is confirmed with a renewal and demotes nobody", {
       skip: b.spurious ? false : "this store cannot be sent a notification without a change",
     }, async () => {
       const name = uniqueName("pushloss-keep");
       const inner: LeaseStore = await openStore(url!);
       const mine = new ScriptedStore(inner);
-      let readsDone = 0;
-      const read = mine.read;
-      mine.read = async (n) => {
+      let readsDone = 0; // confirming renewals done
+      const renew = mine.renew;
+      mine.renew = async (l, ttl) => {
         try {
-          return await read(n);
+          return await renew(l, ttl);
         } finally {
           readsDone += 1;
         }
@@ -164,7 +166,7 @@ for (const b of backends) {
         const term = await waitFor("elected", () => e.term(), { timeoutMs: 10_000, intervalMs: 2 });
         const before = readsDone;
         await b.spurious!(name);
-        await waitFor("the confirming read", () => readsDone > before, {
+        await waitFor("the confirming renewal", () => readsDone > before, {
           timeoutMs: WAIT_MS,
           intervalMs: 1,
         });

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { isFencedError } from "../../src/errors.js";
 import type { LeaseRef } from "../../src/store/types.js";
-import { openRedisStore, type RedisStore } from "../../src/stores/redis/index.js";
-import { RedisSentinelGroup, sentinelUnavailable } from "../helpers/redis-sentinel.js";
+import type { RedisStore } from "../../src/stores/redis/index.js";
+import { sentinelFixture, sentinelUnavailable } from "../helpers/redis-sentinel.js";
 import { requireService } from "../helpers/services.js";
 import { uniqueName, waitFor } from "../helpers/wait.js";
 
@@ -40,21 +40,8 @@ describe(
   "redis: failover behind Sentinel (primary + replica + 3 sentinels)",
   requireService("redis-server / redis-sentinel", missing === null, missing ?? ""),
   () => {
-    let group: RedisSentinelGroup;
-    const stores: RedisStore[] = [];
-    const open = async () => {
-      // restartGuard off would hide nothing here: the promoted replica has been up for long.
-      const s = await openRedisStore(group.url, { commandTimeoutMs: 1000 });
-      stores.push(s);
-      return s;
-    };
-    before(async () => {
-      group = await RedisSentinelGroup.start({ downAfterMs: 500, failoverTimeoutMs: 2000 });
-    });
-    after(async () => {
-      for (const s of stores) await s.close().catch(() => {});
-      await group?.stop();
-    });
+    const fx = sentinelFixture();
+    const open = () => fx.open();
 
     it("a term the replica never saw: the promoted primary's next token is larger, and only its term writes", async (t) => {
       const store = await open();
@@ -66,19 +53,19 @@ describe(
         last = a.lease.token;
         await store.release(a.lease);
       }
-      await group.waitReplicaSynced();
-      const oldPrimary = await group.primaryPort();
-      const replica = group.nodes.find((x) => x.port !== oldPrimary)!.port;
-      await group.freezeReplication();
+      await fx.group.waitReplicaSynced();
+      const oldPrimary = await fx.group.primaryPort();
+      const replica = fx.group.nodes.find((x) => x.port !== oldPrimary)!.port;
+      await fx.group.freezeReplication();
       const b = await acquired(store, n, "B");
       assert.deepEqual(await store.putFenced(b.lease, "cp", "by B"), { ok: true });
       // The replica missed B's term: it still holds the third token, and no lease.
-      assert.equal(await group.getOn(replica, `tenure:{${n}}:token`), last.toString());
-      assert.equal(await group.getOn(replica, `tenure:{${n}}:lease`), null);
+      assert.equal(await fx.group.getOn(replica, `tenure:{${n}}:token`), last.toString());
+      assert.equal(await fx.group.getOn(replica, `tenure:{${n}}:lease`), null);
 
       const killAt = performance.now();
-      await group.killPrimary();
-      const promoted = await group.waitPromoted(oldPrimary);
+      await fx.group.killPrimary();
+      const promoted = await fx.group.waitPromoted(oldPrimary);
       assert.equal(promoted, replica);
       const promotedMs = Math.round(performance.now() - killAt);
       // The same store follows: its client asks the sentinels again.
@@ -93,10 +80,67 @@ describe(
       await onlyCurrentWrites(store, b.lease, c.lease);
 
       // The old primary comes back (empty) as a replica: nothing changes for the store.
-      await group.restartAsReplica(oldPrimary);
+      await fx.group.restartAsReplica(oldPrimary);
       const r = await store.read(n);
       assert.equal(r?.holder, "C");
       assert.equal(r?.token, c.lease.token);
+    });
+
+    it("a failover announced while the client is still asking a sentinel for the primary: the store reconnects", async (t) => {
+      // ioredis' failover detector ends the connector's attempt when
+      // +switch-master arrives while it waits for a sentinel's answer, and
+      // ioredis then ends the client for good ("Connection is closed." on every
+      // call): the chaos stall redis-sentinel:failover-lagging:1479544978.
+      // Sentinel 0 (the one the client asks first) is paused so that wait
+      // spans the whole failover.
+      await fx.group.ensureReplica();
+      const store = await fx.open({ commandTimeoutMs: 10_000 });
+      const n = uniqueName("sentinel-race");
+      const a = await acquired(store, n, "A");
+      await store.release(a.lease);
+      const oldPrimary = await fx.group.primaryPort();
+      fx.group.pauseSentinel(0);
+      try {
+        await fx.group.killPrimary();
+        await fx.group.waitPromoted(oldPrimary);
+        // One more round trip to each live sentinel: their +switch-master,
+        // published before, has reached this process by its reply.
+        for (const i of [1, 2]) await fx.group.sentinelPing(i);
+      } finally {
+        fx.group.resumeSentinel(0);
+      }
+      const resumedAt = performance.now();
+      // A failing call is rethrown by waitFor when time runs out (its last error).
+      const b = await waitFor(
+        "an acquire on the promoted primary",
+        async () => {
+          const r = await store.acquire(n, "B", 5000);
+          return r.acquired ? r : null;
+        },
+        { timeoutMs: 15_000, intervalMs: 100 },
+      );
+      t.diagnostic(`resumed → B's term ${Math.round(performance.now() - resumedAt)} ms`);
+      assert.ok(b.lease.token > a.lease.token);
+      await fx.group.restartAsReplica(oldPrimary);
+    });
+
+    it("a sentinel that accepts connections but never answers is passed over", async () => {
+      await fx.group.ensureReplica();
+      const store = await fx.open({ commandTimeoutMs: 1500 });
+      const n = uniqueName("sentinel-hung");
+      const a = await acquired(store, n, "A");
+      await store.release(a.lease);
+      const oldPrimary = await fx.group.primaryPort();
+      fx.group.pauseSentinel(0);
+      try {
+        await fx.group.killPrimary();
+        await fx.group.waitPromoted(oldPrimary);
+        const b = await acquired(store, n, "B");
+        assert.ok(b.lease.token > a.lease.token);
+      } finally {
+        fx.group.resumeSentinel(0);
+      }
+      await fx.group.restartAsReplica(oldPrimary);
     });
   },
 );

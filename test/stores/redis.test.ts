@@ -18,7 +18,7 @@ import {
   RedisStore,
   SCRIPTS,
 } from "../../src/stores/redis/index.js";
-import { hashSlot } from "../../src/stores/redis/renew-many.js";
+import { hashSlot } from "../../src/stores/redis/slots.js";
 import { describeLeaseStore } from "../helpers/conformance.js";
 import { hasRedisServerBinary, redisAnswers, ThrowawayRedis } from "../helpers/redis.js";
 import { requireService, SERVICES } from "../helpers/services.js";
@@ -205,6 +205,41 @@ describe("redis store", { ...shared }, () => {
     }
   });
 
+  it("list() reads the leases it found with one script per 1 000, not one read per lease", async () => {
+    const client = new Redis(SERVICES.redis, { maxRetriesPerRequest: 1 });
+    const scripts: number[] = [];
+    const counting = new Proxy(client, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop === "evalsha" || prop === "eval")
+          return (...args: unknown[]) => {
+            scripts.push(Number(args[1]));
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    // A prefix of its own: only this test's leases are listed.
+    const s = new RedisStore(counting, { keyPrefix: `${uniqueName("lst")}:` });
+    try {
+      const n = uniqueName("l");
+      const leases = await s.acquireMany(
+        Array.from({ length: 1500 }, (_, i) => ({ name: `${n}-${i}`, holder: "a", ttlMs: 30_000 })),
+      );
+      assert.ok(leases.every((r) => r.acquired));
+      await s.list(); // loads the script (EVALSHA, then EVAL on NOSCRIPT)
+      scripts.length = 0;
+      const all = await s.list();
+      assert.equal(all.length, 1500);
+      assert.ok(all.every((l) => l.holder === "a" && l.expiresInMs > 0));
+      // Two READ_MANY calls (1 000 + 500 keys), nothing per lease.
+      assert.deepEqual(scripts, [1000, 500]);
+    } finally {
+      await s.close();
+      client.disconnect();
+    }
+  });
+
   it("garbage or a wrong type in a lease key is a fatal schema StoreError", async () => {
     const n1 = uniqueName("garbage");
     await raw.set(`tenure:{${n1}}:lease`, "not a tenure lease", "PX", 60_000);
@@ -357,6 +392,115 @@ describe("redis store", { ...shared }, () => {
     // the subscriber is gone after close()
     const list = (await raw.call("CLIENT", "LIST")) as string;
     assert.ok(!list.includes(` name=${connNames.get(w)}-sub `));
+  });
+
+  it("watch: after the subscriber reconnects, only the store resubscribes (ioredis' own resubscribe leaves its promise unhandled: a second drop before the reply crashed a chaos worker)", async () => {
+    const n1 = uniqueName("wr");
+    const channel = `tenure:{${n1}}:events`;
+    const w = await openNamed(SERVICES.redis);
+    const monConn = new Redis(SERVICES.redis);
+    const mon = await monConn.monitor();
+    let subscribes = 0;
+    mon.on("monitor", (_t: string, args: string[]) => {
+      if (String(args[0]).toLowerCase() === "subscribe" && args.includes(channel)) subscribes++;
+    });
+    try {
+      const e1: LeaseEvent[] = [];
+      const u1 = await w.watch(n1, (e) => e1.push(e));
+      await waitFor("the first SUBSCRIBE in MONITOR", () => subscribes === 1);
+      assert.equal(await killByName(SERVICES.redis, `${connNames.get(w)}-sub`), 1);
+      await waitFor("changed after resubscribe", () => e1.some((e) => e.type === "changed"), {
+        timeoutMs: 5000,
+      });
+      // Subscribed again on the server: an acquire is delivered.
+      const a = await store.acquire(n1, "a", 5000);
+      assert.ok(a.acquired);
+      await waitFor("acquired", () => e1.some((e) => e.type === "acquired"), { timeoutMs: 3000 });
+      await store.release(a.lease);
+      // ioredis would write its resubscribe before the store's (both on "ready"):
+      // by the time the store's SUBSCRIBE is in MONITOR, any other is too.
+      await waitFor("the resubscribe in MONITOR", () => subscribes >= 2);
+      assert.equal(subscribes, 2, "one SUBSCRIBE at watch, one after the reconnect");
+      await u1();
+    } finally {
+      mon.disconnect();
+      monConn.disconnect();
+      await w.close();
+    }
+  });
+
+  it("watch: N watches issued together go out as ⌈N / 1000⌉ SUBSCRIBE commands (unwatches likewise), each still notified", async () => {
+    const n = 2500;
+    const names = Array.from({ length: n }, (_, i) => uniqueName(`wb${i}`));
+    const sent: Array<{ kind: string; channels: number }> = [];
+    const client = new Redis(SERVICES.redis);
+    const w = new RedisStore(client as unknown as RedisClientLike, {
+      restartGuard: false,
+      subscriber: () => {
+        const sub = new Redis(SERVICES.redis, { autoResubscribe: false });
+        for (const kind of ["subscribe", "unsubscribe"] as const) {
+          const orig = sub[kind].bind(sub) as (...c: string[]) => Promise<unknown>;
+          (sub as unknown as Record<string, unknown>)[kind] = (...c: string[]) => {
+            sent.push({ kind, channels: c.length });
+            return orig(...c);
+          };
+        }
+        return sub;
+      },
+    });
+    try {
+      const events = names.map(() => [] as LeaseEvent[]);
+      const unwatch = await Promise.all(names.map((m, i) => w.watch(m, (e) => events[i]!.push(e))));
+      const subs = sent.filter((c) => c.kind === "subscribe");
+      assert.equal(subs.length, Math.ceil(n / 1000), JSON.stringify(sent));
+      assert.equal(
+        subs.reduce((a, c) => a + c.channels, 0),
+        n,
+      );
+      const counts = (await raw.call(
+        "PUBSUB",
+        "NUMSUB",
+        ...names.map((m) => `tenure:{${m}}:events`),
+      )) as Array<string | number>;
+      assert.ok(
+        counts.every((v, i) => i % 2 === 0 || Number(v) === 1),
+        "every channel subscribed on the server",
+      );
+      for (const i of [0, 999, 1000, n - 1]) {
+        const a = await store.acquire(names[i]!, "a", 5000);
+        assert.ok(a.acquired);
+        await waitFor(`acquired on watch ${i}`, () =>
+          events[i]!.some((e) => e.type === "acquired"),
+        );
+        await store.release(a.lease);
+      }
+      // An unwatch and a watch of the same lease in one turn keep their order.
+      const again: LeaseEvent[] = [];
+      const [, u0] = await Promise.all([unwatch[0]!(), w.watch(names[0]!, (e) => again.push(e))]);
+      sent.length = 0;
+      await Promise.all(unwatch.slice(1).map((u) => u()));
+      const unsubs = sent.filter((c) => c.kind === "unsubscribe");
+      assert.equal(unsubs.length, Math.ceil((n - 1) / 1000), JSON.stringify(sent));
+      const a = await store.acquire(names[0]!, "a", 5000);
+      assert.ok(a.acquired);
+      await waitFor("acquired after unwatch + watch", () =>
+        again.some((e) => e.type === "acquired"),
+      );
+      await store.release(a.lease);
+      await u0();
+      const left = (await raw.call(
+        "PUBSUB",
+        "NUMSUB",
+        ...names.map((m) => `tenure:{${m}}:events`),
+      )) as Array<string | number>;
+      assert.ok(
+        left.every((v, i) => i % 2 === 0 || Number(v) === 0),
+        "no channel left subscribed",
+      );
+    } finally {
+      await w.close();
+      client.disconnect();
+    }
   });
 
   it("bad URLs and options are ConfigErrors naming the field", async () => {
@@ -679,6 +823,74 @@ describe("redis store faults (throwaway servers)", { ...binary }, () => {
     }
     const afterSave = await watch(cycle);
     assert.ok(afterSave.includes("info"), afterSave.join(","));
+  });
+
+  it("after a SAVE, INFO is asked once per lease and save: the lease's marker answers the next acquire (MONITOR)", async () => {
+    const TTL = 2000;
+    const srv = await start();
+    const s = track(await openNamed(srv.url, { restartGuard: true }));
+    const n = uniqueName("marker");
+    const admin = srv.admin();
+    const serverSec = async () => Number(((await admin.time()) as unknown as [string])[0]);
+    try {
+      // Old enough by INFO's uptime (≥ ttl + 1 s), then a SAVE moves LASTSAVE to now.
+      await waitFor(
+        "a server 3 s old",
+        async () => (await serverSec()) - (await admin.lastsave()) >= 3,
+        {
+          timeoutMs: 8000,
+          intervalMs: 100,
+        },
+      );
+      await admin.save();
+      const saved = await admin.lastsave();
+      // The marker is written only once the server clock is past LASTSAVE's second.
+      await waitFor("the second after the SAVE", async () => (await serverSec()) > saved, {
+        timeoutMs: 3000,
+        intervalMs: 20,
+      });
+      const seen: string[] = [];
+      const conn = srv.admin();
+      const mon = await conn.monitor();
+      mon.on("monitor", (_t: string, args: string[]) => {
+        const cmd = String(args[0]).toLowerCase();
+        if (!["ping", "client", "select"].includes(cmd)) seen.push(cmd);
+      });
+      const cycle = async () => {
+        const a = await s.acquire(n, "a", TTL);
+        assert.ok(a.acquired, a.acquired ? "" : `not acquired (retry in ${a.retryInMs} ms)`);
+        assert.equal(await s.release(a.lease), true);
+        await waitFor("the cycle's last PUBLISH in MONITOR", () =>
+          seen.filter((c) => c === "publish").length >= 2 ? true : null,
+        );
+        return seen.splice(0);
+      };
+      try {
+        const first = await cycle(); // may load the scripts (NOSCRIPT + EVAL) too
+        assert.ok(first.includes("info"), first.join(","));
+        const second = await cycle();
+        assert.ok((await serverSec()) - (saved + 1) < TTL / 1000, "still inside the guard window");
+        assert.deepEqual(second, [
+          "evalsha",
+          "get",
+          "time",
+          "lastsave",
+          "get",
+          "getset",
+          "set",
+          "publish",
+          "evalsha",
+          "get",
+          "del",
+          "publish",
+        ]);
+      } finally {
+        mon.disconnect();
+        conn.disconnect();
+      }
+    } finally {
+      admin.disconnect();
+    }
   });
 
   it("restart guard with persistence (AOF): the old run's keys come back, yet a restarted server grants no free lease for one ttl", async () => {

@@ -17,27 +17,40 @@ export function callWatcher(fn: WatchCallback, event: LeaseEvent, logger: Logger
   }
 }
 
+/**
+ * The watchers of each key. A key with one watcher (the usual case: one
+ * elector per lease) holds the callback itself, not a Set of one, so a
+ * process watching 100 000 leases does not pay for 100 000 Sets.
+ */
 export class WatcherSet<K = string> {
-  private readonly byKey = new Map<K, Set<WatchCallback>>();
+  private readonly byKey = new Map<K, WatchCallback | Set<WatchCallback>>();
 
   constructor(private readonly logger: Logger) {}
 
   /** Adds `fn` under `key`. True when it is the key's first watcher (subscribe now). */
   add(key: K, fn: WatchCallback): boolean {
-    const set = this.byKey.get(key);
-    if (set) {
-      set.add(fn);
-      return false;
+    const cur = this.byKey.get(key);
+    if (cur === undefined) {
+      this.byKey.set(key, fn);
+      return true;
     }
-    this.byKey.set(key, new Set([fn]));
-    return true;
+    if (typeof cur === "function") {
+      if (cur !== fn) this.byKey.set(key, new Set([cur, fn]));
+    } else cur.add(fn);
+    return false;
   }
 
   /** Removes `fn` from `key`. True when that left the key without watchers (unsubscribe now). */
   delete(key: K, fn: WatchCallback): boolean {
-    const set = this.byKey.get(key);
-    if (!set?.delete(fn)) return false;
-    if (set.size > 0) return false;
+    const cur = this.byKey.get(key);
+    if (cur === undefined) return false;
+    if (typeof cur === "function") {
+      if (cur !== fn) return false;
+      this.byKey.delete(key);
+      return true;
+    }
+    if (!cur.delete(fn)) return false;
+    if (cur.size > 0) return false;
     this.byKey.delete(key);
     return true;
   }
@@ -53,9 +66,10 @@ export class WatcherSet<K = string> {
 
   /** Calls every watcher of `key` (those present when the call began). */
   emit(key: K, event: LeaseEvent): void {
-    const set = this.byKey.get(key);
-    if (!set) return;
-    for (const fn of [...set]) callWatcher(fn, event, this.logger);
+    const cur = this.byKey.get(key);
+    if (cur === undefined) return;
+    if (typeof cur === "function") callWatcher(cur, event, this.logger);
+    else for (const fn of [...cur]) callWatcher(fn, event, this.logger);
   }
 
   clear(): void {

@@ -10,6 +10,7 @@ import { redactSecrets } from "../../store/classify.js";
 import type { OpenStoreOptions } from "../../store/types.js";
 import { intOption } from "../common/options.js";
 import { toEtcdStoreError } from "./classify.js";
+import { idempotent, memberPolicy } from "./members.js";
 import {
   DEFAULT_ETCD_CALL_TIMEOUT_MS,
   DEFAULT_ETCD_PREFIX,
@@ -33,8 +34,14 @@ export const ETCD_DEFAULTS = Object.freeze({
   prefix: DEFAULT_ETCD_PREFIX,
   callTimeoutMs: DEFAULT_ETCD_CALL_TIMEOUT_MS,
   port: 2379,
-  /** A member that failed a call is skipped for this long (clusters only). */
+  /** A member that failed a call is skipped for this long, doubling while it keeps failing (clusters only). */
   memberCooldownMs: 1000,
+  /**
+   * A member that has not answered a call within this is passed over for a
+   * cooldown, and a read goes to another member too (clusters only; see
+   * members.ts). Well above a healthy round trip, well below a ttl.
+   */
+  memberHedgeMs: 250,
   /** Watch stream reconnect backoff: first delay and cap. */
   watchReconnectMinMs: 100,
   watchReconnectMaxMs: 2000,
@@ -127,62 +134,12 @@ function readPem(field: string, path: string | undefined): Buffer | undefined {
   }
 }
 
-type FaultHandling = NonNullable<IOptions["faultHandling"]>;
-type Policy = NonNullable<FaultHandling["global"]>;
-
-/** A minimal cockatiel-shaped policy: etcd3 only calls `execute`. */
-function policy(
-  execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise<T>,
-): Policy {
-  const none = () => ({ dispose() {} });
-  return { execute, onSuccess: none, onFailure: none } as unknown as Policy;
-}
-
-/** Thrown by the member cooldown instead of calling a member that just failed. */
-class MemberCoolingDownError extends Error {
-  override name = "BrokenCircuitError";
-}
-
-/**
- * etcd3's default fault handling retries 3 times and opens a 5 s circuit per
- * member. Tenure retries by itself (the elector decides by its deadline), so:
- * a single member gets no policy at all; in a cluster a failed call moves on
- * to another member (at most once per other member, within the same
- * deadline), and a member that failed is skipped for `memberCooldownMs`.
- */
-function faultHandling(hostCount: number, isRecoverable: (e: Error) => boolean): FaultHandling {
-  const signal = new AbortController().signal;
-  const watchBackoff = (ms: number): NonNullable<FaultHandling["watchBackoff"]> => ({
+/** Watch stream reconnect backoff, doubling up to its cap. */
+function watchBackoff(ms: number): NonNullable<IOptions["faultHandling"]>["watchBackoff"] {
+  return {
     duration: ms,
     next: () => watchBackoff(Math.min(ETCD_DEFAULTS.watchReconnectMaxMs, ms * 2)),
-  });
-  const retryable = (e: unknown) =>
-    e instanceof Error && isRecoverable(e) && e.constructor.name !== "GRPCDeadlineExceededError";
-  const global = policy(async (fn) => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn({ signal });
-      } catch (e) {
-        if (attempt >= hostCount - 1 || !retryable(e)) throw e;
-      }
-    }
-  });
-  const host = (): Policy => {
-    if (hostCount <= 1) return policy(async (fn) => fn({ signal }));
-    let downUntil = 0;
-    return policy(async (fn) => {
-      if (Date.now() < downUntil) throw new MemberCoolingDownError("member cooling down");
-      try {
-        return await fn({ signal });
-      } catch (e) {
-        if (e instanceof Error && isRecoverable(e)) {
-          downUntil = Date.now() + ETCD_DEFAULTS.memberCooldownMs;
-        }
-        throw e;
-      }
-    });
-  };
-  return { global, host, watchBackoff: watchBackoff(ETCD_DEFAULTS.watchReconnectMinMs) };
+  } as NonNullable<IOptions["faultHandling"]>["watchBackoff"];
 }
 
 /**
@@ -235,7 +192,13 @@ export async function openEtcdStore(
       "grpc.keepalive_timeout_ms": 5000,
       ...opts.etcdOptions?.grpcOptions,
     },
-    faultHandling: faultHandling(u.hosts.length, mod.isRecoverableError),
+    faultHandling: memberPolicy({
+      hostCount: u.hosts.length,
+      isRecoverable: mod.isRecoverableError,
+      hedgeMs: Math.min(ETCD_DEFAULTS.memberHedgeMs, callTimeoutMs),
+      cooldownMs: ETCD_DEFAULTS.memberCooldownMs,
+      watchBackoff: watchBackoff(ETCD_DEFAULTS.watchReconnectMinMs),
+    }),
     dialTimeout: callTimeoutMs,
   };
   if (u.tls && (ca || cert)) {
@@ -263,9 +226,11 @@ export async function openEtcdStore(
     throw e;
   }
   try {
-    await client.kv.range(
-      { key: Buffer.from(store.leaseKey("_")), count_only: true },
-      { deadline: Date.now() + callTimeoutMs },
+    await idempotent(() =>
+      client.kv.range(
+        { key: Buffer.from(store.leaseKey("_")), count_only: true },
+        { deadline: Date.now() + callTimeoutMs },
+      ),
     );
   } catch (e) {
     const err = toEtcdStoreError(`open ${redactSecrets(url)}`, e, secrets);

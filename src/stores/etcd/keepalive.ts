@@ -26,6 +26,9 @@ export interface KeepAliveStream {
   end(): unknown;
 }
 
+/** Times one keep-alive is sent again on a new stream (a cluster of three: each other member once). */
+const MAX_RESENDS = 2;
+
 interface Waiter {
   id: string;
   sentAt: number;
@@ -58,9 +61,65 @@ export class KeepAliveChannel {
         new StoreError("tenure etcd: store is closed", { transient: false, kind: "closed" }),
       );
     }
+    // Unanswered after staleMs (its stream may sit on a member that is cut
+    // off), or failed: the same keep-alive goes out again on a new stream,
+    // usually to another member, and the first answer counts. Keep-alives are
+    // idempotent.
+    return new Promise<number>((resolve, reject) => {
+      let pending = 0;
+      let resends = 0;
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const settle = () => {
+        settled = true;
+        clearTimeout(timer);
+      };
+      const canResend = () =>
+        !settled && !this.closed && resends < MAX_RESENDS && Date.now() < deadline;
+      const attempt = (fresh: boolean) => {
+        pending++;
+        clearTimeout(timer);
+        if (canResend()) {
+          timer = setTimeout(() => {
+            if (canResend()) {
+              resends++;
+              attempt(true);
+            }
+          }, staleMs);
+          timer.unref?.();
+        }
+        this.sendOnce(leaseId, deadline, staleMs, fresh).then(
+          (ttl) => {
+            if (settled) return;
+            settle();
+            resolve(ttl);
+          },
+          (e: unknown) => {
+            pending--;
+            if (settled || pending > 0) return;
+            if (canResend()) {
+              resends++;
+              attempt(true);
+              return;
+            }
+            settle();
+            reject(e);
+          },
+        );
+      };
+      attempt(false);
+    });
+  }
+
+  private sendOnce(
+    leaseId: string,
+    deadline: number,
+    staleMs: number,
+    fresh: boolean,
+  ): Promise<number> {
     let ch = this.current;
     const oldest = ch?.waiters[0];
-    if (!ch || ch.dead || (oldest && monotonicMs() - oldest.sentAt >= staleMs)) {
+    if (fresh || !ch || ch.dead || (oldest && monotonicMs() - oldest.sentAt >= staleMs)) {
       ch = this.openChannel();
     }
     const c = ch;

@@ -4,6 +4,7 @@
  * transaction, and a TTL just fetched may be reused on acquire's failure path.
  */
 import type { Etcd3, IKeyValue } from "etcd3";
+import { idempotent } from "./members.js";
 import type { CallOptions } from "./pool.js";
 import { monotonicMs } from "./session.js";
 
@@ -32,7 +33,7 @@ export class Reads {
 
   /** Reads one key now, alone. */
   async one(key: Buffer, o: CallOptions): Promise<IKeyValue | null> {
-    const r = await this.client.kv.range({ key }, o);
+    const r = await idempotent(() => this.client.kv.range({ key }, o));
     return r.kvs[0] ?? null;
   }
 
@@ -61,16 +62,16 @@ export class Reads {
       const done =
         chunk.length === 1
           ? this.one(chunk[0]!.key, o).then((kv) => [kv])
-          : this.client.kv
-              .txn(
+          : idempotent(() =>
+              this.client.kv.txn(
                 {
                   compare: [],
                   success: chunk.map((c) => ({ request_range: { key: c.key } })),
                   failure: [],
                 },
                 o,
-              )
-              .then((r) => chunk.map((_, j) => r.responses[j]?.response_range.kvs[0] ?? null));
+              ),
+            ).then((r) => chunk.map((_, j) => r.responses[j]?.response_range.kvs[0] ?? null));
       done.then(
         (kvs) => {
           for (const [j, c] of chunk.entries()) c.resolve(kvs[j] ?? null);
@@ -84,7 +85,7 @@ export class Reads {
 
   /** Remaining TTL of an etcd lease in ms (whole seconds, rounded down by etcd); null once it is gone. */
   async remainingMs(leaseId: string, o: CallOptions): Promise<number | null> {
-    const r = await this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, o);
+    const r = await idempotent(() => this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, o));
     const ttl = Number(r.TTL);
     return ttl < 0 ? null : ttl * 1000;
   }

@@ -10,6 +10,7 @@ import { ConfigError, isConfigError, StoreError } from "../../errors.js";
 import { type Logger, noopLogger } from "../../logger.js";
 import { reportInvalid } from "../../store/invalid.js";
 import type {
+  AcquireItem,
   AcquireResult,
   FencedPutResult,
   FencedValue,
@@ -23,17 +24,21 @@ import type {
   Unwatch,
 } from "../../store/types.js";
 import {
+  roundsByName,
   validateAcquire,
   validateFencedGet,
   validateFencedPut,
   validateLeaseName,
   validateLeaseRef,
+  validateReleaseItems,
   validateRenew,
 } from "../../store/validate.js";
 import { closedError, schemaError } from "../common/errors.js";
 import { callWatcher } from "../common/watchers.js";
+import { acquireMany, ITEMS_PER_TXN } from "./acquire-many.js";
 import { toEtcdStoreError } from "./classify.js";
 import { HeldTerms, overdue } from "./held.js";
+import { idempotent } from "./members.js";
 import { type CallOptions, SessionPool } from "./pool.js";
 import { Reads } from "./reads.js";
 import { type EtcdRenewManyContext, renewMany } from "./renew-many.js";
@@ -122,9 +127,6 @@ export class EtcdStore implements LeaseStore {
   /** Terms this store started, and the sweep that ends them by ttl. */
   private readonly held: HeldTerms;
   private readonly reads: Reads;
-  /** Per lease name: the number of the newest acquire this store started. */
-  private readonly newestAcquire = new Map<string, number>();
-  private acquireSeq = 0;
   private readonly watchers = new Set<Watcher>();
   private closed = false;
 
@@ -249,36 +251,26 @@ export class EtcdStore implements LeaseStore {
 
   // ── LeaseStore ───────────────────────────────────────────────────────────
   /**
-   * Only the newest acquire of a name through this store may take over a
-   * stale term of the same holder. Taking over takes two transactions
-   * (delete, then put), so an older acquire still running after its caller
-   * gave up on it (an elector's timeout) could otherwise delete the term a
-   * newer acquire had just started, and let another holder in while that term
-   * is trusted. The newer acquire is numbered before any of its I/O, so an
-   * older one that reads the newer term always sees that it is not the newest.
+   * Puts the key if it is absent (a term of this store past its ttl is ended
+   * first). A key the caller's holder holds live is not taken over: that term
+   * goes on (renewed, its token answered), so an acquire answered late (its
+   * caller gave up, retried and won) never ends the term its retry started.
    */
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateAcquire(name, holder, ttlMs);
     const since = monotonicMs();
-    const seq = ++this.acquireSeq;
-    this.newestAcquire.set(name, seq);
-    try {
-      await this.held.settle(name);
-      return await this.acquireNow(name, holder, ttlMs, seq, since);
-    } finally {
-      if (this.newestAcquire.get(name) === seq) this.newestAcquire.delete(name);
-    }
+    await this.held.settle(name);
+    return this.acquireNow(name, holder, ttlMs, since);
   }
 
   private async acquireNow(
     name: string,
     holder: string,
     ttlMs: number,
-    seq: number,
     since: number,
   ): Promise<AcquireResult> {
     const key = enc(this.leaseKey(name));
-    return this.run("acquire", async (o) => {
+    const r = await this.run("acquire", async (o): Promise<AcquireResult | { own: LeaseRef }> => {
       // A session lease can expire between our use of it and its keep-alive
       // (a stall): then the key went with it. Try once more on a new session.
       for (let attempt = 1; ; attempt++) {
@@ -289,7 +281,7 @@ export class EtcdStore implements LeaseStore {
         alive.catch(() => {});
         let r: ITxnResponse;
         try {
-          r = await this.putOrTakeOver(key, name, holder, session.id, seq, o);
+          r = await this.putIfAbsent(key, holder, session.id, o);
         } catch (e) {
           if (attempt < 2 && toEtcdStoreError("acquire", e).code === "LEASE_NOT_FOUND") {
             session.lost = true;
@@ -299,6 +291,9 @@ export class EtcdStore implements LeaseStore {
         }
         if (!r.succeeded) {
           const cur = r.responses[0]?.response_range.kvs[0];
+          if (cur && cur.value.toString("utf8") === holder) {
+            return { own: { name, holder, token: BigInt(cur.create_revision) } };
+          }
           return {
             acquired: false as const,
             current: cur ? await this.info("acquire", name, cur, o, undefined, true) : null,
@@ -316,47 +311,28 @@ export class EtcdStore implements LeaseStore {
         if (attempt >= 2) return { acquired: false as const, current: null };
       }
     });
+    if (!("own" in r)) return r;
+    // The holder's own live term goes on: renewed (moved onto this store's session if
+    // another store of the same holder put it), its token answered.
+    const renewed = await this.renew(r.own, ttlMs);
+    return renewed.renewed
+      ? { acquired: true, lease: r.own }
+      : { acquired: false, current: renewed.current };
   }
 
-  /**
-   * Puts the key if it is absent; if it holds a stale term of the same holder
-   * and this is the newest acquire of the name, ends that term and tries the
-   * put again. etcd refuses a delete and a put of one key in one transaction,
-   * so this takes two; another holder may win in between, which is then an
-   * ordinary lost race. The failure branch reads the key.
-   */
-  private async putOrTakeOver(
+  /** Puts the key on lease `leaseId` if it is absent; the failure branch reads the key. */
+  private putIfAbsent(
     key: Buffer,
-    name: string,
     holder: string,
     leaseId: string,
-    seq: number,
     o: CallOptions,
   ): Promise<ITxnResponse> {
-    const putIfAbsent = () =>
-      this.txn(
-        [{ key, target: "Create", result: "Equal", create_revision: 0 }],
-        [{ request_put: { key, value: enc(holder), lease: leaseId } }],
-        [{ request_range: { key } }],
-        o,
-      );
-    const r = await putIfAbsent();
-    if (r.succeeded) return r;
-    const cur = r.responses[0]?.response_range.kvs[0];
-    if (!cur || cur.value.toString("utf8") !== holder || this.newestAcquire.get(name) !== seq) {
-      return r;
-    }
-    await this.txn(
-      [
-        { key, target: "Create", result: "Equal", create_revision: cur.create_revision },
-        { key, target: "Value", result: "Equal", value: enc(holder) },
-      ],
-      [{ request_delete_range: { key } }],
-      [],
+    return this.txn(
+      [{ key, target: "Create", result: "Equal", create_revision: 0 }],
+      [{ request_put: { key, value: enc(holder), lease: leaseId } }],
+      [{ request_range: { key } }],
       o,
     );
-    this.held.forget(name, BigInt(cur.create_revision));
-    return putIfAbsent();
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
@@ -473,6 +449,28 @@ export class EtcdStore implements LeaseStore {
     return renewMany(this.batchContext(), items);
   }
 
+  /** Every item in one transaction of nested ones (≤ 100 items each): see acquire-many.ts. */
+  acquireMany(items: readonly AcquireItem[]): Promise<AcquireResult[]> {
+    return acquireMany(
+      {
+        run: (fn) => this.run("acquireMany", fn),
+        key: (name) => enc(this.leaseKey(name)),
+        settle: (name) => this.held.settle(name),
+        session: (ttlSec, o) => this.sessions.session(ttlSec, o),
+        ttlSeconds,
+        txn: (ops, o) => this.txn([], ops, [], o),
+        leaseGone: (e) => toEtcdStoreError("acquireMany", e).code === "LEASE_NOT_FOUND",
+        info: (name, kv, o, cache) => this.info("acquireMany", name, kv, o, cache, true),
+        hold: (lease, ttlMs, since) => this.held.hold(lease, ttlMs, since),
+        acquire: async (name, holder, ttlMs, since) => {
+          await this.held.settle(name);
+          return this.acquireNow(name, holder, ttlMs, since);
+        },
+      },
+      items,
+    );
+  }
+
   private batchContext(): EtcdRenewManyContext {
     return {
       run: (fn) => this.run("renewMany", fn),
@@ -494,7 +492,7 @@ export class EtcdStore implements LeaseStore {
       liveSession: (ttlSec) => this.sessions.live(ttlSec),
       ttlSeconds,
       read: async (ops, o) =>
-        (await this.txn([], ops, [], o)).responses.map((r) => r.response_range),
+        (await idempotent(() => this.txn([], ops, [], o))).responses.map((r) => r.response_range),
       info: (name, kv, o) => this.info("renewMany", name, kv, o),
       forget: (name, token) => this.held.forget(name, token),
       hold: (lease, ttlMs, since) => this.held.hold(lease, ttlMs, since),
@@ -520,6 +518,52 @@ export class EtcdStore implements LeaseStore {
       );
       this.held.forget(lease.name, lease.token);
       return r.succeeded;
+    });
+  }
+
+  /**
+   * Every item in transactions of nested transactions, one per item (each the
+   * compare-and-delete `release` sends), at most {@link ITEMS_PER_TXN} items
+   * per transaction (etcd's `--max-txn-ops`), all in flight at once. One
+   * transaction cannot touch one key twice, so a batch naming one lease twice
+   * goes one occurrence after the other (the same term twice: the second
+   * finds it gone and answers false). Each delete notifies the lease's watchers.
+   */
+  async releaseMany(leases: readonly LeaseRef[]): Promise<boolean[]> {
+    validateReleaseItems(leases);
+    const out: boolean[] = leases.map(() => false);
+    if (leases.length === 0) return out;
+    return this.run("releaseMany", async (o) => {
+      for (const round of roundsByName(leases)) {
+        const live = round.filter((i) => leases[i]!.token !== 0n);
+        const chunks: number[][] = [];
+        for (let k = 0; k < live.length; k += ITEMS_PER_TXN)
+          chunks.push(live.slice(k, k + ITEMS_PER_TXN));
+        await Promise.all(
+          chunks.map(async (idx) => {
+            const ops: IRequestOp[] = idx.map((i) => {
+              const l = leases[i]!;
+              const key = enc(this.leaseKey(l.name));
+              return {
+                request_txn: {
+                  compare: [
+                    { key, target: "Create", result: "Equal", create_revision: String(l.token) },
+                    { key, target: "Value", result: "Equal", value: enc(l.holder) },
+                  ],
+                  success: [{ request_delete_range: { key } }],
+                  failure: [],
+                },
+              };
+            });
+            const r = await this.txn([], ops, [], o);
+            idx.forEach((i, j) => {
+              out[i] = r.responses[j]?.response_txn?.succeeded === true;
+            });
+          }),
+        );
+        for (const i of round) this.held.forget(leases[i]!.name, leases[i]!.token);
+      }
+      return out;
     });
   }
 
@@ -598,7 +642,9 @@ export class EtcdStore implements LeaseStore {
         );
       }
     } catch (e) {
-      await w.cancel().catch(() => {});
+      // Not awaited: a member that never answered the watch will not answer
+      // its cancel either (awaiting it hung an elector's start() for good).
+      detachWatcher(w);
       throw toEtcdStoreError("watch", e, this.secrets);
     }
     w.on("put", (kv) => emit(kv.version === "1" ? "acquired" : "changed"));
@@ -612,8 +658,7 @@ export class EtcdStore implements LeaseStore {
     );
     this.watchers.add(w);
     return async () => {
-      if (!this.watchers.delete(w)) return;
-      await w.cancel().catch(() => {});
+      if (this.watchers.delete(w)) detachWatcher(w);
     };
   }
 
@@ -684,10 +729,23 @@ export class EtcdStore implements LeaseStore {
     if (this.closed) return;
     this.closed = true;
     this.sessions.close();
-    const ws = [...this.watchers];
+    for (const w of this.watchers) detachWatcher(w);
     this.watchers.clear();
-    await Promise.allSettled(ws.map((w) => w.cancel()));
     await this.held.close();
     if (this.ownsClient) this.client.close();
   }
+}
+
+/**
+ * Stops a watcher's callbacks at once and asks its member to cancel it
+ * without waiting for the answer: etcd3's cancel resolves only when the
+ * member acknowledges (or the stream breaks), so a cut-off member that held
+ * the stream kept a stopping elector, or close(), waiting for seconds. The
+ * acknowledgement only frees the member's watch; closing the client ends the
+ * stream anyway.
+ */
+function detachWatcher(w: Watcher): void {
+  w.removeAllListeners("put");
+  w.removeAllListeners("delete");
+  w.cancel().catch(() => {});
 }

@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from "../../clock.js";
 import { type Logger, noopLogger } from "../../logger.js";
 import type {
+  AcquireItem,
   AcquireResult,
   FencedPutResult,
   FencedValue,
@@ -14,10 +15,12 @@ import type {
 } from "../../store/types.js";
 import {
   validateAcquire,
+  validateAcquireItems,
   validateFencedGet,
   validateFencedPut,
   validateLeaseName,
   validateLeaseRef,
+  validateReleaseItems,
   validateRenew,
 } from "../../store/validate.js";
 import { closedError } from "../common/errors.js";
@@ -79,8 +82,24 @@ export class MemoryStore implements LeaseStore {
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateAcquire(name, holder, ttlMs);
     this.check("acquire");
+    return this.acquireOne(name, holder, ttlMs);
+  }
+
+  /** Acquires every item in one step, in order; each is judged exactly as {@link acquire} would. */
+  async acquireMany(items: readonly AcquireItem[]): Promise<AcquireResult[]> {
+    validateAcquireItems(items);
+    this.check("acquireMany");
+    return items.map((it) => this.acquireOne(it.name, it.holder, it.ttlMs));
+  }
+
+  private acquireOne(name: string, holder: string, ttlMs: number): AcquireResult {
     const cur = this.live(name);
     if (cur && cur.holder !== holder) return { acquired: false, current: this.info(name, cur) };
+    if (cur?.holder === holder) {
+      // Held live by this holder: its term goes on (the same token), extended as by a renewal.
+      cur.expiresAt = this.clock.now() + ttlMs;
+      return { acquired: true, lease: { name, holder, token: cur.token } };
+    }
     const token = (this.rows.get(name)?.token ?? 0n) + 1n;
     this.rows.set(name, { holder, token, expiresAt: this.clock.now() + ttlMs });
     this.watchers.emit(name, { name, type: "acquired" });
@@ -112,6 +131,17 @@ export class MemoryStore implements LeaseStore {
   async release(lease: LeaseRef): Promise<boolean> {
     validateLeaseRef(lease);
     this.check("release");
+    return this.releaseOne(lease);
+  }
+
+  /** Releases every item in one step; each is judged alone, exactly as {@link release} would. */
+  async releaseMany(leases: readonly LeaseRef[]): Promise<boolean[]> {
+    validateReleaseItems(leases);
+    this.check("releaseMany");
+    return leases.map((l) => this.releaseOne(l));
+  }
+
+  private releaseOne(lease: LeaseRef): boolean {
     const row = this.rows.get(lease.name);
     if (!row || row.holder !== lease.holder || row.token !== lease.token) return false;
     const wasLive = row.expiresAt > this.clock.now();

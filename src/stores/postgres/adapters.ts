@@ -57,7 +57,7 @@ export interface PostgresJsLike {
     query: string,
     params?: unknown[],
     opts?: { prepare?: boolean },
-  ): Promise<unknown> & { cancel(): void };
+  ): Promise<unknown> & { cancel(): unknown };
   listen?(
     channel: string,
     onnotify: (value: string) => void,
@@ -104,7 +104,7 @@ export function postgresJsQueryable(sql: PostgresJsLike): Queryable & {
       const q = sql.unsafe(text, [...params], { prepare: false });
       const timer = setTimeout(() => {
         try {
-          q.cancel();
+          cancelQuietly(q);
         } catch {
           // the query may have finished meanwhile
         }
@@ -121,6 +121,27 @@ export function postgresJsQueryable(sql: PostgresJsLike): Queryable & {
       );
     },
   };
+}
+
+/**
+ * Cancels a postgres.js query without leaving a rejection unhandled.
+ * postgres.js sends the cancel request on a connection of its own and its
+ * `cancel()` drops the promise of that request (postgres 3.4: `return
+ * this.canceller && (this.canceller(this), this.canceller = null)`): when the
+ * cancel's connection fails (server gone, link reset) the rejection is
+ * unhandled and crashes the process. So the query's own canceller is called
+ * here, its promise handled, and cleared as `cancel()` would; a driver
+ * without one gets plain `cancel()`.
+ */
+function cancelQuietly(q: { cancel(): unknown }): void {
+  const inner = q as { canceller?: ((q: unknown) => unknown) | null };
+  if (typeof inner.canceller === "function") {
+    const canceller = inner.canceller;
+    inner.canceller = null;
+    Promise.resolve(canceller(q)).catch(() => {});
+    return;
+  }
+  Promise.resolve(q.cancel()).catch(() => {});
 }
 
 /** LISTEN through postgres.js, which keeps its own listen connection and reconnects it. */

@@ -53,5 +53,11 @@ export function checkPgToken(token: bigint, field: string): void {
 
 /** A text[] literal: every element quoted, `"` and `\` escaped. */
 export function pgArray(items: readonly string[]): string {
-  return `{${items.map((x) => `"${x.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(",")}}`;
+  return `{${items.map(pgQuote).join(",")}}`;
+}
+
+/** One element of a text[] literal: quoted, `"` and `\` escaped (most need no escaping). */
+export function pgQuote(x: string): string {
+  if (!x.includes('"') && !x.includes("\\")) return `"${x}"`;
+  return `"${x.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }

@@ -12,9 +12,9 @@ export interface Tables {
 }
 
 /** Milliseconds left; `Infinity` (never an error) for an infinite timestamp, which the store reports as garbage. */
-const ms = (col: string) =>
+export const ms = (col: string) =>
   `((extract(epoch FROM ${col}) - extract(epoch FROM now())) * 1000)::float8`;
-const ttl = (p: string) => `now() + ${p}::bigint * interval '1 millisecond'`;
+export const ttl = (p: string) => `now() + ${p}::bigint * interval '1 millisecond'`;
 /**
  * The floor of a new term's token: the server's clock in microseconds since
  * the epoch (≈ 1.7e15 today; 2^53 − 1 ≈ 9.0e15 is reached in the year 2255,
@@ -25,7 +25,7 @@ const ttl = (p: string) => `now() + ${p}::bigint * interval '1 millisecond'`;
  * primary's by more than the failover took. `clock_timestamp()`, not
  * `now()`: the time of the write, even after a wait for the row lock.
  */
-const tokenFloor = `floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
+export const tokenFloor = `floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
 
 export function ddl(t: Tables): string[] {
   return [
@@ -59,9 +59,11 @@ export const probe = (t: Tables) =>
  * `fence` (`FOR SHARE`). Under READ COMMITTED, locking a row that changed
  * after the snapshot re-checks the condition against the newest committed
  * version (and skips it when that version is locked): exactly one racer
- * locks a takeable row, and only it updates. The token is
+ * locks a takeable row, and only it updates. The token of a new term is
  * `max(previous + 1, server clock in µs)` ({@link tokenFloor}), in the same
- * statement. A missing row is inserted (`ON CONFLICT DO NOTHING`: a racing
+ * statement; a row the caller's holder holds live keeps its token (the term
+ * goes on, extended as by a renewal), so a late acquire of the holder never
+ * ends the term a newer acquire of it started. A missing row is inserted (`ON CONFLICT DO NOTHING`: a racing
  * insert of the same new name waits only for the other insert's commit).
  *
  * One row comes back: `won`; or the live holder of the snapshot when it is
@@ -81,7 +83,10 @@ export const acquire = (t: Tables) =>
      FOR NO KEY UPDATE SKIP LOCKED
    ), up AS (
      UPDATE ${t.leases} l
-     SET holder = $2::text, token = greatest(l.token + 1, ${tokenFloor}), expires_at = ${ttl("$3")}
+     SET holder = $2::text,
+         token = CASE WHEN l.holder = $2::text AND l.expires_at > now() THEN l.token
+                      ELSE greatest(l.token + 1, ${tokenFloor}) END,
+         expires_at = ${ttl("$3")}
      FROM lk
      WHERE l.name = lk.name
        AND (l.holder IS NULL OR l.expires_at <= now() OR l.holder = $2::text)
@@ -167,6 +172,31 @@ export const release = (t: Tables) =>
      RETURNING name
    )
    SELECT pg_notify($4::text, up.name) FROM up`;
+
+/**
+ * Many releases in one statement (one commit, one WAL flush): releaseMany.
+ * $1..$3 are arrays (names, holders, tokens) of equal length with no two
+ * elements sharing name, holder and token (the caller sends each term once);
+ * $4 the channel. Rows are locked in name order, so two batches over the same
+ * leases cannot deadlock. One row per released term (its name, holder and
+ * token), each also sending its `pg_notify` on commit. A name given with two
+ * different terms matches at most one: a row has one holder and one token.
+ */
+export const releaseMany = (t: Tables) =>
+  `WITH t AS (
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(name, holder, token)
+   ), locked AS (
+     SELECT l.name FROM ${t.leases} l JOIN t USING (name)
+     WHERE l.holder = t.holder AND l.token = t.token AND l.expires_at > now()
+     ORDER BY l.name FOR NO KEY UPDATE OF l
+   ), up AS (
+     UPDATE ${t.leases} l SET holder = NULL, expires_at = now()
+     FROM t, locked
+     WHERE l.name = locked.name AND t.name = locked.name
+       AND l.holder = t.holder AND l.token = t.token AND l.expires_at > now()
+     RETURNING l.name, t.holder, t.token::text AS token
+   )
+   SELECT up.name, up.holder, up.token, pg_notify($4::text, up.name) FROM up`;
 
 export const forceRelease = (t: Tables) =>
   `WITH up AS (

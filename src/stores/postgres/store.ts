@@ -4,6 +4,7 @@ import { type Logger, noopLogger } from "../../logger.js";
 import { errorCode, toStoreError } from "../../store/classify.js";
 import { reportInvalid } from "../../store/invalid.js";
 import type {
+  AcquireItem,
   AcquireResult,
   FencedPutResult,
   FencedValue,
@@ -22,10 +23,12 @@ import {
   validateFencedPut,
   validateLeaseName,
   validateLeaseRef,
+  validateReleaseItems,
   validateRenew,
 } from "../../store/validate.js";
 import { closedError, schemaError } from "../common/errors.js";
 import { WatcherSet } from "../common/watchers.js";
+import { acquireMany } from "./acquire-many.js";
 import {
   isPgPool,
   type Listener,
@@ -43,7 +46,7 @@ import { fence, type TermRef, termParams } from "./fence.js";
 import { run } from "./query.js";
 import { renewMany } from "./renew-many.js";
 import { RenewBatcher } from "./renewals.js";
-import { checkPgToken, parseInfo, parseToken } from "./rows.js";
+import { checkPgToken, parseInfo, parseToken, pgArray } from "./rows.js";
 import * as SQL from "./sql.js";
 import { PG_DEFAULT_TABLE, type PostgresTableOptions, tablesFor, timeoutFor } from "./tables.js";
 
@@ -235,6 +238,19 @@ export class PostgresStore implements LeaseStore {
     checkPgToken(lease.token, "lease.token");
     return this.renewals.renew(lease, ttlMs);
   }
+  /**
+   * Every item in one statement: see acquire-many.ts. A row whose token is
+   * the bigint maximum (22003) fails the batch as it fails `acquire`.
+   */
+  acquireMany(items: readonly AcquireItem[]): Promise<AcquireResult[]> {
+    return acquireMany(
+      (op, text, params) => this.exec(op, text, params),
+      this.t,
+      items,
+      PG_BUSY_RETRY_MS,
+    );
+  }
+
   /** Every item in one statement: see renew-many.ts. */
   renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
     return renewMany((op, text, params) => this.exec(op, text, params), this.t, items);
@@ -250,6 +266,39 @@ export class PostgresStore implements LeaseStore {
       this.t.channel,
     ]);
     return rows.length > 0;
+  }
+
+  /**
+   * Every item in one statement ({@link SQL.releaseMany}): one commit, one
+   * `pg_notify` per released lease. The same term twice is sent once; its
+   * first item answers, the others find it released (false).
+   */
+  async releaseMany(leases: readonly LeaseRef[]): Promise<boolean[]> {
+    validateReleaseItems(leases);
+    for (const [i, l] of leases.entries()) checkPgToken(l.token, `leases[${i}].token`);
+    if (leases.length === 0) return [];
+    const key = (name: string, holder: string, token: string) => `${name}\n${holder}\n${token}`;
+    const seen = new Set<string>();
+    const rows: LeaseRef[] = [];
+    const first = leases.map((l) => {
+      const k = key(l.name, l.holder, l.token.toString());
+      if (seen.has(k)) return false;
+      seen.add(k);
+      rows.push(l);
+      return true;
+    });
+    const answer = await this.exec("releaseMany", SQL.releaseMany(this.t), [
+      pgArray(rows.map((r) => r.name)),
+      pgArray(rows.map((r) => r.holder)),
+      pgArray(rows.map((r) => r.token.toString())),
+      this.t.channel,
+    ]);
+    const released = new Set(
+      answer.map((r) => key(String(r.name), String(r.holder), String(r.token))),
+    );
+    return leases.map(
+      (l, i) => first[i]! && released.has(key(l.name, l.holder, l.token.toString())),
+    );
   }
 
   async read(name: string): Promise<LeaseInfo | null> {

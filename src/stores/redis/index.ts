@@ -258,11 +258,21 @@ export async function openRedisStore(
     // and DNS then lead to the new master); the failed call still surfaces.
     reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 1 : false),
   };
-  const make = (name: string): Redis => {
+  /** Set when the store closes its connections: an `end` is then ours, not to be undone. */
+  let closing = false;
+  const make = (name: string, extra: RedisOptions = {}): Redis => {
     const c =
       parsed.kind === "sentinel"
-        ? new RedisCtor({ ...base, ...parsed.options, connectionName: name })
-        : new RedisCtor(parsed.url, { ...base, connectionName: name });
+        ? new RedisCtor({
+            ...base,
+            ...parsed.options,
+            ...extra,
+            // A sentinel that accepts the connection but never answers (paused,
+            // overloaded) would otherwise hold the reconnect forever.
+            sentinelCommandTimeout: o.commandTimeoutMs,
+            connectionName: name,
+          })
+        : new RedisCtor(parsed.url, { ...base, ...extra, connectionName: name });
     const limiter = new RepeatLimiter();
     c.on("error", (e: unknown) => {
       const msg = scrub(e instanceof Error ? e.message : String(e), secrets);
@@ -272,16 +282,31 @@ export async function openRedisStore(
     c.on("ready", () => {
       if (limiter.reset() > 0) logger?.info("redis reconnected", { connection: name });
     });
-    if (parsed.kind === "sentinel") {
-      // ioredis' quit() ends the connection but leaves the failover detector's
-      // sentinel connections open (only disconnect() cleans them up).
-      c.once("end", () => c.disconnect());
-    }
+    // ioredis' quit() ends the connection but leaves the failover detector's
+    // sentinel connections open (only disconnect() cleans them up).
+    const cleanUp = () => {
+      if (parsed.kind === "sentinel") c.disconnect();
+    };
+    c.on("end", () => {
+      if (closing) return cleanUp();
+      // Not (yet) known to be our close: ioredis ends a client for good when
+      // an attempt to connect is cut short, e.g. by the failover detector's
+      // +switch-master arriving while the client waits for a sentinel to name
+      // the primary; every call would then fail with "Connection is closed."
+      // forever. Connect again, unless the store closed meanwhile.
+      setTimeout(() => {
+        if (closing) return cleanUp();
+        if (c.status !== "end") return;
+        logger?.warn("redis client ended without close(); reconnecting", { connection: name });
+        c.connect().catch(() => {});
+      }, o.reconnectMinMs);
+    });
     return c;
   };
 
   const client = make(o.connectionName);
   const close = async () => {
+    closing = true;
     if (client.status === "ready") {
       await client.quit().catch(() => client.disconnect());
     } else {
@@ -294,11 +319,15 @@ export async function openRedisStore(
       ...(o.keyPrefix !== undefined ? { keyPrefix: o.keyPrefix } : {}),
       restartGuard: o.restartGuard,
       ...(logger ? { logger } : {}),
-      subscriber: () => make(`${o.connectionName}-sub`),
+      // The store resubscribes on "ready" itself, its failure handled: ioredis'
+      // own resubscribe leaves its promise unhandled, so a connection dropped
+      // again before the reply crashed the process ("Connection is closed.").
+      subscriber: () => make(`${o.connectionName}-sub`, { autoResubscribe: false }),
       closeClient: close,
       secrets,
     });
   } catch (e) {
+    closing = true;
     client.disconnect();
     throw e;
   }
@@ -308,6 +337,7 @@ export async function openRedisStore(
   } catch (e) {
     const err = toRedisStoreError(`open ${redactUrl(url)}`, e, secrets);
     if (!err.transient) {
+      closing = true;
       client.disconnect();
       throw err;
     }

@@ -10,7 +10,9 @@
  *   `tenure:{name}:data`   hash  field → `t1:<token>:<value>` (putFenced)
  *   `tenure:{name}:events` pub/sub channel: `released` / `acquired`
  *   `tenure:{name}:boot`   string `<run_id>:<ms>`: when a script first saw
- *                          this server run (restart guard), PX = ttl + 5 s
+ *                          this server run (restart guard), PX = ttl + 5 s;
+ *                          or `ok:<lastsave>`: this LASTSAVE was found old
+ *                          enough (restart_window), PX = ttl + 2 s
  *
  * Tokens are decimal strings between Lua and TypeScript. Lua numbers are
  * doubles, exact below 2^53; tokens are floored by the server's TIME in
@@ -85,20 +87,38 @@ end
    * restart_window is the server-wide part (nil: old enough, else run_id and
    * the coarse wait), restart_first the per-lease part (when a script first
    * saw this run, recorded in bootKey): RENEW_MANY asks the first once per batch.
+   *
+   * After a save (LASTSAVE within one guard of now), INFO is asked once per
+   * lease and save, not per call: when INFO shows the server old enough, the
+   * lease's bootKey records `ok:<LASTSAVE>`, and while LASTSAVE still reads
+   * the same the server is the same run, so the next call stops there. That
+   * relies on a restart always changing LASTSAVE: the marker is written only
+   * once the server clock is past LASTSAVE's second, and a restart (which
+   * sets LASTSAVE to its start, after the crash, after the marker's write)
+   * then lands in a later second. Like the fast path, it assumes the
+   * server's wall clock does not step back across a restart.
    */
   restartWait: `
-local function restart_window(guard, now)
+local function restart_window(guard, now, bootKey)
   if guard <= 0 then return nil end
   local ok, saved = pcall(redis.call, 'LASTSAVE')
-  if ok and type(saved) == 'number' and saved > 0 and now - (saved + 1) * 1000 >= guard then
-    return nil
+  local mark = nil
+  if ok and type(saved) == 'number' and saved > 0 then
+    if now - (saved + 1) * 1000 >= guard then return nil end
+    if bootKey and now >= (saved + 1) * 1000 then
+      mark = 'ok:' .. string.format('%.0f', saved)
+      if redis.call('GET', bootKey) == mark then return nil end
+    end
   end
   local info = redis.call('INFO', 'server')
   local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
   local run = string.match(info, 'run_id:(%x+)')
   if not up or not run then return nil end
   local coarse = guard - (up - 1) * 1000
-  if coarse <= 0 then return nil end
+  if coarse <= 0 then
+    if mark then redis.call('SET', bootKey, mark, 'PX', string.format('%.0f', guard + 2000)) end
+    return nil
+  end
   return run, coarse
 end
 local function restart_first(bootKey, run, guard, now)
@@ -111,7 +131,7 @@ local function restart_first(bootKey, run, guard, now)
   return now
 end
 local function restart_wait(bootKey, guard, now)
-  local run, coarse = restart_window(guard, now)
+  local run, coarse = restart_window(guard, now, bootKey)
   if not run then return 0 end
   local fine = guard - (now - restart_first(bootKey, run, guard, now))
   if fine <= 0 then return 0 end
@@ -137,7 +157,15 @@ type Helper = keyof typeof HELPERS;
 
 /**
  * KEYS: lease, counter, boot. ARGV: holder, ttlMs, channel, guardMs.
- * → {1, token} | {0, token, holder, pttl} | {2, waitMs}
+ * → token (a bulk string: granted) | {0, token, holder, pttl} | {2, waitMs}
+ *
+ * A grant answers the bare token string, not a table: converting a Lua table
+ * into a Redis reply (and parsing an array reply in the client) costs more
+ * than the rest of a script's reply, and a grant is the hot path.
+ *
+ * A lease the caller's holder holds live keeps its term: the same token,
+ * its expiry set to ttlMs from now (as RENEW does), nothing published. So a
+ * late acquire of the holder never ends the term a newer acquire started.
  *
  * Restart guard: while the server has been up for less than guardMs (the
  * ttl; 0 turns it off), a free lease is not granted ({2, waitMs}). A server
@@ -157,6 +185,10 @@ const ACQUIRE = `
 local tok, holder, n = lease(KEYS[1])
 if tok and holder ~= ARGV[1] then
   return {0, tok, holder, pttl(KEYS[1])}
+end
+if tok then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tok
 end
 local t, s = now_us()
 if not tok then
@@ -187,7 +219,7 @@ if old then
 end
 redis.call('SET', KEYS[1], 't1:' .. s .. ':' .. ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], 'acquired')
-return {1, s}
+return s
 `;
 
 /**
@@ -258,16 +290,118 @@ end
 return out
 `;
 
-/** KEYS: lease. ARGV: holder, token, channel. → 1 | 0 (the lease value compared whole, as in RENEW) */
+/**
+ * Many acquires in one script (LeaseStore.acquireMany). KEYS: lease, counter
+ * and boot of item 1, of item 2, … ARGV: holder, ttlMs, channel, guardMs of
+ * each item. → one reply per item, in order, each as ACQUIRE's except that a
+ * grant is a table too: {1, token} | {0, token, holder, pttl} | {2, waitMs}. Each item is judged
+ * exactly as ACQUIRE judges it, one after the other (the same name twice: the
+ * second sees the first's term; the same holder twice keeps it). Every key is checked before anything is
+ * written, so a key that does not hold a Tenure lease or token fails the call
+ * as a whole with nothing changed (the caller then acquires item by item).
+ * The restart guard's server-wide check (LASTSAVE, INFO) runs at most once
+ * per distinct guard window per call; each free lease then starts its own
+ * guard clock, as ACQUIRE does. In Redis Cluster every key of one call must
+ * hash to one slot: the store sends one call per slot.
+ */
+const ACQUIRE_MANY = `
+local n = #KEYS / 3
+for i = 1, n do
+  local lk = KEYS[3 * i - 2]
+  local tok, holder, tn = lease(lk)
+  if tok and holder ~= ARGV[4 * i - 3] then pttl(lk) end
+  local c = counter(KEYS[3 * i - 1])
+  if not (tok and holder == ARGV[4 * i - 3]) and ((tn and tn >= MAX_TOKEN) or c >= MAX_TOKEN) then
+    schema('token of ' .. KEYS[3 * i - 1] .. ' would exceed 2^53')
+  end
+end
+local windows = {}
+local out = {}
+for i = 1, n do
+  local lk, ck, bk = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local h, ttl, ch = ARGV[4 * i - 3], ARGV[4 * i - 2], ARGV[4 * i - 1]
+  local guard = tonumber(ARGV[4 * i]) or 0
+  local tok, holder, tn = lease(lk)
+  if tok and holder ~= h then
+    out[i] = {0, tok, holder, pttl(lk)}
+  elseif tok then
+    redis.call('PEXPIRE', lk, ttl)
+    out[i] = {1, tok}
+  else
+    local t, s = now_us()
+    local wait = 0
+    if not tok and guard > 0 then
+      local now = math.floor(t / 1000)
+      local w = windows[guard]
+      if w == nil then
+        local run, coarse = restart_window(guard, now)
+        w = false
+        if run then w = {run, coarse} end
+        windows[guard] = w
+      end
+      if w then
+        local fine = guard - (now - restart_first(bk, w[1], guard, now))
+        if fine > 0 then
+          if fine < w[2] then wait = fine else wait = w[2] end
+        end
+      end
+    end
+    if wait > 0 then
+      out[i] = {2, wait}
+    else
+      if tn and tn + 1 > t then t = tn + 1 end
+      local c = counter(ck)
+      if c + 1 > t then t = c + 1 end
+      s = fmt(t)
+      redis.call('SET', ck, s)
+      redis.call('SET', lk, 't1:' .. s .. ':' .. h, 'PX', ttl)
+      redis.call('PUBLISH', ch, 'acquired')
+      out[i] = {1, s}
+    end
+  end
+end
+return out
+`;
+
+/**
+ * KEYS: lease. ARGV: the lease's whole value `t1:<token>:<holder>` (built by
+ * the client: one argument and no concatenation in Lua), channel. → 1 | 0.
+ * The lease value is compared whole, as in RENEW.
+ */
 const RELEASE = `
 local v = redis.call('GET', KEYS[1])
-if v and v == 't1:' .. ARGV[2] .. ':' .. ARGV[1] then
+if v and v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[3], 'released')
+  redis.call('PUBLISH', ARGV[2], 'released')
   return 1
 end
 if v then lease(KEYS[1]) end
 return 0
+`;
+
+/**
+ * Many releases in one script (LeaseStore.releaseMany). KEYS: the lease key of
+ * each item. ARGV: holder, token, channel of each item. → 1 | 0 per item, in
+ * order. Each item is judged exactly as RELEASE judges it, one after the
+ * other (the same term twice: the second finds it gone and answers 0), and
+ * each released lease publishes its own 'released'. A key that does not hold
+ * a Tenure lease answers 0 for its item instead of failing the others
+ * (nothing of this store's was released there). In Redis Cluster every key
+ * of one call must hash to one slot: the store sends one call per slot.
+ */
+const RELEASE_MANY = `
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v and v == 't1:' .. ARGV[3 * i - 1] .. ':' .. ARGV[3 * i - 2] then
+    redis.call('DEL', KEYS[i])
+    redis.call('PUBLISH', ARGV[3 * i], 'released')
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
 `;
 
 /** KEYS: lease. → {token, holder, pttl} | nil */
@@ -275,6 +409,31 @@ const READ = `
 local tok, holder = lease(KEYS[1])
 if not tok then return nil end
 return {tok, holder, pttl(KEYS[1])}
+`;
+
+/**
+ * Many reads in one script, for list(). KEYS: lease keys. → per key, in order:
+ * {1, token, holder, pttl} | {0} (no lease) | {2, problem} (a key that does
+ * not hold a Tenure lease: named, not a reason to fail the others).
+ */
+const READ_MANY = `
+local function problem(e)
+  if type(e) == 'table' then e = e.err end
+  return {2, tostring(e)}
+end
+local out = {}
+for i = 1, #KEYS do
+  local ok, tok, holder = pcall(lease, KEYS[i])
+  if not ok then
+    out[i] = problem(tok)
+  elseif not tok then
+    out[i] = {0}
+  else
+    local okt, left = pcall(pttl, KEYS[i])
+    if okt then out[i] = {1, tok, holder, left} else out[i] = problem(left) end
+  end
+end
+return out
 `;
 
 /** KEYS: lease. ARGV: channel. → 1 | 0 */
@@ -380,10 +539,20 @@ export class LuaScript {
 /** Every script of the store, by operation. */
 export const SCRIPTS = Object.freeze({
   acquire: new LuaScript("acquire", ACQUIRE, ["fmt", "lease", "pttl", "now", "restartWait"]),
+  acquireMany: new LuaScript("acquireMany", ACQUIRE_MANY, [
+    "fmt",
+    "lease",
+    "pttl",
+    "now",
+    "restartWait",
+    "counter",
+  ]),
   renew: new LuaScript("renew", RENEW, ["lease", "pttl", "restartWait"]),
   renewMany: new LuaScript("renewMany", RENEW_MANY, ["lease", "pttl", "restartWait"]),
   release: new LuaScript("release", RELEASE, ["lease"]),
+  releaseMany: new LuaScript("releaseMany", RELEASE_MANY),
   read: new LuaScript("read", READ, ["lease", "pttl"]),
+  readMany: new LuaScript("readMany", READ_MANY, ["lease", "pttl"]),
   forceRelease: new LuaScript("forceRelease", FORCE_RELEASE, ["lease"]),
   putFenced: new LuaScript("putFenced", PUT_FENCED, ["counter"]),
   getFenced: new LuaScript("getFenced", GET_FENCED),

@@ -2,6 +2,7 @@ import { ConfigError, FencedError, StoreError } from "../../errors.js";
 import { type Logger, noopLogger } from "../../logger.js";
 import { reportInvalid } from "../../store/invalid.js";
 import type {
+  AcquireItem,
   AcquireResult,
   FencedPutResult,
   FencedValue,
@@ -26,12 +27,19 @@ import {
 } from "../../store/validate.js";
 import { closedError, schemaError } from "../common/errors.js";
 import { type WatchCallback, WatcherSet } from "../common/watchers.js";
+import { acquireMany } from "./acquire-many.js";
 import { classifyRedisError, toRedisStoreError } from "./classify.js";
+import { releaseMany } from "./release-many.js";
 import { renewMany } from "./renew-many.js";
 import { SCRIPTS, type ScriptClient } from "./scripts.js";
+import { perSlot } from "./slots.js";
+import { SubscriptionBatcher } from "./subscriptions.js";
 
 /** Default key prefix: keys look like `tenure:{name}:lease`. */
 export const DEFAULT_KEY_PREFIX = "tenure:";
+
+/** Most leases one READ_MANY script of `list()` reads. */
+const LIST_READ_BATCH = 1000;
 
 /** Key prefixes: empty, or up to 64 characters of `A–Z a–z 0–9 . _ : / -` (no braces, no globs). */
 const PREFIX_PATTERN = /^[A-Za-z0-9._:/-]{0,64}$/;
@@ -142,6 +150,8 @@ export class RedisStore implements LeaseStore {
   private sub: RedisSubscriberLike | undefined;
   private subReady: Promise<void> | undefined;
   private readonly watchers: WatcherSet;
+  /** SUBSCRIBE / UNSUBSCRIBE of one turn go out together (electors started together). */
+  private readonly subs = new SubscriptionBatcher(() => (this.closed ? undefined : this.sub));
   private closed = false;
   /** The last connection failure that retrying cannot fix (bad credentials), until the next `ready`. */
   private fatalConnError: unknown;
@@ -290,23 +300,47 @@ export class RedisStore implements LeaseStore {
       [k.lease, k.token, k.boot],
       [holder, String(ttlMs), k.events, this.restartGuard ? String(ttlMs) : "0"],
     );
-    if (!Array.isArray(r)) throw this.schemaError("acquire", JSON.stringify(r));
-    if (r[0] === 1) {
+    if (typeof r === "string") {
       this.guarded = false;
-      return { acquired: true, lease: { name, holder, token: this.token("acquire", r[1]) } };
+      return { acquired: true, lease: { name, holder, token: this.token("acquire", r) } };
     }
+    if (!Array.isArray(r)) throw this.schemaError("acquire", JSON.stringify(r));
     if (r[0] === 2) {
       if (typeof r[1] !== "number") throw this.schemaError("acquire", JSON.stringify(r));
-      if (!this.guarded) {
-        this.guarded = true;
-        this.logger.warn("redis restarted less than one ttl ago: no new lease until then", {
-          lease: name,
-          waitMs: r[1],
-        });
-      }
+      this.guardRefused(name, r[1]);
       return { acquired: false, current: null, retryInMs: r[1] };
     }
     return { acquired: false, current: this.info("acquire", name, r[1], r[2], r[3]) };
+  }
+
+  /** Logs once per restart that the restart guard refuses new leases. */
+  private guardRefused(name: string, waitMs: number): void {
+    if (this.guarded) return;
+    this.guarded = true;
+    this.logger.warn("redis restarted less than one ttl ago: no new lease until then", {
+      lease: name,
+      waitMs,
+    });
+  }
+
+  /** Every item in one ACQUIRE_MANY script call (one call per hash slot on a Cluster): see acquire-many.ts. */
+  acquireMany(items: readonly AcquireItem[]): Promise<AcquireResult[]> {
+    return acquireMany(
+      {
+        cluster: typeof this.client.nodes === "function",
+        guardMs: (ttlMs) => (this.restartGuard ? ttlMs : 0),
+        keys: (name) => this.keys(name),
+        run: (keys, args) => this.run("acquireMany", "acquireMany", keys, args),
+        token: (v) => this.token("acquireMany", v),
+        info: (name, tok, holder, ttl) => this.info("acquireMany", name, tok, holder, ttl),
+        guarded: (name, waitMs) => this.guardRefused(name, waitMs),
+        granted: () => {
+          this.guarded = false;
+        },
+        schemaError: (what) => this.schemaError("acquireMany", what),
+      },
+      items,
+    );
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
@@ -335,7 +369,11 @@ export class RedisStore implements LeaseStore {
       {
         cluster: typeof this.client.nodes === "function",
         guardMs: (ttlMs) => (this.restartGuard ? ttlMs : 0),
-        keys: (name) => this.keys(name),
+        // Only the two keys RENEW_MANY uses (not all five of keys()): built per lease per renewal.
+        keys: (name) => {
+          const t = this.tag(name);
+          return { lease: `${t}:lease`, boot: `${t}:boot` };
+        },
         run: (keys, args) => this.run("renewMany", "renewMany", keys, args),
         info: (name, tok, holder, ttl) => this.info("renewMany", name, tok, holder, ttl),
         schemaError: (what) => this.schemaError("renewMany", what),
@@ -346,14 +384,27 @@ export class RedisStore implements LeaseStore {
 
   async release(lease: LeaseRef): Promise<boolean> {
     validateLeaseRef(lease);
-    const k = this.keys(lease.name);
+    const t = this.tag(lease.name);
     const r = await this.run(
       "release",
       "release",
-      [k.lease],
-      [lease.holder, lease.token.toString(), k.events],
+      [`${t}:lease`],
+      [`t1:${lease.token}:${lease.holder}`, `${t}:events`],
     );
     return r === 1;
+  }
+
+  /** Every item in one RELEASE_MANY script call (one call per hash slot on a Cluster): see release-many.ts. */
+  releaseMany(leases: readonly LeaseRef[]): Promise<boolean[]> {
+    return releaseMany(
+      {
+        cluster: typeof this.client.nodes === "function",
+        keys: (name) => this.keys(name),
+        run: (keys, args) => this.run("releaseMany", "releaseMany", keys, args),
+        schemaError: (what) => this.schemaError("releaseMany", what),
+      },
+      leases,
+    );
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
@@ -397,18 +448,45 @@ export class RedisStore implements LeaseStore {
     } catch (e) {
       throw this.wrap("list", e);
     }
-    const infos = await Promise.all(
-      [...names].sort().map(async (n) => {
-        try {
-          return await this.readWith(n, this.client);
-        } catch (e) {
+    // The leases themselves: one READ_MANY script per LIST_READ_BATCH names (per hash slot on
+    // a Cluster), not one read per lease.
+    const sorted = [...names].sort();
+    const infos: (LeaseInfo | null)[] = [];
+    for (let i = 0; i < sorted.length; i += LIST_READ_BATCH) {
+      const chunk = sorted.slice(i, i + LIST_READ_BATCH);
+      const got = await perSlot(
+        typeof this.client.nodes === "function",
+        chunk,
+        (n) => this.keys(n).lease,
+        async (batch) => {
+          const r = await this.run(
+            "list",
+            "readMany",
+            batch.map((n) => this.keys(n).lease),
+            [],
+          );
+          if (!Array.isArray(r) || r.length !== batch.length)
+            throw this.schemaError("list", `readMany: ${JSON.stringify(r)}`);
+          return r;
+        },
+        (n, r): LeaseInfo | null => {
+          if (!Array.isArray(r)) throw this.schemaError("list", JSON.stringify(r));
           // One bad key is reported, not a reason to hide every other lease.
-          if (!(e instanceof StoreError) || e.kind !== "schema") throw e;
-          reportInvalid(opts, this.logger, n, e);
-          return null;
-        }
-      }),
-    );
+          if (r[0] === 2) {
+            reportInvalid(opts, this.logger, n, schemaError("redis", "list", String(r[1])));
+            return null;
+          }
+          if (r[0] !== 1) return null;
+          try {
+            return this.info("list", n, r[1], r[2], r[3]);
+          } catch (e) {
+            reportInvalid(opts, this.logger, n, e);
+            return null;
+          }
+        },
+      );
+      infos.push(...got);
+    }
     return infos.filter((i): i is LeaseInfo => i !== null);
   }
 
@@ -526,7 +604,7 @@ export class RedisStore implements LeaseStore {
     const channel = this.keys(name).events;
     if (this.watchers.add(channel, onChange)) {
       try {
-        await this.sub!.subscribe(channel);
+        await this.subs.subscribe(channel);
       } catch (e) {
         this.watchers.delete(channel, onChange);
         throw toRedisStoreError("watch", e, this.secrets);
@@ -538,7 +616,7 @@ export class RedisStore implements LeaseStore {
       done = true;
       if (this.watchers.delete(channel, onChange)) {
         if (!this.closed && this.sub) {
-          await this.sub.unsubscribe(channel).catch((e: unknown) => {
+          await this.subs.unsubscribe(channel).catch((e: unknown) => {
             this.logger.debug("redis unsubscribe failed", { lease: name, err: e });
           });
         }
@@ -564,7 +642,7 @@ export class RedisStore implements LeaseStore {
       this.logger.info("redis subscriber reconnected", {});
       const channels = [...this.watchers.keys()];
       if (channels.length > 0) {
-        sub.subscribe(...channels).catch((e: unknown) => {
+        SubscriptionBatcher.send(sub, "subscribe", channels).catch((e: unknown) => {
           // The connection dropped again; the next "ready" subscribes again.
           this.logger.debug("redis resubscribe failed", { err: e });
         });

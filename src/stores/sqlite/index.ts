@@ -80,7 +80,9 @@ export async function openSqliteStore(
 ): Promise<SqliteStore> {
   const q = /\?driver=([^&#]*)$/.exec(url);
   const fromUrl = q ? decodeURIComponent(q[1]!) : undefined;
-  const { driver: fromOpts, ...rest } = storeOpts;
+  const { driver: fromOpts, ...given } = storeOpts;
+  // Doorbell trouble (./notify.ts) goes to the store's logger.
+  const rest: SqliteStoreOptions = { logger: _opts.logger, ...given };
   const driver = fromOpts ?? fromUrl;
   if (driver !== undefined && !(SQLITE_DRIVERS as readonly string[]).includes(driver)) {
     throw new ConfigError(

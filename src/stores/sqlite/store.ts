@@ -3,18 +3,22 @@ import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { ConfigError, StoreError } from "../../errors.js";
 import { checkInt, MAX_TIMER_MS } from "../../limits.js";
+import { type Logger, noopLogger } from "../../logger.js";
 import { toStoreError } from "../../store/classify.js";
 import { reportInvalid } from "../../store/invalid.js";
 import type {
+  AcquireItem,
   AcquireResult,
   FencedPutResult,
   FencedValue,
+  LeaseEvent,
   LeaseInfo,
   LeaseRef,
   LeaseStore,
   ListOptions,
   RenewItem,
   RenewResult,
+  Unwatch,
 } from "../../store/types.js";
 import {
   validateAcquire,
@@ -22,9 +26,11 @@ import {
   validateFencedPut,
   validateLeaseName,
   validateLeaseRef,
+  validateReleaseItems,
   validateRenew,
 } from "../../store/validate.js";
 import { closedError, schemaError } from "../common/errors.js";
+import { acquireMany } from "./acquire-many.js";
 import { classifySqlite } from "./classify.js";
 import { fakedClockReason, hostBootId, hostMonotonicMs } from "./clock.js";
 import {
@@ -39,6 +45,7 @@ import {
   type SqliteDriverName,
   type SqliteStatement,
 } from "./driver.js";
+import { doorbellPath, type LiveTerm, SqliteDoorbell } from "./notify.js";
 import { renewMany } from "./renew-many.js";
 
 type BetterDatabase = import("better-sqlite3").Database;
@@ -77,6 +84,15 @@ export interface SqliteStoreOptions {
    * TTL ahead of the clock is also taken as "written before a reboot").
    */
   bootId?: string;
+  /**
+   * Release notifications between the processes of the host through the
+   * doorbell file `<db>-tenure-notify` (./notify.ts): `watch` works and
+   * `notifies` is true for a database file. Default true; false: no doorbell
+   * file, followers poll at the lease's expiry.
+   */
+  notify?: boolean;
+  /** Where doorbell trouble and throwing watchers are logged. Default: silent. */
+  logger?: Logger;
 }
 
 export { hostBootId, hostMonotonicMs } from "./clock.js";
@@ -95,8 +111,12 @@ interface LeaseRow {
  */
 export class SqliteStore implements LeaseStore {
   readonly kind = "sqlite";
-  /** SQLite has no cross-process notification: followers poll at the known expiry. */
-  readonly notifies = false;
+  /**
+   * True for a database file (not `:memory:`) unless `notify: false`: watchers
+   * are woken through the doorbell file `<db>-tenure-notify` (./notify.ts).
+   */
+  readonly notifies: boolean;
+  private readonly doorbell: SqliteDoorbell | null;
   /** The database file (`:memory:` for an in-memory database). */
   readonly path: string;
   private readonly db: SqliteDb;
@@ -170,6 +190,15 @@ export class SqliteStore implements LeaseStore {
       );
     }
     this.driver = this.db.driver;
+    this.doorbell =
+      opts.notify !== false && !this.db.memory && this.path !== "" && this.path !== ":memory:"
+        ? new SqliteDoorbell(
+            doorbellPath(this.path),
+            (names) => this.liveTerms(names),
+            opts.logger ?? noopLogger,
+          )
+        : null;
+    this.notifies = this.doorbell !== null;
     try {
       this.db.pragma(`busy_timeout = ${busy}`);
       if (!this.db.memory) {
@@ -287,15 +316,47 @@ export class SqliteStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateAcquire(name, holder, ttlMs);
-    return this.write("acquire", () => {
-      const now = this.now();
-      const r = this.row("acquire", name);
-      const cur = r ? this.info(name, r, now) : null;
-      if (cur && cur.holder !== holder) return { acquired: false, current: cur };
-      const token = (r?.token ?? 0n) + 1n;
-      this.stmts.upsert.run(name, holder, token, now + BigInt(ttlMs), this.boot);
-      return { acquired: true, lease: { name, holder, token } };
-    });
+    const res = this.write("acquire", () =>
+      this.acquireAt("acquire", name, holder, ttlMs, this.now()),
+    );
+    // A new term: a leader watching learns at once that its term is over.
+    if (res.acquired) this.doorbell?.ring();
+    return res;
+  }
+
+  /** Every item in one `BEGIN IMMEDIATE` transaction: see acquire-many.ts. */
+  async acquireMany(items: readonly AcquireItem[]): Promise<AcquireResult[]> {
+    const res = await acquireMany(
+      {
+        write: (fn) => this.write("acquireMany", fn),
+        now: this.now,
+        acquire: (n, h, t, now) => this.acquireAt("acquireMany", n, h, t, now),
+      },
+      items,
+    );
+    if (res.some((r) => r.acquired)) this.doorbell?.ring();
+    return res;
+  }
+
+  /** One acquire inside a write transaction, judged at monotonic time `now`. */
+  private acquireAt(
+    op: string,
+    name: string,
+    holder: string,
+    ttlMs: number,
+    now: bigint,
+  ): AcquireResult {
+    const r = this.row(op, name);
+    const cur = r ? this.info(name, r, now) : null;
+    if (cur && cur.holder !== holder) return { acquired: false, current: cur };
+    if (cur) {
+      // Held live by this holder: its term goes on (the same token), extended as by a renewal.
+      this.stmts.extend.run(now + BigInt(ttlMs), this.boot, name);
+      return { acquired: true, lease: { name, holder, token: cur.token } };
+    }
+    const token = (r?.token ?? 0n) + 1n;
+    this.stmts.upsert.run(name, holder, token, now + BigInt(ttlMs), this.boot);
+    return { acquired: true, lease: { name, holder, token } };
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<RenewResult> {
@@ -328,13 +389,43 @@ export class SqliteStore implements LeaseStore {
 
   async release(lease: LeaseRef): Promise<boolean> {
     validateLeaseRef(lease);
-    return this.write("release", () => {
-      const r = this.row("release", lease.name);
-      if (!r || r.holder !== lease.holder || r.token !== lease.token) return false;
-      const wasLive = this.remaining(r, this.now()) > 0n;
-      this.stmts.clear.run(lease.name);
-      return wasLive;
+    const wasLive = this.write("release", () => this.releaseAt("release", lease, this.now()));
+    // Rung after the commit: a watcher that looks sees the lease free.
+    if (wasLive) this.doorbell?.ring();
+    return wasLive;
+  }
+
+  /**
+   * Every item in one `BEGIN IMMEDIATE` transaction, each judged as `release`
+   * judges it, one after the other; the doorbell is rung once after the
+   * commit when any was released. A row that is not a lease answers false for
+   * its item instead of failing the batch.
+   */
+  async releaseMany(leases: readonly LeaseRef[]): Promise<boolean[]> {
+    validateReleaseItems(leases);
+    if (leases.length === 0) return [];
+    const out = this.write("releaseMany", () => {
+      const now = this.now();
+      return leases.map((l) => {
+        try {
+          return this.releaseAt("releaseMany", l, now);
+        } catch (e) {
+          if (e instanceof StoreError && e.kind === "schema") return false;
+          throw e;
+        }
+      });
     });
+    if (out.includes(true)) this.doorbell?.ring();
+    return out;
+  }
+
+  /** The release of one term inside a write transaction, at monotonic time `now`; true when it was live. */
+  private releaseAt(op: string, lease: LeaseRef, now: bigint): boolean {
+    const r = this.row(op, lease.name);
+    if (!r || r.holder !== lease.holder || r.token !== lease.token) return false;
+    const wasLive = this.remaining(r, now) > 0n;
+    this.stmts.clear.run(lease.name);
+    return wasLive;
   }
 
   async read(name: string): Promise<LeaseInfo | null> {
@@ -369,11 +460,48 @@ export class SqliteStore implements LeaseStore {
 
   async forceRelease(name: string): Promise<boolean> {
     validateLeaseName(name);
-    return this.write("forceRelease", () => {
+    const cleared = this.write("forceRelease", () => {
       const r = this.row("forceRelease", name);
       if (!r || this.remaining(r, this.now()) <= 0n) return false;
       this.stmts.clear.run(name);
       return true;
+    });
+    if (cleared) this.doorbell?.ring();
+    return cleared;
+  }
+
+  /**
+   * Calls `onChange` when lease `name` is released (`released`) or taken by a
+   * new term (`acquired`), by any process of the host on this file; `changed`
+   * when the doorbell file had to be watched anew (events may have been
+   * missed). Refused on an in-memory database or with `notify: false`.
+   */
+  async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
+    validateLeaseName(name);
+    this.check("watch");
+    if (!this.doorbell) {
+      throw new ConfigError(
+        "store",
+        "watch needs a SQLite database file with notify enabled (not :memory:, not notify: false)",
+      );
+    }
+    try {
+      return await this.doorbell.watch(name, onChange);
+    } catch (e) {
+      throw toStoreError("sqlite", "watch", e, classifySqlite);
+    }
+  }
+
+  /** What the doorbell's look finds for each of `names`, in one read transaction. */
+  private liveTerms(names: readonly string[]): LiveTerm[] {
+    return this.readTx("watch", () => {
+      const now = this.now();
+      return names.map((name) => {
+        const r = this.row("watch", name);
+        if (!r) return null;
+        const live = this.info(name, r, now);
+        return { holder: live?.holder ?? null, token: r.token };
+      });
     });
   }
 
@@ -422,6 +550,7 @@ export class SqliteStore implements LeaseStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.doorbell?.close();
     if (this.owned) this.db.close();
   }
 }

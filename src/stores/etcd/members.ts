@@ -1,0 +1,160 @@
+/**
+ * How calls are spread over the members of an etcd cluster (etcd3's
+ * `faultHandling`). etcd3's default retries 3 times and opens a 5 s circuit per
+ * member; Tenure retries by itself (the elector decides by its deadline), so:
+ *
+ * - a single member gets no policy at all;
+ * - in a cluster, a call that fails with a recoverable error moves on to
+ *   another member (at most once per other member, within the same deadline);
+ * - a member that failed, or has not answered a call within `hedgeMs` (cut
+ *   off: the connection is accepted, nothing answers), is passed over for a
+ *   cooldown that doubles while it keeps failing (`cooldownMs` … 16×), and
+ *   after it only reads go to it until one answers promptly, unless no other
+ *   member is in good standing;
+ * - a read marked {@link idempotent} is also sent to the next member when no
+ *   answer came within `hedgeMs`, and the first answer wins. Writes are never
+ *   sent twice this way (a duplicate compare-and-set could answer "conflict"
+ *   for a write that was made).
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { IOptions } from "etcd3";
+
+type FaultHandling = NonNullable<IOptions["faultHandling"]>;
+type Policy = NonNullable<FaultHandling["global"]>;
+type Attempt<T> = (ctx: { signal: AbortSignal }) => PromiseLike<T> | T;
+
+const reads = new AsyncLocalStorage<true>();
+
+/** Runs `fn` (etcd calls that only read) so that a slow member's answer is not waited for. */
+export function idempotent<T>(fn: () => Promise<T>): Promise<T> {
+  return reads.run(true, fn);
+}
+
+/** A minimal cockatiel-shaped policy: etcd3 only calls `execute`. */
+function policy(execute: <T>(fn: Attempt<T>) => Promise<T>): Policy {
+  const none = () => ({ dispose() {} });
+  return { execute, onSuccess: none, onFailure: none } as unknown as Policy;
+}
+
+/** Thrown by a member's cooldown instead of calling it (etcd3 then tries the next member). */
+class MemberCoolingDownError extends Error {
+  override name = "BrokenCircuitError";
+}
+
+export interface MemberPolicyOptions {
+  hostCount: number;
+  isRecoverable: (e: Error) => boolean;
+  /** A member that has not answered within this is passed over, and an idempotent read goes to the next. */
+  hedgeMs: number;
+  /** First cooldown of a member that failed. */
+  cooldownMs: number;
+  watchBackoff: FaultHandling["watchBackoff"];
+}
+
+const MAX_COOLDOWN_FACTOR = 16;
+
+export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
+  const signal = new AbortController().signal;
+  const deadline = (e: unknown) =>
+    e instanceof Error && e.constructor.name === "GRPCDeadlineExceededError";
+  const retryable = (e: unknown) => e instanceof Error && o.isRecoverable(e) && !deadline(e);
+
+  const sequential = async <T>(fn: Attempt<T>): Promise<T> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn({ signal });
+      } catch (e) {
+        if (attempt >= o.hostCount - 1 || !retryable(e)) throw e;
+      }
+    }
+  };
+
+  /** Starts an attempt now, another after each hedgeMs without an answer or at once after a retryable failure. */
+  const hedged = <T>(fn: Attempt<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      let started = 0;
+      let failed = 0;
+      let settled = false;
+      let noMore = false;
+      let timer: NodeJS.Timeout | undefined;
+      const start = () => {
+        clearTimeout(timer);
+        if (settled || noMore || started >= o.hostCount) return;
+        started++;
+        if (started < o.hostCount) timer = setTimeout(start, o.hedgeMs);
+        Promise.resolve()
+          .then(() => fn({ signal }))
+          .then(
+            (v) => {
+              if (settled) return;
+              settled = true;
+              clearTimeout(timer);
+              resolve(v);
+            },
+            (e: unknown) => {
+              if (settled) return;
+              failed++;
+              if (retryable(e)) start();
+              else {
+                // Not a member's trouble (or no member left to try): start no more.
+                noMore = true;
+                clearTimeout(timer);
+              }
+              if (failed === started && (noMore || started >= o.hostCount)) {
+                settled = true;
+                clearTimeout(timer);
+                reject(e);
+              }
+            },
+          );
+      };
+      start();
+    });
+
+  const global = policy(<T>(fn: Attempt<T>) =>
+    o.hostCount > 1 && reads.getStore() ? hedged(fn) : sequential(fn),
+  );
+
+  const downUntil: number[] = [];
+  const strikes: number[] = [];
+  /** Another member that a write may go to: out of its cooldown and not suspect. */
+  const othersUp = (i: number) =>
+    downUntil.some((d, j) => j !== i && Date.now() >= d && strikes[j] === 0);
+  const strike = (i: number) => {
+    if (Date.now() < downUntil[i]!) return; // already passed over: one strike per cooldown
+    strikes[i] = Math.min(strikes[i]! + 1, Math.log2(MAX_COOLDOWN_FACTOR) + 1);
+    downUntil[i] = Date.now() + o.cooldownMs * 2 ** (strikes[i]! - 1);
+  };
+  const host = (): Policy => {
+    if (o.hostCount <= 1) return policy(async (fn) => fn({ signal }));
+    const i = downUntil.length;
+    downUntil.push(0);
+    strikes.push(0);
+    return policy(async (fn) => {
+      // A member that failed or was slow stays suspect until a read answers
+      // promptly there: after its cooldown only reads (hedged, so never stuck
+      // on it) go to it; writes go elsewhere while another member is up.
+      const read = reads.getStore() === true;
+      if ((Date.now() < downUntil[i]! || (strikes[i]! > 0 && !read)) && othersUp(i)) {
+        throw new MemberCoolingDownError("member cooling down");
+      }
+      let slow = false;
+      const timer = setTimeout(() => {
+        slow = true;
+        strike(i);
+      }, o.hedgeMs);
+      try {
+        const v = await fn({ signal });
+        // Only a prompt read clears suspicion (a stream "succeeds" as soon as it is created).
+        if (!slow && read) strikes[i] = 0;
+        return v;
+      } catch (e) {
+        if (!slow && e instanceof Error && (o.isRecoverable(e) || deadline(e))) strike(i);
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+  };
+  return { global, host, watchBackoff: o.watchBackoff };
+}

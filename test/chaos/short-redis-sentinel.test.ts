@@ -1,0 +1,3 @@
+import { describeShortChaos } from "./short.js";
+
+describeShortChaos("redis-sentinel");
