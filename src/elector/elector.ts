@@ -23,7 +23,7 @@ import { renewerFor } from "../renewal/registry.js";
 import { releaserFor } from "../renewal/releaser.js";
 import type { Renewal, RenewalClient } from "../renewal/renewal.js";
 import type { AcquireResult, LeaseEvent, LeaseInfo, LeaseRef, Unwatch } from "../store/types.js";
-import { markEnded, settled, wasEnded } from "./ended.js";
+import { forgetOtherThan, forgetReleased, markEnded, wasEnded } from "./ended.js";
 import { withHealthJson } from "./health-json.js";
 import {
   type ElectorOptions,
@@ -556,7 +556,7 @@ export class Elector implements RenewalClient {
     const released = await this.callStore("release", () =>
       releaserFor(o.store, { clock: o.clock }).release(lease, deadline),
     );
-    if (released.ok) settled(o.store, lease, true);
+    if (released.ok) forgetReleased(o.store, lease);
     return released;
   }
 
@@ -644,13 +644,13 @@ export class Elector implements RenewalClient {
           });
           const released = await this.callStore("release", () => o.store.release(r.lease));
           if (released.ok) {
-            settled(o.store, r.lease, true);
+            forgetReleased(o.store, r.lease);
             this.endedUnreleased = null;
           } else await this.idle(this.failureDelay());
           continue;
         }
         // A new term for this holder: an ended one of this name can no longer come back.
-        settled(o.store, r.lease);
+        forgetOtherThan(o.store, r.lease);
         if (o.clock.now() >= validUntil) {
           // The answer came back after the trust window: do not lead on it.
           o.logger.warn("acquired too late to trust; campaigning again", {

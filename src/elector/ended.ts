@@ -34,16 +34,21 @@ export function wasEnded(store: object, lease: LeaseRef): boolean {
   return byStore.get(store)?.get(keyOf(lease)) === lease.token;
 }
 
-/**
- * The store no longer holds the term for us: released, or it answered this
- * name and holder with `lease` (another term). Forgets an ended term of that
- * name and holder unless it is `lease` itself.
- */
-export function settled(store: object, lease: LeaseRef, released = false): void {
+/** `lease`'s term was released: forgets it if it is the term remembered for its name and holder. */
+export function forgetReleased(store: object, lease: LeaseRef): void {
   const m = byStore.get(store);
-  if (!m) return;
   const k = keyOf(lease);
-  const token = m.get(k);
-  if (token === undefined) return;
-  if (released ? token === lease.token : token !== lease.token) m.delete(k);
+  if (m?.get(k) === lease.token) m.delete(k);
+}
+
+/**
+ * The store answered this name and holder with `lease`, so it no longer holds
+ * an ended term of theirs that is another one: that term is forgotten (an
+ * ended term that is `lease` itself stays remembered).
+ */
+export function forgetOtherThan(store: object, lease: LeaseRef): void {
+  const m = byStore.get(store);
+  const k = keyOf(lease);
+  const token = m?.get(k);
+  if (token !== undefined && token !== lease.token) m!.delete(k);
 }

@@ -20,8 +20,11 @@
  * the whole fleet), not sampled: the trust-overlap check needs every window.
  * SIGTERM: group.stop() (hands every partition over), then exit 0.
  */
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
 import pg from "pg";
 import { createGroup, type Elector } from "../../src/index.js";
+import { createStreamLogger } from "../../src/logger.js";
 import {
   chainWrite,
   fenceOf,
@@ -50,13 +53,23 @@ const cfg = workerConfig<GroupWorkerConfig>("chaos group worker", "GroupWorkerCo
 const out = lineWriter(cfg.holder);
 const errText = (v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : String(v));
 
-const { store, hooked } = await openWorkerStore(cfg.url, cfg.txHook, out);
+// TENURE_CHAOS_WORKER_LOG=DIR: the store's and the group's debug log, to DIR/HOLDER.log
+// (for diagnosing an episode; the checker reads only stdout).
+const logDir = process.env.TENURE_CHAOS_WORKER_LOG;
+const logger = logDir
+  ? createStreamLogger({
+      stream: createWriteStream(join(logDir, `${cfg.holder.replace(/[^\w.-]/g, "_")}.log`)),
+      level: "debug",
+    })
+  : undefined;
+const { store, hooked } = await openWorkerStore(cfg.url, cfg.txHook, out, logger);
 const group = createGroup({
   store,
   name: cfg.group,
   partitions: cfg.partitions,
   ttlMs: cfg.ttlMs,
   holderId: cfg.holder,
+  ...(logger ? { logger } : {}),
 });
 
 /**
