@@ -315,9 +315,17 @@ export class Elector implements RenewalClient {
   }
 
   private onLeaseEvent(e: LeaseEvent): void {
-    // Loss is pushed, not polled: a leader told of any change confirms it still holds the lease.
-    if (this.current) this.checkLoss();
-    else if (e.type === "released") this.wake();
+    const cur = this.current;
+    if (cur) {
+      // The leader's own write (its acquire, a renewal that moved its key) shows its own term:
+      // nothing to confirm. Confirming it hurried a renewal out of its batch's slot, one per
+      // lease as the notifications came in: on etcd, 1 000 terms acquired in one round trip
+      // then renewed in ~200 round trips per interval instead of 1 (bench scale part).
+      if (e.type !== "released" && e.token !== undefined && e.token === cur.term.token) return;
+      // Loss is pushed, not polled: a leader told of any other change confirms it still holds
+      // the lease.
+      this.checkLoss();
+    } else if (e.type === "released") this.wake();
   }
 
   /**

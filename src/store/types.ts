@@ -60,6 +60,14 @@ export interface AcquireItem {
 export interface LeaseEvent {
   readonly name: string;
   readonly type: "released" | "acquired" | "changed";
+  /**
+   * For `acquired` and `changed`: the token of the term the lease has after
+   * the change, where the store's notification carries it (etcd, memory).
+   * A leader that sees its own term's token ignores the event: it is its own
+   * write (its acquire, a renewal moving its key), not a loss. Without it, a
+   * leader confirms its term on every change.
+   */
+  readonly token?: bigint;
 }
 
 /** Result of {@link FencedValues.putFenced}. */

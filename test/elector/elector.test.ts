@@ -10,6 +10,7 @@ import {
   isLifecycleError,
   isStoreError,
   isTermEndedError,
+  type LeaseEvent,
   type Term,
 } from "../../src/index.js";
 import { MemoryStore } from "../../src/stores/memory/index.js";
@@ -250,6 +251,39 @@ describe("elector", () => {
       r.demoted.map((d) => d.reason),
       ["stopped"],
     );
+  });
+
+  it("a notification of the leader's own term (its token: its acquire, its renewal's write) sends no renewal; another token does", async () => {
+    const { clock, store, make, record, stopAll } = setup();
+    const emit: ((e: LeaseEvent) => void)[] = [];
+    const innerWatch = store.watch!;
+    store.watch = async (name, fn) => {
+      emit.push(fn);
+      return innerWatch(name, fn);
+    };
+    const a = make("a");
+    const r = record(a);
+    await a.start();
+    await clock.advance(0);
+    const t1 = a.term()!;
+    await clock.advance(100);
+    const renewsBefore = store.calls.renew;
+    emit[0]!({ name: "job", type: "acquired", token: t1.token });
+    emit[0]!({ name: "job", type: "changed", token: t1.token });
+    await clock.advance(0);
+    assert.equal(store.calls.renew, renewsBefore, "its own writes: nothing to confirm");
+    // Its renewals keep their slot: the next one goes at 333 ms, not at the notification.
+    await clock.advance(232);
+    assert.equal(store.calls.renew, renewsBefore);
+    await clock.advance(1);
+    assert.equal(store.calls.renew, renewsBefore + 1);
+    // A change naming another term is confirmed at once (here the store still shows t1).
+    emit[0]!({ name: "job", type: "changed", token: t1.token + 1n });
+    await clock.advance(0);
+    assert.equal(store.calls.renew, renewsBefore + 2, "another token: confirmed by a renewal");
+    assert.equal(a.term(), t1);
+    assert.equal(r.demoted.length, 0);
+    await stopAll();
   });
 
   it("F3: transient renew failures that recover before the deadline keep the same term", async () => {

@@ -644,17 +644,24 @@ describe("etcd store", { ...single }, () => {
     await raw.delete().key(`tenure/lease/${n}`);
   });
 
-  it("watch reports acquired, changed (re-lease) and released", async () => {
+  it("watch reports acquired, changed (re-lease) and released; a put names its term's token", async () => {
     const n = uniqueName("watch");
-    const events: LeaseEvent["type"][] = [];
-    const unwatch = await store.watch(n, (e) => events.push(e.type));
+    const events: LeaseEvent[] = [];
+    const unwatch = await store.watch(n, (e) => events.push(e));
     try {
       const a = await store.acquire(n, "a", 2000);
       assert.ok(a.acquired);
       await store.renew(a.lease, 4000);
       await store.release(a.lease);
       await waitFor("three events", () => events.length >= 3, { timeoutMs: 3000 });
-      assert.deepEqual(events, ["acquired", "changed", "released"]);
+      assert.deepEqual(
+        events.map((e) => [e.type, e.token]),
+        [
+          ["acquired", a.lease.token],
+          ["changed", a.lease.token],
+          ["released", undefined],
+        ],
+      );
     } finally {
       await unwatch();
     }

@@ -102,7 +102,7 @@ export class MemoryStore implements LeaseStore {
     }
     const token = (this.rows.get(name)?.token ?? 0n) + 1n;
     this.rows.set(name, { holder, token, expiresAt: this.clock.now() + ttlMs });
-    this.watchers.emit(name, { name, type: "acquired" });
+    this.watchers.emit(name, { name, type: "acquired", token });
     return { acquired: true, lease: { name, holder, token } };
   }
 
