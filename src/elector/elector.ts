@@ -277,13 +277,11 @@ export class Elector implements RenewalClient {
         }
         this.watchFailures = 0;
         this.unwatch = unwatch;
-        // A leader's term is confirmed by its next renewal, in its batch: hurrying one here,
-        // as each of many leases' watches came up one at a time (etcd), pulled every term out
-        // of its batch's renewal slot for good.
+        if (this.current) this.checkLoss();
         // A follower backing off after a failed call keeps its backoff (it asks again when the
         // backoff ends, with the watch up by then). One waiting on a "held" answer asks again
         // now; one whose acquire is in flight asks once more after that answer.
-        if (!this.current && this.consecutiveFailures === 0) {
+        else if (this.consecutiveFailures === 0) {
           if (this.wakeController) this.wake();
           else this.watchCameUp = true;
         }
