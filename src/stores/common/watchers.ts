@@ -59,6 +59,11 @@ export class WatcherSet<K = string> {
     return this.byKey.has(key);
   }
 
+  /** Number of keys with at least one watcher. */
+  get size(): number {
+    return this.byKey.size;
+  }
+
   /** The keys with at least one watcher. */
   keys(): K[] {
     return [...this.byKey.keys()];

@@ -26,6 +26,13 @@ export interface KeepAliveStream {
   end(): unknown;
 }
 
+/** A stream as opened, with how to pass over its member (members.ts, openOnMember). */
+export interface OpenedStream {
+  stream: KeepAliveStream;
+  /** Passes over the member the stream went to: it left a keep-alive unanswered. */
+  suspect: () => void;
+}
+
 /** Times one keep-alive is sent again on a new stream (a cluster of three: each other member once). */
 const MAX_RESENDS = 2;
 
@@ -39,6 +46,8 @@ interface Waiter {
 
 interface Channel {
   stream: Promise<KeepAliveStream>;
+  /** Passes over the stream's member (a no-op until the stream is open). */
+  suspect: () => void;
   waiters: Waiter[];
   dead: boolean;
 }
@@ -48,7 +57,7 @@ export class KeepAliveChannel {
   private readonly all = new Set<Channel>();
   private closed = false;
 
-  constructor(private readonly open: () => Promise<KeepAliveStream>) {}
+  constructor(private readonly open: () => Promise<OpenedStream>) {}
 
   /**
    * Sends one keep-alive for `leaseId`; resolves with the lease's TTL in
@@ -119,7 +128,11 @@ export class KeepAliveChannel {
   ): Promise<number> {
     let ch = this.current;
     const oldest = ch?.waiters[0];
-    if (fresh || !ch || ch.dead || (oldest && monotonicMs() - oldest.sentAt >= staleMs)) {
+    const stale = oldest !== undefined && monotonicMs() - oldest.sentAt >= staleMs;
+    if (fresh || !ch || ch.dead || stale) {
+      // A live stream left unanswered: its member is passed over, so the new
+      // stream goes to another one.
+      if (ch && !ch.dead && (stale || (fresh && ch.waiters.length > 0))) ch.suspect();
       ch = this.openChannel();
     }
     const c = ch;
@@ -148,7 +161,19 @@ export class KeepAliveChannel {
   }
 
   private openChannel(): Channel {
-    const c: Channel = { stream: this.open(), waiters: [], dead: false };
+    const opened = this.open();
+    const c: Channel = {
+      stream: opened.then((o) => o.stream),
+      suspect: () => {},
+      waiters: [],
+      dead: false,
+    };
+    opened.then(
+      (o) => {
+        c.suspect = o.suspect;
+      },
+      () => {},
+    );
     this.current = c;
     this.all.add(c);
     c.stream.then(

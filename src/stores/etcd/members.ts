@@ -25,9 +25,32 @@ type Attempt<T> = (ctx: { signal: AbortSignal }) => PromiseLike<T> | T;
 
 const reads = new AsyncLocalStorage<true>();
 
+/** Filled by the member policy while a stream is opened: how to pass over the member it went to. */
+interface StreamMember {
+  suspect?: () => void;
+}
+const streams = new AsyncLocalStorage<StreamMember>();
+
 /** Runs `fn` (etcd calls that only read) so that a slow member's answer is not waited for. */
 export function idempotent<T>(fn: () => Promise<T>): Promise<T> {
   return reads.run(true, fn);
+}
+
+/**
+ * Opens a stream with `open` (e.g. `leaseClient.leaseKeepAlive()`) and
+ * returns it with `suspect`: a function that passes over the member the
+ * stream went to, as a call that member left unanswered would (a stream
+ * "succeeds" as soon as it is created, so the member policy cannot tell a
+ * cut member by it). Without it, the stream opened to replace one left
+ * unanswered went to a random member: the cut one again about one time in
+ * three, and a renewal of a 1 s ttl then missed its deadline.
+ */
+export async function openOnMember<T>(
+  open: () => Promise<T>,
+): Promise<{ value: T; suspect: () => void }> {
+  const slot: StreamMember = {};
+  const value = await streams.run(slot, open);
+  return { value, suspect: () => slot.suspect?.() };
 }
 
 /** A minimal cockatiel-shaped policy: etcd3 only calls `execute`. */
@@ -138,6 +161,8 @@ export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
       if ((Date.now() < downUntil[i]! || (strikes[i]! > 0 && !read)) && othersUp(i)) {
         throw new MemberCoolingDownError("member cooling down");
       }
+      const stream = streams.getStore();
+      if (stream) stream.suspect = () => strike(i);
       let slow = false;
       const timer = setTimeout(() => {
         slow = true;

@@ -5,6 +5,7 @@
  */
 import type { Etcd3 } from "etcd3";
 import { KeepAliveChannel, type KeepAliveStream } from "./keepalive.js";
+import { openOnMember } from "./members.js";
 import { monotonicMs, SessionLease, staleAfterMs } from "./session.js";
 
 /** gRPC call options the store sets: an absolute deadline (ms since the epoch). */
@@ -22,9 +23,10 @@ export class SessionPool {
     /** A fresh deadline for a call the pool makes on its own (a keep-alive, a revoke). */
     private readonly deadline: () => CallOptions,
   ) {
-    this.keepAlives = new KeepAliveChannel(
-      async () => (await this.client.leaseClient.leaseKeepAlive()) as unknown as KeepAliveStream,
-    );
+    this.keepAlives = new KeepAliveChannel(async () => {
+      const { value, suspect } = await openOnMember(() => this.client.leaseClient.leaseKeepAlive());
+      return { stream: value as unknown as KeepAliveStream, suspect };
+    });
   }
 
   /**

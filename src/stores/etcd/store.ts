@@ -34,7 +34,7 @@ import {
   validateRenew,
 } from "../../store/validate.js";
 import { closedError, schemaError } from "../common/errors.js";
-import { callWatcher } from "../common/watchers.js";
+import { WatcherSet } from "../common/watchers.js";
 import { acquireMany, ITEMS_PER_TXN } from "./acquire-many.js";
 import { toEtcdStoreError } from "./classify.js";
 import { HeldTerms, overdue } from "./held.js";
@@ -127,7 +127,18 @@ export class EtcdStore implements LeaseStore {
   /** Terms this store started, and the sweep that ends them by ttl. */
   private readonly held: HeldTerms;
   private readonly reads: Reads;
-  private readonly watchers = new Set<Watcher>();
+  /** Callbacks of the watched lease names, all fed by {@link prefixWatch}. */
+  private readonly leaseWatchers: WatcherSet;
+  /**
+   * ONE etcd watch over every lease key of this store, while any lease is
+   * watched; `ready` settles once etcd confirmed it. etcd3 sets its watches up
+   * one at a time (one round trip each, and again after every reconnect), so a
+   * watch per lease kept a process of many terms (a group member, 10 000
+   * electors) setting watches up for seconds, and releases meanwhile reached
+   * nobody. The cost: every change of any lease under the prefix (an acquire, a
+   * release, a key moved to another TTL; not a renewal) reaches this process.
+   */
+  private prefixWatch: { w: Watcher; ready: Promise<void> } | null = null;
   private closed = false;
 
   constructor(client: EtcdClientLike, opts: EtcdStoreOptions = {}) {
@@ -148,6 +159,7 @@ export class EtcdStore implements LeaseStore {
     this.logger = opts.logger;
     this.ownsClient = opts.ownsClient ?? false;
     this.secrets = opts.secrets ?? [];
+    this.leaseWatchers = new WatcherSet(opts.logger ?? noopLogger);
     const deadline = () => this.deadline();
     this.sessions = new SessionPool(client, deadline);
     this.reads = new Reads(client, deadline);
@@ -624,46 +636,75 @@ export class EtcdStore implements LeaseStore {
   async watch(name: string, onChange: (event: LeaseEvent) => void): Promise<Unwatch> {
     validateLeaseName(name);
     this.check("watch");
-    const log = this.logger ?? noopLogger;
-    const emit = (type: LeaseEvent["type"], token?: bigint) =>
-      callWatcher(onChange, token === undefined ? { name, type } : { name, type, token }, log);
-    // Like etcd3's create(), but bounded: an unreachable cluster fails the
-    // call within the deadline instead of waiting for the stream forever.
-    const w = this.client.watch().key(this.leaseKey(name)).watcher();
+    const pw = this.prefixWatch ?? this.openPrefixWatch();
     try {
-      const connected = new Promise<void>((resolve, reject) => {
-        w.once("connected", () => resolve());
-        w.once("error", reject);
-      });
-      connected.catch(() => {}); // an error after the deadline is the cancelled watch's
-      if ((await raceDeadline(systemClock, connected, this.callTimeoutMs)) === TIMED_OUT) {
+      // Like etcd3's create(), but bounded: an unreachable cluster fails the
+      // call within the deadline instead of waiting for the stream forever.
+      if ((await raceDeadline(systemClock, pw.ready, this.callTimeoutMs)) === TIMED_OUT) {
         throw new StoreError(
           `tenure etcd: watch failed: not connected within ${this.callTimeoutMs} ms`,
           { transient: true, kind: "timeout", code: "DEADLINE_EXCEEDED" },
         );
       }
     } catch (e) {
-      // Not awaited: a member that never answered the watch will not answer
-      // its cancel either (awaiting it hung an elector's start() for good).
-      detachWatcher(w);
+      // A prefix watch that never came up is dropped, so the next watch() sets up a new one.
+      if (this.prefixWatch === pw && this.leaseWatchers.size === 0) this.closePrefixWatch();
       throw toEtcdStoreError("watch", e, this.secrets);
     }
+    this.check("watch");
+    if (this.prefixWatch !== pw) {
+      // Dropped while this call waited (every other watcher left): set up again.
+      return this.watch(name, onChange);
+    }
+    this.leaseWatchers.add(name, onChange);
+    let removed = false;
+    return async () => {
+      if (removed) return;
+      removed = true;
+      this.leaseWatchers.delete(name, onChange);
+      if (this.leaseWatchers.size === 0) this.closePrefixWatch();
+    };
+  }
+
+  /** Starts the one watch over every lease key (see {@link prefixWatch}). */
+  private openPrefixWatch(): { w: Watcher; ready: Promise<void> } {
+    const head = `${this.prefix}lease/`;
+    const nameOf = (kv: IKeyValue) => kv.key.toString("utf8").slice(head.length);
+    const w = this.client.watch().prefix(head).watcher();
+    const ready = new Promise<void>((resolve, reject) => {
+      w.once("connected", () => resolve());
+      w.once("error", reject);
+    });
+    ready.catch(() => {}); // an error after the deadline is the dropped watch's
     // A put names its term: the key's create revision is the token.
-    w.on("put", (kv) =>
-      emit(kv.version === "1" ? "acquired" : "changed", BigInt(kv.create_revision)),
-    );
-    w.on("delete", () => emit("released"));
-    // The watch manager reconnects by itself; errors are logged, not thrown.
+    w.on("put", (kv) => {
+      const name = nameOf(kv);
+      this.leaseWatchers.emit(name, {
+        name,
+        type: kv.version === "1" ? "acquired" : "changed",
+        token: BigInt(kv.create_revision),
+      });
+    });
+    w.on("delete", (kv) => {
+      const name = nameOf(kv);
+      this.leaseWatchers.emit(name, { name, type: "released" });
+    });
+    // The watch manager reconnects by itself (and replays what was missed); errors are logged.
     w.on("error", (e) =>
       this.logger?.debug("etcd watch error; reconnecting", {
-        lease: name,
         err: toEtcdStoreError("watch", e, this.secrets).message,
       }),
     );
-    this.watchers.add(w);
-    return async () => {
-      if (this.watchers.delete(w)) detachWatcher(w);
-    };
+    const pw = { w, ready };
+    this.prefixWatch = pw;
+    return pw;
+  }
+
+  private closePrefixWatch(): void {
+    const pw = this.prefixWatch;
+    if (!pw) return;
+    this.prefixWatch = null;
+    detachWatcher(pw.w);
   }
 
   async putFenced(
@@ -733,8 +774,8 @@ export class EtcdStore implements LeaseStore {
     if (this.closed) return;
     this.closed = true;
     this.sessions.close();
-    for (const w of this.watchers) detachWatcher(w);
-    this.watchers.clear();
+    this.leaseWatchers.clear();
+    this.closePrefixWatch();
     await this.held.close();
     if (this.ownsClient) this.client.close();
   }
