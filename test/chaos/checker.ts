@@ -42,7 +42,8 @@ export interface FencedWrite {
 }
 
 /** Everything the harness recorded about one episode. */
-export interface EpisodeHistory {
+/** What every episode's history records, single-lease or group. */
+export interface FaultHistory {
   readonly backend: string;
   readonly fault: string;
   readonly seed: number;
@@ -50,14 +51,10 @@ export interface EpisodeHistory {
   readonly retryMs: number;
   /** Interval of the leader's tick (work). */
   readonly tickMs: number;
-  /** Allowed overlap (ms) of two processes both trusting their leadership (unfenced work). */
+  /** Allowed overlap (ms) of two processes both trusting the same lease (unfenced work). */
   readonly safetyBoundMs: number;
-  /** Extra time allowed on top of ttl + retry for a working leader (tick interval, restarts, scheduling). */
+  /** Extra time allowed on top of ttl + retry for work to run again (tick interval, restarts, scheduling). */
   readonly recoverySlackMs: number;
-  /** Bound on identical warn/error log lines per process per minute. */
-  readonly logLinesPerMinute: number;
-  readonly lines: readonly WorkerLine[];
-  readonly writes: readonly FencedWrite[];
   /** Monotonic ns when the fault started and when it healed. */
   readonly faultAt: string;
   readonly healAt: string;
@@ -77,6 +74,13 @@ export interface EpisodeHistory {
    * store is durable); any other refusal of a trusted term is a violation.
    */
   readonly dataLostAt?: string;
+}
+
+export interface EpisodeHistory extends FaultHistory {
+  /** Bound on identical warn/error log lines per process per minute. */
+  readonly logLinesPerMinute: number;
+  readonly lines: readonly WorkerLine[];
+  readonly writes: readonly FencedWrite[];
 }
 
 /** The measured figures of one episode. */

@@ -410,6 +410,33 @@ async function raw(file: string): Promise<Raw> {
   };
 }
 
+/**
+ * Whether some process holds `file`'s write lock for all of `forMs`: tries
+ * `BEGIN IMMEDIATE` (no busy wait) every 5 ms and rolls back at once when
+ * it gets the lock. A process stopped (SIGSTOP) inside a write transaction
+ * holds it until it resumes; anyone else's transaction takes a few ms.
+ */
+export async function writeLockHeld(file: string, forMs = 200): Promise<boolean> {
+  const db = await raw(file);
+  try {
+    db.exec("PRAGMA busy_timeout = 0");
+    const end = Date.now() + forMs;
+    for (;;) {
+      try {
+        db.exec("BEGIN IMMEDIATE");
+        db.exec("ROLLBACK");
+        return false;
+      } catch (e) {
+        if (!/busy|locked/i.test((e as Error).message)) throw e;
+      }
+      if (Date.now() >= end) return true;
+      await sleep(5); // between tries: a bounded poll
+    }
+  } finally {
+    db.close();
+  }
+}
+
 /** Checkpoints the WAL into the database and truncates it, so the next write must grow it. */
 async function checkpointTruncate(file: string): Promise<boolean> {
   const db = await raw(file);

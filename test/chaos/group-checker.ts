@@ -10,6 +10,7 @@ import {
   cutAtDeath,
   type EpisodeMetrics,
   type EpisodeResult,
+  type FaultHistory,
   fencedOrder,
   maxPairOverlap,
   tokenOrder,
@@ -49,34 +50,14 @@ export interface PartitionWrite {
   readonly t: string;
 }
 
-export interface GroupHistory {
-  readonly backend: string;
-  readonly fault: string;
-  readonly seed: number;
+export interface GroupHistory extends FaultHistory {
   readonly partitions: number;
-  readonly ttlMs: number;
-  readonly retryMs: number;
-  readonly tickMs: number;
-  /** Allowed overlap (ms) of two processes trusting the same partition. */
-  readonly safetyBoundMs: number;
-  /** Extra time on top of ttl + retry + tick for a partition to be worked again (restarts, scheduling). */
-  readonly recoverySlackMs: number;
   /** Longest time from `settleAt` to the first balanced probe. */
   readonly balanceBoundMs: number;
   readonly lines: readonly GroupLine[];
   readonly writes: readonly PartitionWrite[];
-  readonly faultAt: string;
-  readonly healAt: string;
   /** When the membership last changed by the fault's hand (heal, a paused member's resume, a death), or the end of a fault window without probes (clock-jump). */
   readonly settleAt: string;
-  /** When the final probe was sent, and whether it found the fleet balanced. */
-  readonly probeAt: string;
-  readonly deaths: readonly { readonly pid: number; readonly t: string }[];
-  readonly pauses: readonly { readonly pid: number; readonly from: string; readonly to: string }[];
-  /** Pids that must answer the final probe (alive, not paused, not stopping). */
-  readonly probed: readonly number[];
-  /** When the store lost its data, if the fault did that (see EpisodeHistory.dataLostAt). */
-  readonly dataLostAt?: string;
 }
 
 /**

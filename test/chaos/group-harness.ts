@@ -14,7 +14,6 @@ import { openStore } from "../../src/index.js";
 import { ETCD_ELECTION_TIMEOUT_MS } from "../helpers/chaos-servers.js";
 import { CHAIN_KEY, parseChainValue } from "./chain.js";
 import type { EpisodeMetrics } from "./checker.js";
-import { ETCD_CLUSTER_FAULTS, runEtcdClusterFault } from "./faults-etcd-cluster.js";
 import {
   type Cand,
   integrity,
@@ -43,8 +42,9 @@ import {
   faultsFor,
   must,
   rng,
-  runNetFault,
-  runProcessFault,
+  runSharedFault,
+  stopWorkers,
+  takeFenceRows,
 } from "./harness.js";
 import { WorkerProcess } from "./worker-process.js";
 
@@ -239,71 +239,30 @@ export async function runGroupEpisode(
     // The member the process faults hit: one that owns partitions (they all do once balanced).
     const lead = members[Math.floor(rand() * members.length)]!;
     const r = () => rand();
-    switch (spec.fault) {
-      case "pause-long":
-      case "pause-short":
-      case "kill-leader":
-      case "graceful-stop":
-        ({ detail, faultAt, healAt } = await runProcessFault(
-          spec.fault,
-          lead,
-          { who: "a member", the: "member", stop: "group.stop + exit" },
-          ttlMs,
-          r,
-          {
-            pauses,
-            deaths,
-          },
-        ));
-        break;
-      case "latency":
-      case "blackhole":
-      case "half-open":
-      case "reset":
-        ({ detail, faultAt, healAt } = await runNetFault(spec.fault, b.proxies, ttlMs, r));
-        break;
-      case "kill-conns": {
-        if (!b.killConns) throw new Error(`${spec.backend} has no server-side connection kill`);
-        detail = "server-side kill of every client connection";
-        faultAt = now();
-        await b.killConns();
-        healAt = now();
-        break;
-      }
-      case "restart-server": {
-        if (!b.restart) throw new Error(`${spec.backend} has no restartable server`);
-        faultAt = now();
-        if (b.restartLosesData) dataLostAt = faultAt;
-        detail = await b.restart(r());
-        healAt = now();
-        break;
-      }
-      default: {
-        if ((ETCD_CLUSTER_FAULTS as readonly string[]).includes(spec.fault)) {
-          if (!b.etcdCluster) throw new Error(`${spec.backend} is not an etcd cluster`);
-          const run = await runEtcdClusterFault(
-            spec.fault as (typeof ETCD_CLUSTER_FAULTS)[number],
-            b.etcdCluster,
-            b.proxies,
-            ttlMs,
-            r,
-          );
-          ({ faultAt, healAt, detail } = run);
-          break;
-        }
-        if (!sqlite) throw new Error(`${spec.fault} has no group episode on ${spec.backend}`);
-        ({ detail, faultAt, healAt, windowEnd } = await runSqliteFault({
-          plan: sqlite,
-          r,
-          ttlMs,
-          dbFile: sqliteFile,
-          cands: members,
-          lead,
-          deaths,
-          pauses,
-        }));
-        break;
-      }
+    const shared = await runSharedFault(
+      spec,
+      b,
+      lead,
+      { who: "a member", the: "member", stop: "group.stop + exit" },
+      ttlMs,
+      r,
+      { pauses, deaths },
+    );
+    if (shared) {
+      ({ detail, faultAt, healAt } = shared);
+      if (shared.dataLostAt !== undefined) dataLostAt = shared.dataLostAt;
+    } else {
+      if (!sqlite) throw new Error(`${spec.fault} has no group episode on ${spec.backend}`);
+      ({ detail, faultAt, healAt, windowEnd } = await runSqliteFault({
+        plan: sqlite,
+        r,
+        ttlMs,
+        dbFile: sqliteFile,
+        cands: members,
+        lead,
+        deaths,
+        pauses,
+      }));
     }
     // Probe until the fleet is balanced again and every partition was written after the heal.
     const heal = healAt;
@@ -323,27 +282,16 @@ export async function runGroupEpisode(
   }
   for (const c of members) if (c.paused) c.proc.kill("SIGCONT");
   probe ??= await probeRound(members, partitions, 2000);
-  for (const c of members) if (c.alive) c.proc.kill("SIGTERM");
-  const all = Promise.all(members.map((c) => c.exited()));
-  const killer = setTimeout(() => {
-    for (const c of members) if (c.alive) c.proc.kill("SIGKILL");
-  }, 10_000);
-  await all;
-  clearTimeout(killer);
+  await stopWorkers(members, 10_000);
 
   const lines = members.flatMap((c) => c.lines);
   let writes: PartitionWrite[] = [];
   if (fence.mode === "store-fence") {
-    const reader = await adminClient(fence.adminUrl, 10_000);
-    try {
-      const res = await reader.query(
-        `SELECT part, seq::int AS seq, token::text AS token, pid, t FROM "${table}" ORDER BY seq`,
-      );
-      writes = res.rows as PartitionWrite[];
-      await reader.query(`DROP TABLE IF EXISTS "${table}"`);
-    } finally {
-      await reader.end().catch(() => {});
-    }
+    writes = await takeFenceRows<PartitionWrite>(
+      fence.adminUrl,
+      table,
+      "part, seq::int AS seq, token::text AS token, pid, t",
+    );
   } else {
     const last: (string | null)[] = new Array(partitions).fill(null);
     try {

@@ -27,6 +27,7 @@ import { createGroup, type Elector } from "../../src/index.js";
 import { createStreamLogger } from "../../src/logger.js";
 import {
   chainWrite,
+  exitOnSignals,
   fenceOf,
   fromLibClock,
   lineWriter,
@@ -220,18 +221,12 @@ process.on("SIGUSR2", () => {
     view: group.view()?.members.map((m) => m.holder) ?? null,
   });
 });
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  await group.stop();
-  out("stopped");
-  await store.close().catch(() => {});
-  hooked?.close();
-  await pool?.end().catch(() => {});
-  process.exit(0);
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+exitOnSignals(
+  out,
+  () => group.stop(),
+  store,
+  hooked,
+  () => pool?.end(),
+);
 await group.start();
 out("started");

@@ -38,6 +38,7 @@ import {
 import {
   ETCD_CLUSTER_FAULTS,
   type EtcdClusterFault,
+  isEtcdClusterFault,
   runEtcdClusterFault,
 } from "./faults-etcd-cluster.js";
 import {
@@ -57,6 +58,7 @@ import {
   sqliteDir,
   sqliteFaultsHere,
   sqlitePlan,
+  writeLockHeld,
 } from "./faults-sqlite.js";
 import { loseTermOnPrimary } from "./lost-term.js";
 import type { WorkerConfig } from "./worker.js";
@@ -379,6 +381,36 @@ export async function terminateBackends(url: string): Promise<void> {
   }
 }
 
+/** Stops every live worker with SIGTERM (SIGKILL after `killAfterMs`); resolves once all exited. */
+export async function stopWorkers(
+  workers: readonly WorkerProcess<{ event: string; t: string }>[],
+  killAfterMs: number,
+): Promise<void> {
+  for (const c of workers) if (c.alive) c.proc.kill("SIGTERM");
+  const all = Promise.all(workers.map((c) => c.exited()));
+  const killer = setTimeout(() => {
+    for (const c of workers) if (c.alive) c.proc.kill("SIGKILL");
+  }, killAfterMs);
+  await all;
+  clearTimeout(killer);
+}
+
+/** The `columns` of an episode's fence table in commit order (`seq`); the table is dropped. */
+export async function takeFenceRows<T>(
+  adminUrl: string,
+  table: string,
+  columns: string,
+): Promise<T[]> {
+  const reader = await adminClient(adminUrl, 10_000);
+  try {
+    const res = await reader.query(`SELECT ${columns} FROM "${table}" ORDER BY seq`);
+    await reader.query(`DROP TABLE IF EXISTS "${table}"`);
+    return res.rows as T[];
+  } finally {
+    await reader.end().catch(() => {});
+  }
+}
+
 /** One candidate process and what it printed. */
 class Candidate extends WorkerProcess<WorkerLine> {
   constructor(cfg: WorkerConfig, launch?: Launch) {
@@ -396,7 +428,7 @@ class Candidate extends WorkerProcess<WorkerLine> {
  * recorded. `names` words the detail (`who` it hit, what SIGTERM makes it do).
  * What it did, and when it started and healed.
  */
-export async function runProcessFault(
+async function runProcessFault(
   fault: (typeof PROCESS_FAULTS)[number],
   lead: WorkerProcess<{ event: string; t: string }>,
   names: { who: string; the: string; stop: string },
@@ -406,22 +438,36 @@ export async function runProcessFault(
     pauses: { pid: number; from: string; to: string }[];
     deaths: { pid: number; t: string }[];
   },
+  sqliteFile?: string,
 ): Promise<{ detail: string; faultAt: bigint; healAt: bigint }> {
   if (fault === "pause-long" || fault === "pause-short") {
     const ms = Math.round(
       fault === "pause-long" ? ttlMs * (1.3 + r()) : ttlMs * (0.2 + 0.35 * r()),
     );
     const faultAt = now();
+    const t0 = Date.now();
     lead.paused = true;
     lead.proc.kill("SIGSTOP");
-    await sleep(ms); // the fault's length, not a wait for a result
+    // On SQLite a process stopped inside a write transaction keeps the file's
+    // write lock: nobody can write until it resumes (the stop-in-tx fault,
+    // landed on by chance: group:sqlite:pause-long:1610044823 had every
+    // member blocked for the whole 1.7 s pause).
+    const lockHeld =
+      fault === "pause-long" && sqliteFile !== undefined
+        ? await writeLockHeld(sqliteFile, Math.min(200, ms / 4))
+        : false;
+    await sleep(Math.max(0, ms - (Date.now() - t0))); // the fault's length, not a wait for a result
     const to = now();
     lead.proc.kill("SIGCONT");
     lead.paused = false;
     record.pauses.push({ pid: lead.pid, from: faultAt.toString(), to: to.toString() });
-    // A long pause: the rest of the fleet could take over from the start of the pause.
-    const healAt = fault === "pause-long" ? faultAt : to;
-    return { detail: `SIGSTOP ${names.who} for ${ms} ms`, faultAt, healAt };
+    // A long pause: the rest of the fleet could take over from the start of the pause, unless
+    // the paused process held the store's only write lock (then from the SIGCONT).
+    const healAt = fault === "pause-long" && !lockHeld ? faultAt : to;
+    const lock = lockHeld
+      ? " holding the SQLite write lock (nobody could write until SIGCONT)"
+      : "";
+    return { detail: `SIGSTOP ${names.who} for ${ms} ms${lock}`, faultAt, healAt };
   }
   if (fault === "kill-leader") {
     const faultAt = now();
@@ -437,12 +483,77 @@ export async function runProcessFault(
   return { detail: `SIGTERM ${names.who} (${names.stop})`, faultAt, healAt: faultAt };
 }
 
+/** What a fault did, when it started and healed, and when the store lost its data (if it did). */
+export interface FaultRun {
+  detail: string;
+  faultAt: bigint;
+  healAt: bigint;
+  dataLostAt?: bigint;
+}
+
+/**
+ * Runs a fault that single-lease and group episodes inject the same way: a
+ * process fault on `lead` (`names` words it), a network fault on every
+ * proxy, the server-side kill of every client connection, a server restart,
+ * or a fault of the 3-member etcd cluster. Null for any other fault: the
+ * caller runs it (a standby promotion, a Sentinel failover, SQLite's own).
+ */
+export async function runSharedFault(
+  spec: EpisodeSpec,
+  b: Backend,
+  lead: WorkerProcess<{ event: string; t: string }>,
+  names: { who: string; the: string; stop: string },
+  ttlMs: number,
+  r: () => number,
+  record: {
+    pauses: { pid: number; from: string; to: string }[];
+    deaths: { pid: number; t: string }[];
+  },
+): Promise<FaultRun | null> {
+  const fault = spec.fault;
+  if ((PROCESS_FAULTS as readonly string[]).includes(fault))
+    return runProcessFault(
+      fault as (typeof PROCESS_FAULTS)[number],
+      lead,
+      names,
+      ttlMs,
+      r,
+      record,
+      spec.backend === "sqlite" ? b.url.slice("sqlite:".length) : undefined,
+    );
+  if ((NET_FAULTS as readonly string[]).includes(fault))
+    return runNetFault(fault as (typeof NET_FAULTS)[number], b.proxies, ttlMs, r);
+  if (fault === "kill-conns") {
+    if (!b.killConns) throw new Error(`${spec.backend} has no server-side connection kill`);
+    const detail =
+      spec.backend === "redis"
+        ? "CLIENT KILL (normal + pubsub)"
+        : "pg_terminate_backend(all clients)";
+    const faultAt = now();
+    await b.killConns();
+    return { detail, faultAt, healAt: now() };
+  }
+  if (fault === "restart-server") {
+    if (!b.restart) throw new Error(`${spec.backend} has no restartable server`);
+    const faultAt = now();
+    const detail = await b.restart(r());
+    const run: FaultRun = { detail, faultAt, healAt: now() };
+    if (b.restartLosesData) run.dataLostAt = faultAt;
+    return run;
+  }
+  if (isEtcdClusterFault(fault)) {
+    if (!b.etcdCluster) throw new Error(`${spec.backend} is not an etcd cluster`);
+    return runEtcdClusterFault(fault, b.etcdCluster, b.proxies, ttlMs, r);
+  }
+  return null;
+}
+
 /**
  * A network fault between the workers and the store (`NET_FAULTS`) on every
  * proxy: injected, held for its seeded length, healed. What it did, and when
  * it started and healed.
  */
-export async function runNetFault(
+async function runNetFault(
   fault: (typeof NET_FAULTS)[number],
   proxies: readonly FaultProxy[],
   ttlMs: number,
@@ -678,129 +789,93 @@ export async function runEpisode(
     );
     const lead = leader()!;
     const r = () => rand();
-    switch (spec.fault) {
-      case "pause-long":
-      case "pause-short":
-      case "kill-leader":
-      case "graceful-stop":
-        ({ detail, faultAt, healAt } = await runProcessFault(
-          spec.fault,
-          lead,
-          { who: "leader", the: "leader", stop: "resign + exit" },
-          ttlMs,
-          r,
-          {
-            pauses,
+    const shared = await runSharedFault(
+      spec,
+      b,
+      lead,
+      { who: "leader", the: "leader", stop: "resign + exit" },
+      ttlMs,
+      r,
+      { pauses, deaths },
+    );
+    if (shared) {
+      ({ detail, faultAt, healAt } = shared);
+      if (shared.dataLostAt !== undefined) dataLostAt = shared.dataLostAt;
+    } else
+      switch (spec.fault) {
+        case "promote-standby": {
+          const pair = b.standby;
+          if (!pair) throw new Error(`${spec.backend} has no standby`);
+          await pair.ensureStandby();
+          await pair.waitReplayed();
+          faultAt = now();
+          await pair.freezeWalsender();
+          const { lost, lostToken, pauseFrom } = await loseTermOnPrimary({
+            lead,
+            cands,
+            faultAt,
+            ttlMs,
+            retryMs,
             deaths,
-          },
-        ));
-        break;
-      case "latency":
-      case "blackhole":
-      case "half-open":
-      case "reset":
-        ({ detail, faultAt, healAt } = await runNetFault(spec.fault, b.proxies, ttlMs, r));
-        break;
-      case "kill-conns": {
-        if (!b.killConns) throw new Error(`${spec.backend} has no server-side connection kill`);
-        detail =
-          spec.backend === "redis"
-            ? "CLIENT KILL (normal + pubsub)"
-            : "pg_terminate_backend(all clients)";
-        faultAt = now();
-        await b.killConns();
-        healAt = now();
-        break;
-      }
-      case "restart-server": {
-        if (!b.restart) throw new Error(`${spec.backend} has no restartable server`);
-        faultAt = now();
-        if (b.restartLosesData) dataLostAt = faultAt;
-        detail = await b.restart(r());
-        healAt = now();
-        break;
-      }
-      case "kill-raft-leader":
-      case "partition-member":
-      case "rolling-restart": {
-        if (!b.etcdCluster) throw new Error(`${spec.backend} is not an etcd cluster`);
-        const run = await runEtcdClusterFault(spec.fault, b.etcdCluster, b.proxies, ttlMs, r);
-        ({ faultAt, healAt, detail } = run);
-        break;
-      }
-      case "promote-standby": {
-        const pair = b.standby;
-        if (!pair) throw new Error(`${spec.backend} has no standby`);
-        await pair.ensureStandby();
-        await pair.waitReplayed();
-        faultAt = now();
-        await pair.freezeWalsender();
-        const { lost, lostToken, pauseFrom } = await loseTermOnPrimary({
-          lead,
-          cands,
-          faultAt,
-          ttlMs,
-          retryMs,
-          deaths,
-          must,
-        });
-        const t0 = Date.now();
-        // The lost term's data goes with the primary: its holder's refusals
-        // after this are the documented async limit, not a fencing failure.
-        dataLostAt = now();
-        await pair.crashPrimary();
-        await pair.promote();
-        healAt = now();
-        const promotedMs = Date.now() - t0;
-        const heal = healAt;
-        try {
-          await must(
-            "a term on the promoted server while the lost term's holder is paused",
-            () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
-            2 * (ttlMs + retryMs) + 2000,
-          );
-        } finally {
-          lost.proc.kill("SIGCONT");
-          lost.paused = false;
-          pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
+            must,
+          });
+          const t0 = Date.now();
+          // The lost term's data goes with the primary: its holder's refusals
+          // after this are the documented async limit, not a fencing failure.
+          dataLostAt = now();
+          await pair.crashPrimary();
+          await pair.promote();
+          healAt = now();
+          const promotedMs = Date.now() - t0;
+          const heal = healAt;
+          try {
+            await must(
+              "a term on the promoted server while the lost term's holder is paused",
+              () => cands.some((c) => c !== lead && c !== lost && c.has("lead-start", heal)),
+              2 * (ttlMs + retryMs) + 2000,
+            );
+          } finally {
+            lost.proc.kill("SIGCONT");
+            lost.paused = false;
+            pauses.push({ pid: lost.pid, from: pauseFrom.toString(), to: now().toString() });
+          }
+          detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms`;
+          break;
         }
-        detail = `walsender SIGSTOP, leader SIGKILL, token ${lostToken} issued on the primary only, primary crashed, standby promoted in ${promotedMs} ms`;
-        break;
+        case "failover-primary":
+        case "failover-lagging": {
+          if (!b.sentinel) throw new Error(`${spec.backend} has no Sentinel group`);
+          const f = await runSentinelFault({
+            group: b.sentinel,
+            fault: spec.fault,
+            lead,
+            cands,
+            ttlMs,
+            retryMs,
+            deaths,
+            pauses,
+            must,
+          });
+          ({ faultAt, healAt, detail } = f);
+          if (f.dataLostAt !== undefined) dataLostAt = f.dataLostAt;
+          break;
+        }
+        default: {
+          if (!sqlite) throw new Error(`${spec.fault} needs the sqlite backend`);
+          const f = await runSqliteFault({
+            plan: sqlite,
+            r,
+            ttlMs,
+            dbFile: sqliteFile,
+            cands,
+            lead,
+            deaths,
+            pauses,
+          });
+          ({ detail, faultAt, healAt } = f);
+          break;
+        }
       }
-      case "failover-primary":
-      case "failover-lagging": {
-        if (!b.sentinel) throw new Error(`${spec.backend} has no Sentinel group`);
-        const f = await runSentinelFault({
-          group: b.sentinel,
-          fault: spec.fault,
-          lead,
-          cands,
-          ttlMs,
-          retryMs,
-          deaths,
-          pauses,
-          must,
-        });
-        ({ faultAt, healAt, detail } = f);
-        if (f.dataLostAt !== undefined) dataLostAt = f.dataLostAt;
-        break;
-      }
-      default: {
-        if (!sqlite) throw new Error(`${spec.fault} needs the sqlite backend`);
-        const f = await runSqliteFault({
-          plan: sqlite,
-          r,
-          ttlMs,
-          dbFile: sqliteFile,
-          cands,
-          lead,
-          deaths,
-          pauses,
-        });
-        ({ detail, faultAt, healAt } = f);
-        break;
-      }
-    }
     // Recovery: a leader ticks after the heal (the checker judges how soon).
     const heal = healAt;
     await must(
@@ -838,27 +913,16 @@ export async function runEpisode(
   const { probed } = probe;
   const probeAt = probe.at;
   // Graceful stop of everyone; SIGKILL after 5 s.
-  for (const c of cands) if (c.alive) c.proc.kill("SIGTERM");
-  const all = Promise.all(cands.map((c) => c.exited()));
-  const killer = setTimeout(() => {
-    for (const c of cands) if (c.alive) c.proc.kill("SIGKILL");
-  }, 5000);
-  await all;
-  clearTimeout(killer);
+  await stopWorkers(cands, 5000);
 
   const lines = cands.flatMap((c) => c.lines);
   let writes: FencedWrite[] = [];
   if (fence.mode === "store-fence") {
-    const reader = await adminClient(fence.adminUrl, 10_000);
-    try {
-      const r = await reader.query(
-        `SELECT seq::int AS seq, token::text AS token, pid, t FROM "${table}" ORDER BY seq`,
-      );
-      writes = r.rows as FencedWrite[];
-      await reader.query(`DROP TABLE IF EXISTS "${table}"`);
-    } finally {
-      await reader.end().catch(() => {});
-    }
+    writes = await takeFenceRows<FencedWrite>(
+      fence.adminUrl,
+      table,
+      "seq::int AS seq, token::text AS token, pid, t",
+    );
   } else {
     let last: string | null = null;
     try {

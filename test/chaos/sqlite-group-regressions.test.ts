@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { openStore } from "../../src/index.js";
 import { requireService } from "../helpers/services.js";
-import { sqliteFaultsMissing } from "./faults-sqlite.js";
+import { within } from "../helpers/wait.js";
+import { sqliteFaultsMissing, writeLockHeld } from "./faults-sqlite.js";
 import { ChaosEnv, DEFAULT_TIMING, type EpisodeSpec } from "./harness.js";
 import { runPlan } from "./profile.js";
 
@@ -38,5 +45,58 @@ describe(
         assert.deepEqual(o.violations, [], `${o.detail} — replay: ${o.replay}`);
       },
     );
+
+    // group:sqlite:pause-long:1610044823 (seed 2701 run): the member was SIGSTOPped inside a
+    // write transaction, so no member could write for the whole 1.7 s pause and every partition
+    // went unworked 1.71–1.74 s from the pause's start (bound 1.7 s). Like stop-in-tx, the fleet
+    // can recover only from the SIGCONT; the harness now tells that case by the lock itself.
+    it("writeLockHeld tells a write lock held by a stopped writer from a free file", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "tenure-lock-"));
+      const file = join(dir, "leases.db");
+      try {
+        const store = await openStore(`sqlite:${file}`);
+        await store.close();
+        assert.equal(await writeLockHeld(file, 100), false, "free file reported locked");
+        const holder = spawn(
+          process.execPath,
+          [fileURLToPath(new URL("./sqlite-lock-holder.js", import.meta.url)), file],
+          { stdio: ["ignore", "pipe", "inherit"] },
+        );
+        const exited = new Promise((r) => holder.once("exit", r));
+        try {
+          await within(
+            "the lock holder to take the write lock",
+            10_000,
+            new Promise<void>((resolve, reject) => {
+              holder.stdout.on("data", (d: Buffer) => {
+                if (d.toString().includes("locked")) resolve();
+              });
+              holder.once("exit", (code) => reject(new Error(`lock holder exited ${code}`)));
+            }),
+          );
+          holder.kill("SIGSTOP");
+          assert.equal(await writeLockHeld(file, 100), true, "held lock not seen");
+        } finally {
+          holder.kill("SIGKILL");
+          await within("the lock holder to exit", 10_000, exited);
+        }
+        assert.equal(await writeLockHeld(file, 100), false, "lock of a dead holder reported held");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("group:sqlite:pause-long:1610044823 (a member stopped for 1.7 s): no violation", async (t) => {
+      const spec: EpisodeSpec = {
+        backend: "sqlite",
+        fault: "pause-long",
+        seed: 1_610_044_823,
+        mode: "group",
+      };
+      const [o] = await runPlan(env, [spec], DEFAULT_TIMING);
+      assert.ok(o);
+      t.diagnostic(o.detail);
+      assert.deepEqual(o.violations, [], `${o.detail} — replay: ${o.replay}`);
+    });
   },
 );

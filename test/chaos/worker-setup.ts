@@ -97,3 +97,30 @@ export async function chainWrite(
   const event = r.ok ? "wrote" : r.reason === "fenced" ? "write-rejected" : "write-conflict";
   return { event, value, prev: cur?.value ?? null };
 }
+
+/**
+ * On SIGTERM or SIGINT (the first one): stops the elector or group with
+ * `stop`, prints `stopped`, closes the store, its tx hook and the fence
+ * client (`endClient`, read then: the worker reconnects it), and exits 0.
+ */
+export function exitOnSignals(
+  out: Out,
+  stop: () => Promise<void>,
+  store: DisposableLeaseStore,
+  hooked: { close(): void } | null,
+  endClient: () => Promise<unknown> | undefined,
+): void {
+  let stopping = false;
+  const onSignal = async () => {
+    if (stopping) return;
+    stopping = true;
+    await stop();
+    out("stopped");
+    await store.close().catch(() => {});
+    hooked?.close();
+    await endClient()?.catch(() => {});
+    process.exit(0);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}

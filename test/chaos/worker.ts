@@ -17,6 +17,7 @@ import { createElector } from "../../src/index.js";
 import type { Logger } from "../../src/logger.js";
 import {
   chainWrite,
+  exitOnSignals,
   fenceOf,
   fromLibClock,
   lineWriter,
@@ -187,18 +188,12 @@ process.on("SIGUSR2", () => {
     wall: Date.now(),
   });
 });
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  await elector.stop();
-  out("stopped");
-  await store.close().catch(() => {});
-  hooked?.close();
-  await client?.end().catch(() => {});
-  process.exit(0);
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+exitOnSignals(
+  out,
+  () => elector.stop(),
+  store,
+  hooked,
+  () => client?.end(),
+);
 await elector.start();
 out("started");
