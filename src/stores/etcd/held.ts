@@ -20,8 +20,6 @@ export interface Held {
   ttlMs: number;
   /** Monotonic ms at which the newest successful acquire/renew of the term began. */
   touchedAt: number;
-  /** Renewals of the term in flight: the sweeper leaves the term alone meanwhile. */
-  pending: number;
   /** Set once the store decided the term is over: its key is being deleted. */
   ending?: Promise<void>;
 }
@@ -34,6 +32,18 @@ export function overdue(h: Held, now: number): boolean {
 export class HeldTerms {
   /** Terms this store started, by lease name. */
   private readonly held = new Map<string, Held>();
+  /**
+   * Renewals in flight, by lease name: the sweeper leaves those names alone
+   * meanwhile. Counted by name, not on the held term: a renewal can begin
+   * before its term is recorded here. An acquire whose caller gave up (sent
+   * during a black hole, answered 1.6 s later) records the term under its own
+   * start, already past its ttl, while the holder's retry, finding its own
+   * term, renews it; the sweep then deleted the key under that renewal, which
+   * answered success: the elector led a term its store had just ended, and
+   * another member took it 53 ms later (chaos group:etcd:blackhole:2136929060,
+   * two members trusting a partition for 150–230 ms).
+   */
+  private readonly renewing = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly background = new Set<Promise<void>>();
   private closed = false;
@@ -72,13 +82,29 @@ export class HeldTerms {
         token: lease.token,
         ttlMs,
         touchedAt: since,
-        pending: 0,
       });
     }
     if (!this.sweepTimer && !this.closed) {
       this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
       this.sweepTimer.unref();
     }
+  }
+
+  /**
+   * A renewal of `name` begins: until the returned function is called, no
+   * term of `name` is swept (one the renewal finds recorded past its ttl is
+   * ended by the renewal itself, before it begins).
+   */
+  begin(name: string): () => void {
+    this.renewing.set(name, (this.renewing.get(name) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.renewing.get(name) ?? 1) - 1;
+      if (n > 0) this.renewing.set(name, n);
+      else this.renewing.delete(name);
+    };
   }
 
   /** Forgets the term of `name` (only the one with `token`, when given). */
@@ -91,7 +117,7 @@ export class HeldTerms {
   private sweep(): void {
     const now = monotonicMs();
     for (const [name, h] of this.held) {
-      if (h.pending === 0 && !h.ending && overdue(h, now)) void this.end(name, h);
+      if (!this.renewing.has(name) && !h.ending && overdue(h, now)) void this.end(name, h);
     }
     if (this.held.size === 0 && this.sweepTimer) {
       clearInterval(this.sweepTimer);
@@ -130,7 +156,7 @@ export class HeldTerms {
   /** Before reading or taking `name`: a term of this store past its ttl is ended first. */
   async settle(name: string): Promise<void> {
     const h = this.held.get(name);
-    if (h && h.pending === 0 && overdue(h, monotonicMs())) await this.end(name, h);
+    if (h && !this.renewing.has(name) && overdue(h, monotonicMs())) await this.end(name, h);
   }
 
   /** Stops the sweep and waits for the deletes in flight. */

@@ -358,7 +358,7 @@ export class EtcdStore implements LeaseStore {
       void this.held.end(lease.name, h);
       return { renewed: false, current: null };
     }
-    if (h) h.pending++;
+    const done = this.held.begin(lease.name);
     try {
       return await this.run("renew", async (o) => {
         // One round trip: with a live session of this TTL, its keep-alive
@@ -400,7 +400,7 @@ export class EtcdStore implements LeaseStore {
         return { renewed: true as const };
       });
     } finally {
-      if (h) h.pending--;
+      done();
     }
   }
 
@@ -489,17 +489,13 @@ export class EtcdStore implements LeaseStore {
       key: (name) => this.leaseKey(name),
       begin: (lease, since) => {
         const h = this.held.mine(lease);
-        if (!h) return () => {};
-        if (overdue(h, since)) {
+        if (h && overdue(h, since)) {
           // Past its ttl here: the term is over even if its session still lives.
           this.check("renewMany");
           void this.held.end(lease.name, h);
           return "over";
         }
-        h.pending++;
-        return () => {
-          h.pending--;
-        };
+        return this.held.begin(lease.name);
       },
       liveSession: (ttlSec) => this.sessions.live(ttlSec),
       ttlSeconds,
