@@ -422,6 +422,19 @@ class Candidate extends WorkerProcess<WorkerLine> {
   }
 }
 
+/** How a process fault's detail names its target: `who` it hit, `the` one, what SIGTERM makes it do. */
+export interface FaultNames {
+  who: string;
+  the: string;
+  stop: string;
+}
+
+/** Where a fault records the processes it paused or that died. */
+export interface FaultRecord {
+  pauses: { pid: number; from: string; to: string }[];
+  deaths: { pid: number; t: string }[];
+}
+
 /**
  * A process fault (`PROCESS_FAULTS`) on worker `lead`: SIGSTOP for a seeded
  * time, SIGKILL, or SIGTERM (waiting for its exit); its pause or death is
@@ -431,13 +444,10 @@ class Candidate extends WorkerProcess<WorkerLine> {
 async function runProcessFault(
   fault: (typeof PROCESS_FAULTS)[number],
   lead: WorkerProcess<{ event: string; t: string }>,
-  names: { who: string; the: string; stop: string },
+  names: FaultNames,
   ttlMs: number,
   r: () => number,
-  record: {
-    pauses: { pid: number; from: string; to: string }[];
-    deaths: { pid: number; t: string }[];
-  },
+  record: FaultRecord,
   sqliteFile?: string,
 ): Promise<{ detail: string; faultAt: bigint; healAt: bigint }> {
   if (fault === "pause-long" || fault === "pause-short") {
@@ -502,13 +512,10 @@ export async function runSharedFault(
   spec: EpisodeSpec,
   b: Backend,
   lead: WorkerProcess<{ event: string; t: string }>,
-  names: { who: string; the: string; stop: string },
+  names: FaultNames,
   ttlMs: number,
   r: () => number,
-  record: {
-    pauses: { pid: number; from: string; to: string }[];
-    deaths: { pid: number; t: string }[];
-  },
+  record: FaultRecord,
 ): Promise<FaultRun | null> {
   const fault = spec.fault;
   if ((PROCESS_FAULTS as readonly string[]).includes(fault))
@@ -801,7 +808,7 @@ export async function runEpisode(
     if (shared) {
       ({ detail, faultAt, healAt } = shared);
       if (shared.dataLostAt !== undefined) dataLostAt = shared.dataLostAt;
-    } else
+    } else {
       switch (spec.fault) {
         case "promote-standby": {
           const pair = b.standby;
@@ -876,6 +883,7 @@ export async function runEpisode(
           break;
         }
       }
+    }
     // Recovery: a leader ticks after the heal (the checker judges how soon).
     const heal = healAt;
     await must(

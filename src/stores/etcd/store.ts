@@ -351,14 +351,8 @@ export class EtcdStore implements LeaseStore {
     validateRenew(lease, ttlMs);
     const since = monotonicMs();
     const key = enc(this.leaseKey(lease.name));
-    const h = this.held.mine(lease);
-    if (h && overdue(h, since)) {
-      // Past its ttl here: the term is over even if its session still lives.
-      this.check("renew");
-      void this.held.end(lease.name, h);
-      return { renewed: false, current: null };
-    }
-    const done = this.held.begin(lease.name);
+    const done = this.beginRenewal(lease, since, "renew");
+    if (done === "over") return { renewed: false, current: null };
     try {
       return await this.run("renew", async (o) => {
         // One round trip: with a live session of this TTL, its keep-alive
@@ -457,6 +451,22 @@ export class EtcdStore implements LeaseStore {
   }
 
   /** One keep-alive per session and one read transaction per batch: see renew-many.ts. */
+  /**
+   * A renewal of `lease` that began at `since` starts: "over" (the store ends
+   * the term) when its term here is past its ttl, else the function to call
+   * when the renewal is done (no term of that name is swept meanwhile).
+   */
+  private beginRenewal(lease: LeaseRef, since: number, op: string): "over" | (() => void) {
+    const h = this.held.mine(lease);
+    if (h && overdue(h, since)) {
+      // Past its ttl here: the term is over even if its session still lives.
+      this.check(op);
+      void this.held.end(lease.name, h);
+      return "over";
+    }
+    return this.held.begin(lease.name);
+  }
+
   renewMany(items: readonly RenewItem[]): Promise<RenewResult[]> {
     return renewMany(this.batchContext(), items);
   }
@@ -487,16 +497,7 @@ export class EtcdStore implements LeaseStore {
     return {
       run: (fn) => this.run("renewMany", fn),
       key: (name) => this.leaseKey(name),
-      begin: (lease, since) => {
-        const h = this.held.mine(lease);
-        if (h && overdue(h, since)) {
-          // Past its ttl here: the term is over even if its session still lives.
-          this.check("renewMany");
-          void this.held.end(lease.name, h);
-          return "over";
-        }
-        return this.held.begin(lease.name);
-      },
+      begin: (lease, since) => this.beginRenewal(lease, since, "renewMany"),
       liveSession: (ttlSec) => this.sessions.live(ttlSec),
       ttlSeconds,
       read: async (ops, o) =>
