@@ -12,9 +12,13 @@
  *   after it only reads go to it until one answers promptly, unless no other
  *   member is in good standing;
  * - a read marked {@link idempotent} is also sent to the next member when no
- *   answer came within `hedgeMs`, and the first answer wins. Writes are never
- *   sent twice this way (a duplicate compare-and-set could answer "conflict"
- *   for a write that was made).
+ *   answer came within `hedgeMs`, and the first answer wins;
+ * - a write marked {@link resendable} (one whose second copy can only fail,
+ *   and whose caller reads that failure right) is sent again while it is
+ *   left unanswered: after `hedgeMs`, then after twice that, and so on, up to
+ *   {@link RESEND_ATTEMPTS} copies within the call's deadline; the first
+ *   answer wins. Other writes are never sent twice (a duplicate
+ *   compare-and-set could answer "conflict" for a write that was made).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { IOptions } from "etcd3";
@@ -23,7 +27,12 @@ type FaultHandling = NonNullable<IOptions["faultHandling"]>;
 type Policy = NonNullable<FaultHandling["global"]>;
 type Attempt<T> = (ctx: { signal: AbortSignal }) => PromiseLike<T> | T;
 
-const reads = new AsyncLocalStorage<true>();
+/** How a call inside {@link idempotent} or {@link resendable} may be sent more than once. */
+type Mark = "read" | "resend";
+const marks = new AsyncLocalStorage<Mark>();
+
+/** Most copies of one {@link resendable} write: at 0, 1, 3, 7 and 15 × `hedgeMs` (0–3.75 s at 250 ms). */
+export const RESEND_ATTEMPTS = 5;
 
 /** Filled by the member policy while a stream is opened: how to pass over the member it went to. */
 interface StreamMember {
@@ -33,7 +42,26 @@ const streams = new AsyncLocalStorage<StreamMember>();
 
 /** Runs `fn` (etcd calls that only read) so that a slow member's answer is not waited for. */
 export function idempotent<T>(fn: () => Promise<T>): Promise<T> {
-  return reads.run(true, fn);
+  return marks.run("read", fn);
+}
+
+/**
+ * Runs `fn` (etcd writes whose second copy can only fail: a put guarded on
+ * the key's absence, whose failure branch reads the key; a delete guarded on
+ * a term's create revision) so that a copy left unanswered is sent again
+ * (see the module comment). When a cluster's raft leader dies, a write that
+ * reached a follower was forwarded to the dead leader and lost: it waited
+ * for its whole deadline (3 s) although the two members left had a new
+ * leader within a second. Sent again, it lands there. Without this, every
+ * acquire and every end of an overdue term sent in that second waited 3 s,
+ * and the partitions they were for stayed unowned that long (chaos
+ * group:etcd-cluster:rolling-restart:1610901752, three raft leaders killed
+ * in a row: no process worked 10 of 64 partitions for 3.5–4.5 s after the
+ * heal). The caller must read a duplicate's answer right: a put-if-absent
+ * that finds the key holding its own holder is its own earlier copy.
+ */
+export function resendable<T>(fn: () => Promise<T>): Promise<T> {
+  return marks.run("resend", fn);
 }
 
 /**
@@ -92,9 +120,16 @@ export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
     }
   };
 
-  /** Starts an attempt now, another after each hedgeMs without an answer or at once after a retryable failure. */
-  const hedged = <T>(fn: Attempt<T>): Promise<T> =>
+  /**
+   * Starts an attempt now, another whenever none answered for a while (reads:
+   * `hedgeMs` each, at most one per member; resendable writes: `hedgeMs`,
+   * doubling, at most {@link RESEND_ATTEMPTS}), or at once after a retryable
+   * failure. The first answer wins.
+   */
+  const hedged = <T>(fn: Attempt<T>, mark: Mark): Promise<T> =>
     new Promise<T>((resolve, reject) => {
+      const most = mark === "read" ? o.hostCount : RESEND_ATTEMPTS;
+      const wait = (n: number) => (mark === "read" ? o.hedgeMs : o.hedgeMs * 2 ** (n - 1));
       let started = 0;
       let failed = 0;
       let settled = false;
@@ -102,9 +137,9 @@ export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
       let timer: NodeJS.Timeout | undefined;
       const start = () => {
         clearTimeout(timer);
-        if (settled || noMore || started >= o.hostCount) return;
+        if (settled || noMore || started >= most) return;
         started++;
-        if (started < o.hostCount) timer = setTimeout(start, o.hedgeMs);
+        if (started < most) timer = setTimeout(start, wait(started));
         Promise.resolve()
           .then(() => fn({ signal }))
           .then(
@@ -123,7 +158,7 @@ export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
                 noMore = true;
                 clearTimeout(timer);
               }
-              if (failed === started && (noMore || started >= o.hostCount)) {
+              if (failed === started && (noMore || started >= most)) {
                 settled = true;
                 clearTimeout(timer);
                 reject(e);
@@ -134,9 +169,10 @@ export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
       start();
     });
 
-  const global = policy(<T>(fn: Attempt<T>) =>
-    o.hostCount > 1 && reads.getStore() ? hedged(fn) : sequential(fn),
-  );
+  const global = policy(<T>(fn: Attempt<T>) => {
+    const mark = marks.getStore();
+    return o.hostCount > 1 && mark ? hedged(fn, mark) : sequential(fn);
+  });
 
   const downUntil: number[] = [];
   const strikes: number[] = [];
@@ -157,7 +193,7 @@ export function memberPolicy(o: MemberPolicyOptions): FaultHandling {
       // A member that failed or was slow stays suspect until a read answers
       // promptly there: after its cooldown only reads (hedged, so never stuck
       // on it) go to it; writes go elsewhere while another member is up.
-      const read = reads.getStore() === true;
+      const read = marks.getStore() === "read";
       if ((Date.now() < downUntil[i]! || (strikes[i]! > 0 && !read)) && othersUp(i)) {
         throw new MemberCoolingDownError("member cooling down");
       }

@@ -38,7 +38,7 @@ import { WatcherSet } from "../common/watchers.js";
 import { acquireMany, ITEMS_PER_TXN } from "./acquire-many.js";
 import { toEtcdStoreError } from "./classify.js";
 import { HeldTerms, overdue } from "./held.js";
-import { idempotent } from "./members.js";
+import { idempotent, resendable } from "./members.js";
 import { type CallOptions, SessionPool } from "./pool.js";
 import { Reads } from "./reads.js";
 import { type EtcdRenewManyContext, renewMany } from "./renew-many.js";
@@ -166,14 +166,17 @@ export class EtcdStore implements LeaseStore {
     this.held = new HeldTerms(
       (name, h) => {
         const key = enc(this.leaseKey(name));
-        return this.txn(
-          [
-            { key, target: "Create", result: "Equal", create_revision: String(h.token) },
-            { key, target: "Value", result: "Equal", value: enc(h.holder) },
-          ],
-          [{ request_delete_range: { key } }],
-          [],
-          this.deadline(),
+        // Guarded on the term's create revision: a second copy can only find it gone.
+        return resendable(() =>
+          this.txn(
+            [
+              { key, target: "Create", result: "Equal", create_revision: String(h.token) },
+              { key, target: "Value", result: "Equal", value: enc(h.holder) },
+            ],
+            [{ request_delete_range: { key } }],
+            [],
+            this.deadline(),
+          ),
         );
       },
       this.logger,
@@ -270,9 +273,9 @@ export class EtcdStore implements LeaseStore {
    */
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
     validateAcquire(name, holder, ttlMs);
-    const since = monotonicMs();
     await this.held.settle(name);
-    return this.acquireNow(name, holder, ttlMs, since);
+    // Counted from after the settle: a term is never recorded already past its ttl.
+    return this.acquireNow(name, holder, ttlMs, monotonicMs());
   }
 
   private async acquireNow(
@@ -484,10 +487,12 @@ export class EtcdStore implements LeaseStore {
         leaseGone: (e) => toEtcdStoreError("acquireMany", e).code === "LEASE_NOT_FOUND",
         info: (name, kv, o, cache) => this.info("acquireMany", name, kv, o, cache, true),
         hold: (lease, ttlMs, since) => this.held.hold(lease, ttlMs, since),
-        acquire: async (name, holder, ttlMs, since) => {
-          await this.held.settle(name);
-          return this.acquireNow(name, holder, ttlMs, since);
+        begin: (name) => this.held.begin(name),
+        recorded: (lease) => {
+          const h = this.held.mine(lease);
+          return h !== undefined && h.ending === undefined;
         },
+        acquire: (name, holder, ttlMs) => this.acquire(name, holder, ttlMs),
       },
       items,
     );
