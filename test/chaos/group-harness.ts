@@ -45,6 +45,7 @@ import {
   runSharedFault,
   stopWorkers,
   takeFenceRows,
+  workerUrl,
 } from "./harness.js";
 import { WorkerProcess } from "./worker-process.js";
 
@@ -193,7 +194,7 @@ export async function runGroupEpisode(
     members.push(
       new Member(
         {
-          url: b.url,
+          url: workerUrl(b, ttlMs),
           group: groupName,
           holder: `m${i}-${spec.seed}`,
           partitions,

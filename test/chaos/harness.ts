@@ -143,6 +143,21 @@ export const DEFAULT_TIMING: ChaosTiming = Object.freeze({
 });
 
 /** A small seeded PRNG (mulberry32). */
+/**
+ * The store URL a worker opens. On the 3-member etcd cluster, with a call
+ * deadline of the ttl (at least 500 ms), as the workers' PostgreSQL fence
+ * pool has a query timeout of the ttl: a write that reached a follower while
+ * the raft leader died is lost with it and waits for its whole deadline, and
+ * a tick's fenced write stuck for the 3 s default held the next term's work
+ * in that process back for 2–3 s after the heal (the work of two terms never
+ * overlaps in one process). docs/stores/etcd.md says to do the same.
+ */
+export function workerUrl(b: { name: BackendName; url: string }, ttlMs: number): string {
+  if (b.name !== "etcd-cluster") return b.url;
+  const sep = b.url.includes("?") ? "&" : "?";
+  return `${b.url}${sep}callTimeoutMs=${Math.max(500, ttlMs)}`;
+}
+
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -757,7 +772,7 @@ export async function runEpisode(
     const launch = sqlite?.launch[i];
     return new Candidate(
       {
-        url: b.url,
+        url: workerUrl(b, ttlMs),
         name,
         holder: `c${i}-${spec.seed}`,
         ttlMs,
