@@ -24,10 +24,21 @@ import { freePort } from "./ports.js";
 /** Raft election timeout of the chaos etcd cluster (heartbeat 50 ms). */
 export const ETCD_ELECTION_TIMEOUT_MS = 500;
 
-/** Resolves once something accepts TCP connections on the port, or throws after `timeoutMs`. */
-export async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
+/**
+ * Resolves once something accepts TCP connections on the port, or throws after
+ * `timeoutMs`, or as soon as `proc` (the server meant to listen there) exited.
+ */
+export async function waitForPort(
+  port: number,
+  what: string,
+  timeoutMs = 15_000,
+  proc?: ChildProcess | null,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (proc && proc.exitCode !== null) {
+      throw new Error(`${what} exited (code ${proc.exitCode}) before listening on ${port}`);
+    }
     const ok = await new Promise<boolean>((r) => {
       const s = connect(port, "127.0.0.1");
       s.once("connect", () => {
@@ -217,17 +228,37 @@ export class EtcdCluster {
   readonly dir = tmp("etcd");
   readonly members: { name: string; client: number; peer: number; proc: ChildProcess | null }[] =
     [];
+  /**
+   * Starts `size` members on free ports. A port found free can be taken
+   * before etcd binds it (another test's cluster, an outgoing connection's
+   * ephemeral port): a member that exits before listening makes the cluster
+   * start again on new ports, up to 3 times.
+   */
   async start(size = 3): Promise<void> {
-    for (let i = 0; i < size; i++) {
-      this.members.push({
-        name: `m${i}`,
-        client: await freePort(),
-        peer: await freePort(),
-        proc: null,
-      });
+    for (let attempt = 1; ; attempt++) {
+      this.members.length = 0;
+      for (let i = 0; i < size; i++) {
+        this.members.push({
+          name: `m${i}`,
+          client: await freePort(),
+          peer: await freePort(),
+          proc: null,
+        });
+      }
+      for (let i = 0; i < size; i++) this.spawnMember(i, "new");
+      try {
+        await Promise.all(
+          this.members.map((m) => waitForPort(m.client, `etcd ${m.name}`, 15_000, m.proc)),
+        );
+        break;
+      } catch (e) {
+        await this.stopMembers();
+        rmSync(this.dir, { recursive: true, force: true });
+        mkdirSync(this.dir, { recursive: true });
+        if (IS_ROOT) chmodSync(this.dir, 0o777);
+        if (attempt >= 3) throw e;
+      }
     }
-    for (let i = 0; i < size; i++) this.spawnMember(i, "new");
-    await Promise.all(this.members.map((m) => waitForPort(m.client, `etcd ${m.name}`)));
     await this.waitHealthy();
   }
   private spawnMember(i: number, state: "new" | "existing"): void {
@@ -308,10 +339,14 @@ export class EtcdCluster {
   async startMember(i: number): Promise<void> {
     const m = this.members[i]!;
     if (!m.proc) this.spawnMember(i, "existing");
-    await waitForPort(m.client, `etcd ${m.name}`);
+    await waitForPort(m.client, `etcd ${m.name}`, 15_000, m.proc);
     await this.waitHealthy();
   }
   async stop(): Promise<void> {
+    await this.stopMembers();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+  private async stopMembers(): Promise<void> {
     for (const m of this.members) {
       const p = m.proc;
       m.proc = null;
@@ -320,7 +355,6 @@ export class EtcdCluster {
         await exited(p);
       }
     }
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
