@@ -46,19 +46,19 @@ export function idempotent<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Runs `fn` (etcd writes whose second copy can only fail: a put guarded on
- * the key's absence, whose failure branch reads the key; a delete guarded on
- * a term's create revision) so that a copy left unanswered is sent again
- * (see the module comment). When a cluster's raft leader dies, a write that
- * reached a follower was forwarded to the dead leader and lost: it waited
- * for its whole deadline (3 s) although the two members left had a new
- * leader within a second. Sent again, it lands there. Without this, every
- * acquire and every end of an overdue term sent in that second waited 3 s,
- * and the partitions they were for stayed unowned that long (chaos
- * group:etcd-cluster:rolling-restart:1610901752, three raft leaders killed
- * in a row: no process worked 10 of 64 partitions for 3.5–4.5 s after the
- * heal). The caller must read a duplicate's answer right: a put-if-absent
- * that finds the key holding its own holder is its own earlier copy.
+ * Runs `fn` (an etcd write whose second copy can only fail, and whose caller
+ * takes either answer as the same: the store's delete of a term past its ttl,
+ * guarded on the term's create revision) so that a copy left unanswered is
+ * sent again (see the module comment). When a cluster's raft leader dies, a
+ * write that reached a follower was forwarded to the dead leader and lost:
+ * it waited for its whole deadline (3 s) although the two members left had a
+ * new leader within a second. Sent once, such a delete held every acquire of
+ * its lease name (which first ends the overdue term) for those 3 s (chaos
+ * group:etcd-cluster:rolling-restart:1610901752, three raft leaders killed in
+ * a row: 10 of 64 partitions unworked 3.5–4.5 s after the heal). Acquires are
+ * not resent: a put-if-absent's second copy finds the first one's key, and
+ * the store then answers that term by more round trips; tried, it made the
+ * restarts' recovery slower under load.
  */
 export function resendable<T>(fn: () => Promise<T>): Promise<T> {
   return marks.run("resend", fn);
