@@ -102,6 +102,16 @@ describe("chaos group checker", () => {
     assert.equal(r.metrics.terms, 5);
   });
 
+  it("measures the time to balance from the first of the balanced probes that ended the episode", () => {
+    // Probes went on past a balanced one until every partition had also written (group:postgres:reset:158343810).
+    const late = clean({ probe: 4000 });
+    assert.equal(checkGroupEpisode(late).metrics.balanceMs, 3000);
+    has(checkGroupEpisode(late).violations, /the fleet was balanced 3000 ms after it settled/);
+    const r = checkGroupEpisode({ ...late, balancedAt: T(3000) });
+    assert.equal(r.metrics.balanceMs, 2000);
+    assert.deepEqual(r.violations, []);
+  });
+
   it("fails a partition elected with a token not larger than its previous term's", () => {
     const h = clean();
     const lines = h.lines.map((l) => (l.pid === 3 && l.token === "1" ? { ...l, token: "5" } : l));

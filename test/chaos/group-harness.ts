@@ -218,6 +218,8 @@ export async function runGroupEpisode(
   let detail = "";
   let episodeError: string | null = null;
   let probe: { at: bigint; probed: Member[]; balanced: boolean } | null = null;
+  /** The first probe of the balanced ones in a row that ended the episode. */
+  let balancedSince: bigint | undefined;
   const waitBound = 3 * (ttlMs + retryMs) + 10_000;
   try {
     // Balanced, and every partition's fenced write accepted once.
@@ -271,6 +273,9 @@ export async function runGroupEpisode(
     for (;;) {
       const round = await probeRound(members, partitions, 2000);
       probe = round;
+      // Balanced since the first of the balanced probes in a row: the probes go on until every
+      // partition also wrote after the heal (judged on its own bound), which can come later.
+      balancedSince = round.balanced ? (balancedSince ?? round.at) : undefined;
       if (round.balanced && everyPartitionWrote(members, partitions, heal)) break;
       if (Date.now() > deadline2)
         throw new Error(
@@ -346,6 +351,7 @@ export async function runGroupEpisode(
     healAt: healAt.toString(),
     settleAt: settle.toString(),
     probeAt: probe.at.toString(),
+    ...(balancedSince !== undefined ? { balancedAt: balancedSince.toString() } : {}),
     deaths,
     pauses,
     probed: probe.probed.map((c) => c.pid),
