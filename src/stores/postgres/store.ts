@@ -91,13 +91,6 @@ export interface PostgresStoreOptions extends PostgresTableOptions {
 }
 
 /**
- * Statements that may run twice, so are sent once more at once when their
- * connection broke: the reads, and renewals (run again, a renewal extends the
- * same term from a later `now()`, guarded on its token as the first was).
- */
-const RUN_AGAIN: ReadonlySet<string> = new Set(["renew", "renewMany", "read", "list", "getFenced"]);
-
-/**
  * A lease store in a PostgreSQL table. Pass `pool` (pg), `sql` (postgres.js)
  * or `queryable`; tables are created on first use unless `createTables` is false.
  */
@@ -201,18 +194,7 @@ export class PostgresStore implements LeaseStore {
   private async exec(op: string, text: string, params: readonly string[]): Promise<PgRow[]> {
     if (this.closed) throw closedError("postgres", op);
     await this.init();
-    try {
-      return await run(this.q, op, text, params, this.timeoutMs);
-    } catch (e) {
-      // A pooled connection reset while idle fails the first statement sent on it, and the pool
-      // then opens a new one. A statement that may run twice goes again at once, on that new
-      // connection: left to the elector's retry after its backoff, a renewal of a 1 s ttl came
-      // back after its window (chaos group:postgres:reset:1545514212: one reset of every
-      // connection, and every member lost every partition).
-      if (!RUN_AGAIN.has(op) || !(e instanceof StoreError) || e.kind !== "connection") throw e;
-      if (this.closed) throw e;
-      return run(this.q, op, text, params, this.timeoutMs);
-    }
+    return run(this.q, op, text, params, this.timeoutMs);
   }
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireResult> {
