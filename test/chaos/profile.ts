@@ -2,8 +2,10 @@
  * Chaos profiles: which episodes run (seeded), and the report they produce
  * (`chaos-report.json` and a markdown summary).
  */
+import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { cpus, totalmem } from "node:os";
+import type { TestContext } from "node:test";
 import { pgBin } from "../helpers/chaos-servers.js";
 import { type EpisodeResult, type Summary, summarize } from "./checker.js";
 import { groupFaultsFor, runGroupEpisode } from "./group-harness.js";
@@ -11,6 +13,7 @@ import {
   type BackendName,
   type ChaosEnv,
   type ChaosTiming,
+  DEFAULT_TIMING,
   type EpisodeOutcome,
   type EpisodeSpec,
   type FaultKind,
@@ -357,4 +360,12 @@ export function markdown(rep: ChaosReport, command: string): string {
     "",
   );
   return lines.join("\n");
+}
+
+/** Replays one episode exactly (a regression seed) and asserts it violated no invariant. */
+export async function replayClean(env: ChaosEnv, t: TestContext, spec: EpisodeSpec): Promise<void> {
+  const [o] = await runPlan(env, [spec], DEFAULT_TIMING);
+  assert.ok(o);
+  t.diagnostic(o.detail);
+  assert.deepEqual(o.violations, [], `${o.detail} — replay: ${o.replay}`);
 }

@@ -3,14 +3,14 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, it, type TestContext } from "node:test";
+import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { openStore } from "../../src/index.js";
 import { requireService } from "../helpers/services.js";
 import { within } from "../helpers/wait.js";
 import { sqliteFaultsMissing, writeLockHeld } from "./faults-sqlite.js";
-import { ChaosEnv, DEFAULT_TIMING, type EpisodeSpec } from "./harness.js";
-import { runPlan } from "./profile.js";
+import { ChaosEnv, type EpisodeSpec } from "./harness.js";
+import { replayClean } from "./profile.js";
 
 /**
  * Regression seeds of SQLite group episodes (issue 19). Each replays one
@@ -20,14 +20,6 @@ import { runPlan } from "./profile.js";
 const env = new ChaosEnv();
 after(() => env.close());
 const missing = ChaosEnv.missing("sqlite");
-
-/** Replays one episode exactly and asserts it violated no invariant. */
-async function replayClean(t: TestContext, spec: EpisodeSpec): Promise<void> {
-  const [o] = await runPlan(env, [spec], DEFAULT_TIMING);
-  assert.ok(o);
-  t.diagnostic(o.detail);
-  assert.deepEqual(o.violations, [], `${o.detail} — replay: ${o.replay}`);
-}
 
 describe(
   "chaos regressions: SQLite groups",
@@ -47,7 +39,7 @@ describe(
           seed: 2_017_512_979,
           mode: "group",
         };
-        await replayClean(t, spec);
+        await replayClean(env, t, spec);
       },
     );
 
@@ -98,7 +90,7 @@ describe(
         seed: 1_610_044_823,
         mode: "group",
       };
-      await replayClean(t, spec);
+      await replayClean(env, t, spec);
     });
   },
 );

@@ -27,14 +27,29 @@ const single = requireService("etcd", await etcdAnswers(SERVICES.etcd), HOW);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A client of the shared etcd member. */
+const shared = () =>
+  new Etcd3({ hosts: etcdPorts(SERVICES.etcd!).map((p) => `http://127.0.0.1:${p}`) });
+
+/** A store over `client` whose KV calls go through `kv` (a wrapper that counts or delays them). */
+function storeOver(client: Etcd3, kv: Etcd3["kv"]): EtcdStore {
+  return new EtcdStore(
+    {
+      kv,
+      leaseClient: client.leaseClient,
+      watch: client.watch.bind(client),
+      close: client.close.bind(client),
+    } as unknown as ConstructorParameters<typeof EtcdStore>[0],
+    { ownsClient: true },
+  );
+}
+
 describe("etcd store: acquire paths", single, () => {
   it("an acquire after a slow end of its overdue term counts the new term from after the wait: it is not swept at once", async () => {
-    const client = new Etcd3({
-      hosts: etcdPorts(SERVICES.etcd!).map((p) => `http://127.0.0.1:${p}`),
-    });
     let holdDeletesMs = 0;
     let deletes = 0;
     // The store's term ends are transactions whose success branch deletes the key.
+    const client = shared();
     const kv = new Proxy(client.kv, {
       get(t, prop) {
         const v = Reflect.get(t, prop);
@@ -48,15 +63,7 @@ describe("etcd store: acquire paths", single, () => {
         };
       },
     });
-    const store = new EtcdStore(
-      {
-        kv,
-        leaseClient: client.leaseClient,
-        watch: client.watch.bind(client),
-        close: client.close.bind(client),
-      } as unknown as ConstructorParameters<typeof EtcdStore>[0],
-      { ownsClient: true },
-    );
+    const store = storeOver(client, kv);
     const name = uniqueName("settle");
     try {
       const first = await store.acquire(name, "h", 1000);
@@ -84,10 +91,8 @@ describe("etcd store: acquire paths", single, () => {
   });
 
   it("acquireMany renews the holder's own live term in its one round trip", async () => {
-    const client = new Etcd3({
-      hosts: etcdPorts(SERVICES.etcd!).map((p) => `http://127.0.0.1:${p}`),
-    });
     let kvCalls = 0;
+    const client = shared();
     const kv = new Proxy(client.kv, {
       get(t, prop) {
         const v = Reflect.get(t, prop);
@@ -98,15 +103,7 @@ describe("etcd store: acquire paths", single, () => {
         };
       },
     });
-    const store = new EtcdStore(
-      {
-        kv,
-        leaseClient: client.leaseClient,
-        watch: client.watch.bind(client),
-        close: client.close.bind(client),
-      } as unknown as ConstructorParameters<typeof EtcdStore>[0],
-      { ownsClient: true },
-    );
+    const store = storeOver(client, kv);
     const a = uniqueName("own-a");
     const b = uniqueName("own-b");
     try {
