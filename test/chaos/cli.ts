@@ -24,6 +24,7 @@ import {
   groupShortPlan,
   longPlan,
   markdown,
+  parseReplay,
   runPlan,
   shortPlan,
 } from "./profile.js";
@@ -96,26 +97,12 @@ if (!["single", "group", "both"].includes(mode))
 let plan: EpisodeSpec[];
 const replay = opt("replay");
 if (replay) {
-  const parts = replay.split(":");
-  const group = parts[0] === "group";
-  const [b, f, s] = group ? parts.slice(1) : parts;
-  if (
-    !BACKENDS.includes(b as BackendName) ||
-    !ALL_FAULTS.includes(f as FaultKind) ||
-    !/^\d+$/.test(s ?? "")
-  ) {
+  const spec = parseReplay(replay);
+  if (!spec)
     fail(
       `--replay must be [group:]BACKEND:FAULT:SEED, e.g. redis:blackhole:123 (got ${JSON.stringify(replay)})`,
     );
-  }
-  plan = [
-    {
-      backend: b as BackendName,
-      fault: f as FaultKind,
-      seed: Number(s),
-      ...(group ? { mode: "group" as const } : {}),
-    },
-  ];
+  plan = [spec];
 } else {
   plan = args.includes("--short")
     ? [

@@ -1,7 +1,6 @@
-import { after, describe, it } from "node:test";
-import { requireService } from "../helpers/services.js";
-import { ChaosEnv, type EpisodeSpec } from "./harness.js";
+import { it } from "node:test";
 import { replayClean } from "./profile.js";
+import { describeReplays } from "./regressions.js";
 
 /**
  * Regression seed of an etcd-cluster group episode (issue 19), replayed
@@ -16,22 +15,8 @@ import { replayClean } from "./profile.js";
  * one replay (the timing varies run to run): the unit tests in
  * test/stores/etcd-members.test.ts and etcd-acquire.test.ts pin each cause.
  */
-const env = new ChaosEnv();
-after(() => env.close());
-const missing = ChaosEnv.missing("etcd-cluster");
-
-describe(
-  "chaos regressions: etcd-cluster groups",
-  requireService("chaos etcd-cluster", !missing, missing ?? ""),
-  () => {
-    it("group:etcd-cluster:rolling-restart:1610901752 (three raft leaders killed in a row): every partition worked again in time", async (t) => {
-      const spec: EpisodeSpec = {
-        backend: "etcd-cluster",
-        fault: "rolling-restart",
-        seed: 1_610_901_752,
-        mode: "group",
-      };
-      await replayClean(env, t, spec);
-    });
-  },
-);
+describeReplays("chaos regressions: etcd-cluster groups", "etcd-cluster", (env) => {
+  it("group:etcd-cluster:rolling-restart:1610901752 (three raft leaders killed in a row): every partition worked again in time", async (t) => {
+    await replayClean(env, t, "group:etcd-cluster:rolling-restart:1610901752");
+  });
+});

@@ -10,6 +10,8 @@ import { pgBin } from "../helpers/chaos-servers.js";
 import { type EpisodeResult, type Summary, summarize } from "./checker.js";
 import { groupFaultsFor, runGroupEpisode } from "./group-harness.js";
 import {
+  ALL_FAULTS,
+  BACKENDS,
   type BackendName,
   type ChaosEnv,
   type ChaosTiming,
@@ -362,8 +364,39 @@ export function markdown(rep: ChaosReport, command: string): string {
   return lines.join("\n");
 }
 
+/**
+ * An episode named as a failure's replay command names it,
+ * `[group:]BACKEND:FAULT:SEED` (e.g. `group:postgres:reset:1545514212`);
+ * null when the text is not one.
+ */
+export function parseReplay(text: string): EpisodeSpec | null {
+  const parts = text.split(":");
+  const group = parts[0] === "group";
+  const [b, f, s, ...rest] = group ? parts.slice(1) : parts;
+  if (
+    rest.length > 0 ||
+    !BACKENDS.includes(b as BackendName) ||
+    !ALL_FAULTS.includes(f as FaultKind) ||
+    !/^\d+$/.test(s ?? "") ||
+    Number(s) >= 2 ** 31
+  )
+    return null;
+  return {
+    backend: b as BackendName,
+    fault: f as FaultKind,
+    seed: Number(s),
+    ...(group ? { mode: "group" as const } : {}),
+  };
+}
+
 /** Replays one episode exactly (a regression seed) and asserts it violated no invariant. */
-export async function replayClean(env: ChaosEnv, t: TestContext, spec: EpisodeSpec): Promise<void> {
+export async function replayClean(
+  env: ChaosEnv,
+  t: TestContext,
+  episode: EpisodeSpec | string,
+): Promise<void> {
+  const spec = typeof episode === "string" ? parseReplay(episode) : episode;
+  assert.ok(spec, `not an episode: ${JSON.stringify(episode)}`);
   const [o] = await runPlan(env, [spec], DEFAULT_TIMING);
   assert.ok(o);
   t.diagnostic(o.detail);

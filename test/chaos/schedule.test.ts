@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { runScheduled, runsAlone } from "./profile.js";
+import { parseReplay, runScheduled, runsAlone } from "./profile.js";
 
 interface Item {
   server: string;
@@ -64,5 +64,34 @@ describe("chaos episode scheduling", () => {
     assert.equal(runsAlone({ backend: "etcd-cluster", mode: "group" }), true);
     assert.equal(runsAlone({ backend: "etcd" }), false);
     assert.equal(runsAlone({ backend: "redis", mode: "group" }), false);
+  });
+});
+
+describe("parseReplay", () => {
+  it("reads a failure's replay name, single-lease or group", () => {
+    assert.deepEqual(parseReplay("redis:blackhole:123"), {
+      backend: "redis",
+      fault: "blackhole",
+      seed: 123,
+    });
+    assert.deepEqual(parseReplay("group:postgres:reset:1545514212"), {
+      backend: "postgres",
+      fault: "reset",
+      seed: 1_545_514_212,
+      mode: "group",
+    });
+  });
+
+  it("refuses what is not one", () => {
+    for (const bad of [
+      "",
+      "redis:blackhole",
+      "redis:blackhole:12x",
+      "nosuch:blackhole:1",
+      "redis:nosuch:1",
+      "group:redis:blackhole:1:extra",
+      "redis:blackhole:2147483648",
+    ])
+      assert.equal(parseReplay(bad), null, bad);
   });
 });
