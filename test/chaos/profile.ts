@@ -399,6 +399,6 @@ export async function replayClean(
   assert.ok(spec, `not an episode: ${JSON.stringify(episode)}`);
   const [o] = await runPlan(env, [spec], DEFAULT_TIMING);
   assert.ok(o);
-  t.diagnostic(o.detail);
+  t.diagnostic(`${o.detail}: terms ${o.metrics.terms}, heal→leader ${o.metrics.healToLeaderMs} ms`);
   assert.deepEqual(o.violations, [], `${o.detail} — replay: ${o.replay}`);
 }
