@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
+import { SPAWNED } from "./guard-protocol.js";
 
 /** How a supervised command ended. */
 export interface ChildExit {
@@ -26,7 +27,10 @@ const GUARD = fileURLToPath(new URL("./guard.js", import.meta.url));
 /**
  * One run of the command, in its own process group (through the guard, see
  * guard.ts). `stop()` sends SIGTERM to the whole group, then SIGKILL after
- * `graceMs`; `exited` resolves when the command has ended.
+ * `graceMs`; `exited` resolves when the command has ended. A `stop()` before the
+ * guard has spawned the command sends its SIGTERM once the guard says it has
+ * (sent earlier it would reach the guard alone, and the command would run until
+ * the SIGKILL); the grace period still counts from `stop()`.
  */
 export class CommandRun {
   readonly pid: number;
@@ -37,13 +41,17 @@ export class CommandRun {
   private stopping = false;
   private killed = false;
   private killTimer: NodeJS.Timeout | undefined;
+  /** True once the guard has spawned the command (its `spawned` message). */
+  private spawned = false;
 
+  /** `guard` is the guard script to run; another one only in tests. */
   constructor(
     command: readonly string[],
     env: NodeJS.ProcessEnv,
     private readonly graceMs: number,
+    guard: string = GUARD,
   ) {
-    this.proc = spawn(process.execPath, [GUARD, String(graceMs), ...command], {
+    this.proc = spawn(process.execPath, [guard, String(graceMs), ...command], {
       detached: true,
       stdio: ["inherit", "inherit", "inherit", "ipc"],
       env,
@@ -51,10 +59,18 @@ export class CommandRun {
     // The guard's IPC channel must not keep tenure alive on its own.
     this.proc.channel?.unref();
     this.pid = this.proc.pid ?? -1;
+    const onMessage = (m: unknown) => {
+      if (m !== SPAWNED) return;
+      this.proc.off("message", onMessage);
+      this.spawned = true;
+      if (this.stopping && !this.done && !this.killed) this.signalGroup("SIGTERM");
+    };
+    this.proc.on("message", onMessage);
     this.exited = new Promise((resolve) => {
       const finish = (code: number | null, signal: NodeJS.Signals | null) => {
         if (this.done) return;
         this.done = true;
+        this.proc.off("message", onMessage);
         clearTimeout(this.killTimer);
         // Leave nothing behind in the group once we asked it to stop.
         if (this.stopping) this.signalGroup("SIGKILL");
@@ -80,7 +96,7 @@ export class CommandRun {
   stop(): Promise<ChildExit> {
     if (!this.done && !this.stopping) {
       this.stopping = true;
-      this.signalGroup("SIGTERM");
+      if (this.spawned) this.signalGroup("SIGTERM");
       this.killTimer = setTimeout(() => {
         this.killed = true;
         this.signalGroup("SIGKILL");

@@ -9,10 +9,15 @@
  * never leaves its command running next to the next leader's.
  *
  * Signals sent to the group reach the command directly; the guard ignores them
- * and exits when the command does. Argv: `GRACE_MS CMD [ARGS…]`.
+ * and exits when the command does. A signal sent to the group before the
+ * command exists would reach only the guard (which ignores it) and the command
+ * would run until the SIGKILL after the grace period: so the guard tells its
+ * parent over IPC once the command is spawned (`spawned`), and `CommandRun`
+ * holds back its SIGTERM until then. Argv: `GRACE_MS CMD [ARGS…]`.
  */
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
+import { SPAWNED } from "./guard-protocol.js";
 
 const [graceText, cmd, ...args] = process.argv.slice(2);
 const graceMs = Number(graceText);
@@ -25,6 +30,9 @@ delete env.NODE_CHANNEL_SERIALIZATION_MODE;
 
 const child = spawn(cmd!, args, { stdio: "inherit", env });
 let exited = false;
+// The command is in the group now: a SIGTERM to the group from here on reaches it.
+// (A parent already gone has closed the channel: the callback takes that error.)
+if (child.pid !== undefined && process.connected) process.send?.(SPAWNED, undefined, {}, () => {});
 
 child.on("error", (e: NodeJS.ErrnoException) => {
   process.stderr.write(`tenure: cannot run ${JSON.stringify(cmd)}: ${e.message}\n`);

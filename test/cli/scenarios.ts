@@ -63,6 +63,11 @@ export function describeCli(
     };
     /** The holder id a process campaigns as (its "campaigning" line). */
     const own = (p: Tenure) => /holder=(\S+)/.exec(p.lines("campaigning")[0] ?? "")?.[1];
+    /** What a failure message needs: every run, and each process's log. */
+    const story = (procs: Tenure[], sb: Sandbox) =>
+      `runs ${JSON.stringify(sb.runs(), (_k, v) => (typeof v === "bigint" ? String(v) : v))}\n${procs
+        .map((p, i) => `--- proc ${i} (pid ${p.pid}):\n${p.stderr}`)
+        .join("\n")}`;
     const leaderOf = (procs: Tenure[], holder: string) =>
       procs.find((p) => own(p) === holder && p.lines("elected").length > 0);
 
@@ -131,7 +136,7 @@ export function describeCli(
       const handoffMs = third.start - termAt;
       assert.ok(handoffMs < 1000, `handoff after SIGTERM took ${handoffMs} ms`);
       assert.deepEqual(await leader2.exited, { code: 0, signal: null }, leader2.stderr);
-      assert.equal(sb.running().length, 1);
+      assert.equal(sb.running().length, 1, story(procs, sb));
 
       const problem = checkRuns(sb.runs());
       assert.equal(problem, null, problem ?? "");
