@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { formatDuration, parseDuration } from "../../src/cli/duration.js";
 import { UsageError } from "../../src/cli/exit-codes.js";
-import { Sandbox } from "./harness.js";
+import { formatRuns, Sandbox } from "./harness.js";
 
 const sb = new Sandbox();
 after(() => sb.cleanup());
@@ -67,11 +67,7 @@ describe("tenure run --max-terms", () => {
     assert.equal(t.lines("command keeps failing; resigning so another process can try").length, 1);
     // two terms, two runs each (the first run and one restart)
     const runs = sb.runs();
-    assert.equal(
-      runs.length,
-      4,
-      JSON.stringify(runs, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
-    );
+    assert.equal(runs.length, 4, formatRuns(runs));
     assert.equal(new Set(runs.map((r) => r.token)).size, 2);
   });
 });

@@ -34,6 +34,11 @@ export interface RunRecord {
   end: number | null;
 }
 
+/** Run records as JSON for a failure message (tokens as decimal strings). */
+export function formatRuns(runs: readonly RunRecord[]): string {
+  return JSON.stringify(runs, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));
+}
+
 /** A tenure process under test. */
 export class Tenure {
   readonly proc: ChildProcess;

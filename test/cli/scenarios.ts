@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { openStore } from "../../src/open.js";
 import { waitFor } from "../helpers/wait.js";
-import { alive, checkRuns, Sandbox, type Tenure } from "./harness.js";
+import { alive, checkRuns, formatRuns, Sandbox, type Tenure } from "./harness.js";
 
 /** Timing of the end-to-end runs: short, so the whole file stays fast. */
 export const TTL_MS = 2000;
@@ -65,7 +65,7 @@ export function describeCli(
     const own = (p: Tenure) => /holder=(\S+)/.exec(p.lines("campaigning")[0] ?? "")?.[1];
     /** What a failure message needs: every run, and each process's log. */
     const story = (procs: Tenure[], sb: Sandbox) =>
-      `runs ${JSON.stringify(sb.runs(), (_k, v) => (typeof v === "bigint" ? String(v) : v))}\n${procs
+      `runs ${formatRuns(sb.runs())}\n${procs
         .map((p, i) => `--- proc ${i} (pid ${p.pid}):\n${p.stderr}`)
         .join("\n")}`;
     const leaderOf = (procs: Tenure[], holder: string) =>
@@ -101,7 +101,7 @@ export function describeCli(
           (p, i) =>
             `proc ${i}: ${[...p.lines("elected"), ...p.lines("leader is")].join(" | ") || "(nothing)"}`,
         );
-        throw new Error(`${String(e)}; runs ${JSON.stringify(sb.runs())}; ${seen.join("; ")}`);
+        throw new Error(`${String(e)}; runs ${formatRuns(sb.runs())}; ${seen.join("; ")}`);
       });
       assert.equal(sb.running().length, 1, "exactly one command runs");
       const leader1 = leaderOf(procs, sb.running()[0]!.holder);
