@@ -22,6 +22,11 @@ import { SPAWNED } from "./guard-protocol.js";
 const [graceText, cmd, ...args] = process.argv.slice(2);
 const graceMs = Number(graceText);
 
+// The parent's death is heard as `disconnect` (below). A parent that died while this
+// script's modules were still loading closed the channel before anyone listened, and that
+// event is gone: with no parent left, run nothing.
+if (!process.connected) process.exit(1);
+
 for (const sig of ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"] as const) process.on(sig, () => {});
 
 const env = { ...process.env };
@@ -32,7 +37,7 @@ const child = spawn(cmd!, args, { stdio: "inherit", env });
 let exited = false;
 // The command is in the group now: a SIGTERM to the group from here on reaches it.
 // (A parent already gone has closed the channel: the callback takes that error.)
-if (child.pid !== undefined && process.connected) process.send?.(SPAWNED, undefined, {}, () => {});
+if (child.pid !== undefined) process.send?.(SPAWNED, undefined, {}, () => {});
 
 child.on("error", (e: NodeJS.ErrnoException) => {
   process.stderr.write(`tenure: cannot run ${JSON.stringify(cmd)}: ${e.message}\n`);
